@@ -1,0 +1,21 @@
+// The subcommand table of the `portrait` binary. Each command lives in its own cmd_*.cpp and
+// registers a CommandSpec here; main.cpp dispatches git-style (`portrait <command> ...`).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "core/cli.h"
+
+namespace portrait::apps {
+
+CommandSpec version_command();
+CommandSpec config_command();
+/// `portrait config [COMMAND] ...` = `portrait COMMAND --cfg job ...`.
+int run_config_command(const std::vector<std::string>& args);
+CommandSpec demo_command();
+
+/// Every command, in the order `portrait --help` lists them.
+const std::vector<CommandSpec>& all_commands();
+
+}  // namespace portrait::apps
