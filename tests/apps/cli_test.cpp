@@ -1,0 +1,144 @@
+// Runs the real `portrait` binary: exit codes, messages, run directories, multirun.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "../core/config_fixture.h"
+#include "core/config/yaml_io.h"
+#include "core/fs.h"
+
+namespace portrait {
+namespace {
+
+struct Result {
+  int code = -1;
+  std::string out;  // stdout + stderr
+};
+
+Result run(const std::string& args) {
+  std::string cmd = std::string(PORTRAIT_BINARY_DIR) + "/bin/portrait " + args + " 2>&1";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(Cli, UnknownConfigKeyExitsTwoWithHydraMessageAndSuggestion) {
+  Result r = run("config train.lrr=1");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("Could not override 'train.lrr'"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Did you mean 'train.lr'?"), std::string::npos) << r.out;
+}
+
+TEST(Cli, UnknownGroupOptionListsTheAvailableOptions) {
+  Result r = run("config model=nosuch");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("Could not find 'model/nosuch'"), std::string::npos) << r.out;
+  for (const char* o : {"\tbase", "\tsmall", "\ttiny"}) EXPECT_NE(r.out.find(o), std::string::npos) << r.out;
+}
+
+TEST(Cli, MalformedYamlNamesTheFileAndLine) {
+  testing::TempDir d;
+  d.write("model/broken.yaml", "d_model: 8\nn_layers: [1,\n");
+  Result r = run("config -cd " + d.path().string() + " model=broken");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find((d.path() / "model/broken.yaml").string() + ":"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("malformed YAML"), std::string::npos) << r.out;
+}
+
+TEST(Cli, ConfigPrintsTheComposedConfigWithOverrides) {
+  Result r = run("config model=small train.lr=3e-4");
+  ASSERT_EQ(r.code, 0) << r.out;
+  cfg::Node n = cfg::load_yaml_string(r.out, "stdout");
+  EXPECT_EQ(cfg::find_path(n, "model.d_model")->as_int(), 256);
+  EXPECT_DOUBLE_EQ(cfg::find_path(n, "train.lr")->as_double(), 3e-4);
+}
+
+TEST(Cli, CfgHydraPrintsTheHydraSettings) {
+  Result r = run("demo --cfg hydra hydra.run.dir=/tmp/somewhere");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("dir: /tmp/somewhere"), std::string::npos) << r.out;
+}
+
+TEST(Cli, UnknownFlagIsAUsageErrorNamingIt) {
+  Result r = run("demo --frobnicate");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("unknown option '--frobnicate'"), std::string::npos) << r.out;
+}
+
+TEST(Cli, UnknownCommandSuggestsTheClosest) {
+  Result r = run("confg");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("Did you mean 'config'?"), std::string::npos) << r.out;
+}
+
+TEST(Cli, LegacyLocalRankFlagsAreAcceptedAndIgnored) {
+  EXPECT_EQ(run("config --local-rank=3").code, 0);
+  EXPECT_EQ(run("config --local_rank=0").code, 0);
+  EXPECT_EQ(run("--local-rank=1 version").code, 0);
+}
+
+TEST(Cli, EveryCommandHasHelp) {
+  for (const char* c : {"demo", "version", "config"}) {
+    Result r = run(std::string(c) + " --help");
+    EXPECT_EQ(r.code, 0) << c;
+    EXPECT_NE(r.out.find(std::string("Usage: portrait ") + c), std::string::npos) << r.out;
+  }
+  Result top = run("--help");
+  EXPECT_EQ(top.code, 0);
+  EXPECT_NE(top.out.find("Commands:"), std::string::npos);
+  EXPECT_NE(run("demo --help").out.find("model            base, small, tiny"), std::string::npos);
+}
+
+TEST(Cli, VersionReportsLibTorchAndGpuVisibility) {
+  Result r = run("version");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("LibTorch  2.11.0"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("GPUs"), std::string::npos) << r.out;
+}
+
+TEST(Cli, JobWritesItsRunDirectoryFilesAndLog) {
+  testing::TempDir d;
+  auto run_dir = d.path() / "run";
+  Result r = run("demo seed=7 hydra.run.dir=" + run_dir.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  cfg::Node config = cfg::load_yaml_file(run_dir / ".hydra/config.yaml");
+  EXPECT_EQ(cfg::find_path(config, "seed")->as_int(), 7);
+  cfg::Node ov = cfg::load_yaml_file(run_dir / ".hydra/overrides.yaml");
+  ASSERT_EQ(ov.elements().size(), 1u);
+  EXPECT_EQ(ov.elements()[0].as_string(), "seed=7");
+  EXPECT_TRUE(std::filesystem::exists(run_dir / "demo.log"));
+}
+
+TEST(Cli, MultirunRunsEachCombinationInItsOwnDirectory) {
+  testing::TempDir d;
+  Result r = run("demo -m seed=1,2 model=tiny,small hydra.sweep.dir=" + d.path().string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (int j = 0; j < 4; ++j) {
+    auto ov = cfg::load_yaml_file(d.path() / std::to_string(j) / ".hydra/overrides.yaml");
+    ASSERT_EQ(ov.elements().size(), 2u) << j;
+  }
+  auto first = cfg::load_yaml_file(d.path() / "0/.hydra/overrides.yaml");
+  auto last = cfg::load_yaml_file(d.path() / "3/.hydra/overrides.yaml");
+  EXPECT_EQ(first.elements()[0].as_string(), "seed=1");
+  EXPECT_EQ(first.elements()[1].as_string(), "model=tiny");
+  EXPECT_EQ(last.elements()[0].as_string(), "seed=2");
+  EXPECT_EQ(last.elements()[1].as_string(), "model=small");
+}
+
+TEST(Cli, SweepWithoutMultirunIsRejected) {
+  Result r = run("demo seed=1,2");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("add --multirun"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace portrait
