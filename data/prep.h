@@ -1,0 +1,117 @@
+// `portrait prep`: raw event logs -> cleaned, pseudonymized, tokenized HDF5 training shards.
+//
+// Phases (memory is bounded by the largest partition, not by the input):
+//   1. read every input file (CSV/TSV/JSONL, gzip or not), validate each row, mask PII in
+//      review text, pseudonymize the user id (HMAC-SHA256), and spill accepted rows into
+//      `partitions` binary files by user hash; rejected rows go to quarantine.jsonl.
+//   2. per partition: order each user's events by time (ties keep input order), drop exact
+//      duplicates, quarantine bot users and users below the minimum, count vocabularies,
+//      collect cleaned review text.
+//   3. train the SentencePiece tokenizer on the cleaned text, build vocabularies, and write one
+//      shard per partition with train/val/test inputs and future-window labels.
+// Outputs in output_dir: shard_NNNNN.h5, tokenizer.model(+.sha256), quarantine.jsonl,
+// prep_summary.json, reviews.txt (masked review text). Partition p can be handled by rank
+// p % world (see PrepParams::rank / world).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/config/node.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/train.h"
+
+namespace portrait::data {
+
+/// Group `data:` (configs/data/*.yaml): how to read and clean one kind of export.
+struct DataParams {
+  /// Canonical field -> column name (CSV header or JSON key). Fields: user, timestamp,
+  /// event_type, item, category, price, rating, review. Empty = column absent.
+  std::map<std::string, std::string> columns = {
+      {"user", "user_id"},   {"timestamp", "timestamp"}, {"event_type", "event_type"},
+      {"item", "item_id"},   {"category", "category"},   {"price", "price"},
+      {"rating", "rating"},  {"review", "review_text"}};
+  /// Platform event name -> canonical (view|click|cart|purchase|review). Canonical names are
+  /// always accepted.
+  std::map<std::string, std::string> event_types = {
+      {"pv", "view"}, {"page_view", "view"}, {"add_to_cart", "cart"}, {"buy", "purchase"},
+      {"order", "purchase"}, {"rate", "review"}};
+  std::string default_event_type;  ///< used when columns.event_type is empty (e.g. MovieLens)
+  std::string format = "auto";     ///< auto (by extension) | csv | tsv | jsonl
+  // Cleaning.
+  std::string min_time = "2000-01-01";  ///< earliest plausible timestamp (inclusive)
+  std::string max_time = "2035-01-01";  ///< latest plausible timestamp (exclusive)
+  int64_t max_field_length = 4096;      ///< bytes per field
+  double max_price = 1e7;
+  double rating_min = 1, rating_max = 5;
+  int64_t max_events_per_user = 5000;   ///< more (after de-dup) = bot: all rows quarantined
+  double max_reject_fraction = 0.05;    ///< abort when quarantined rows / all rows exceeds it
+  // Catalogue columns (optional file given by prep.catalogue).
+  std::map<std::string, std::string> catalogue_columns = {
+      {"item", "item_id"}, {"category", "category"}, {"title", "title"}, {"price", "price"}};
+  std::string catalogue_category_separator;  ///< e.g. "|" for MovieLens genres: first kept
+  // Privacy.
+  std::string key_file;                   ///< file holding the HMAC key (preferred)
+  std::string key_env = "PORTRAIT_HASH_KEY";  ///< else this environment variable
+  std::string id_map_path;                ///< write raw id -> pseudonym here ("" = never)
+  bool mask_pii = true;                   ///< mask emails/URLs/phones/digit runs in reviews
+  int min_digit_run = 9;                  ///< digit runs at least this long become <num>
+  int64_t min_events_per_user = 1;        ///< fewer (after cleaning): quarantined
+  bool quarantine_raw_lines = false;      ///< true: keep rows whose user id can't be redacted
+};
+
+struct PrepParams {
+  std::vector<std::string> input;   ///< files or globs (mandatory)
+  std::string catalogue;            ///< optional item catalogue (CSV)
+  std::string output_dir;           ///< mandatory
+  int partitions = 8;               ///< spill partitions = shards
+  int threads = 2;                  ///< tokenizer encode threads
+  int seq_len = 256;                ///< L: last L input events per user
+  int text_len = 64;                ///< T: text tokens from the most recent reviews
+  std::string train_cutoff = "auto";  ///< ISO/unix or auto (= val_cutoff - label window)
+  std::string val_cutoff = "auto";    ///< auto = test_cutoff - label window
+  std::string test_cutoff = "auto";   ///< auto = last event + 1 ms - label window
+  double label_window_days = 14;
+  std::vector<std::string> target_event_types = {"click", "cart", "purchase"};
+  int64_t min_input_events = 1;     ///< users with fewer inputs are left out of a split
+  int64_t min_item_count = 2;       ///< rarer items map to the OOV id 1
+  int64_t min_category_count = 1;
+  bool train_tokenizer = true;      ///< false: no text tokens
+  tok::TokenizerTrainParams tokenizer;
+  bool progress = true;
+  int rank = 0, world = 1;          ///< phase 3: this process writes partitions p % world == rank
+  DataParams data;
+  // Set by the caller, not from config:
+  std::string config_yaml;          ///< resolved config text stored in every shard
+  std::string hash_key;             ///< overrides key_file / key_env (tests, benchmarks)
+};
+
+/// Sections `prep`, `data` and `prep.tokenizer`; rejects unknown keys.
+PrepParams prep_params_from_config(const cfg::Node& resolved_root);
+/// Reads the `data` group section into `d` (rejects unknown keys).
+void read_data_params(const cfg::Node& resolved_root, DataParams& d);
+
+struct PrepSummary {
+  int64_t rows = 0;               ///< data rows read (headers excluded)
+  int64_t accepted_events = 0;    ///< events in shards' history (after all cleaning)
+  int64_t quarantined = 0;        ///< rows in quarantine.jsonl
+  std::map<std::string, int64_t> rejects;  ///< reason -> rows (every reason listed)
+  int64_t users = 0;              ///< users kept
+  int64_t users_per_split[3] = {0, 0, 0};
+  int64_t cutoff_ms[3] = {0, 0, 0};
+  int64_t items = 0, categories = 0;  ///< vocabulary sizes (incl. pad/oov)
+  int64_t pii_masked = 0;
+  std::string tokenizer_sha256;
+  std::vector<std::string> shards;
+  double seconds = 0;              ///< wall time of the whole run
+  double read_seconds = 0;         ///< phase 1: parse + validate + mask + pseudonymize + spill
+};
+
+PrepSummary run_prep(const PrepParams& p);
+
+/// HMAC-SHA256(key, raw_id) as 32 lower-case hex chars (the first 16 bytes).
+std::string pseudonymize(std::string_view key, std::string_view raw_id);
+
+}  // namespace portrait::data

@@ -1,0 +1,262 @@
+#include "data/shard.h"
+
+#include <hdf5.h>
+
+#include <algorithm>
+#include <mutex>
+#include <stdexcept>
+
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace portrait::data {
+namespace {
+
+// The Debian HDF5 build is not guaranteed thread-safe: serialize all calls.
+std::mutex& h5_mutex() {
+  static std::mutex m;
+  return m;
+}
+
+struct H {  // RAII hid_t
+  hid_t id;
+  herr_t (*close)(hid_t);
+  H(hid_t i, herr_t (*c)(hid_t)) : id(i), close(c) {}
+  ~H() {
+    if (id >= 0) close(id);
+  }
+  operator hid_t() const { return id; }
+};
+
+void check(herr_t rc, const std::string& what) {
+  if (rc < 0) throw std::runtime_error("HDF5 error: " + what);
+}
+
+template <typename T> hid_t h5type();
+template <> hid_t h5type<int32_t>() { return H5T_NATIVE_INT32; }
+template <> hid_t h5type<int64_t>() { return H5T_NATIVE_INT64; }
+
+template <typename T>
+void write_vec(hid_t loc, const char* name, const std::vector<T>& v) {
+  hsize_t dims[1] = {hsize_t(v.size())};
+  H space(H5Screate_simple(1, dims, nullptr), H5Sclose);
+  H ds(H5Dcreate2(loc, name, h5type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  if (ds < 0) throw std::runtime_error(std::string("HDF5: cannot create dataset ") + name);
+  if (!v.empty()) check(H5Dwrite(ds, h5type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), name);
+}
+
+H str_type() {
+  H t(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  return t;
+}
+
+void write_strings(hid_t loc, const char* name, const std::vector<std::string>& v) {
+  std::vector<const char*> ptrs;
+  ptrs.reserve(v.size());
+  for (auto& s : v) ptrs.push_back(s.c_str());
+  hsize_t dims[1] = {hsize_t(v.size())};
+  H space(H5Screate_simple(1, dims, nullptr), H5Sclose);
+  H t = str_type();
+  H ds(H5Dcreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  if (ds < 0) throw std::runtime_error(std::string("HDF5: cannot create dataset ") + name);
+  if (!v.empty()) check(H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), name);
+}
+
+void attr_str(hid_t loc, const std::string& name, const std::string& val) {
+  H t = str_type();
+  H space(H5Screate(H5S_SCALAR), H5Sclose);
+  H a(H5Acreate2(loc, name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  const char* p = val.c_str();
+  check(H5Awrite(a, t, &p), name);
+}
+
+void attr_int(hid_t loc, const std::string& name, int64_t val) {
+  H space(H5Screate(H5S_SCALAR), H5Sclose);
+  H a(H5Acreate2(loc, name.c_str(), H5T_NATIVE_INT64, space, H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+  check(H5Awrite(a, H5T_NATIVE_INT64, &val), name);
+}
+
+template <typename T>
+std::vector<T> read_vec(hid_t loc, const std::string& name, const std::string& file) {
+  if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0)
+    throw DataError("shard '" + file + "' lacks dataset '" + name + "'");
+  H ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+  H space(H5Dget_space(ds), H5Sclose);
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space, &n, nullptr);
+  std::vector<T> v(n);
+  if (n) check(H5Dread(ds, h5type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), name);
+  return v;
+}
+
+std::vector<std::string> read_strings(hid_t loc, const std::string& name, const std::string& file) {
+  if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0)
+    throw DataError("shard '" + file + "' lacks dataset '" + name + "'");
+  H ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+  H space(H5Dget_space(ds), H5Sclose);
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space, &n, nullptr);
+  std::vector<char*> ptrs(n);
+  H t = str_type();
+  std::vector<std::string> out;
+  if (n) {
+    check(H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), name);
+    for (char* p : ptrs) out.emplace_back(p ? p : "");
+    H5Dvlen_reclaim(t, space, H5P_DEFAULT, ptrs.data());
+  }
+  return out;
+}
+
+herr_t collect_attr(hid_t loc, const char* name, const H5A_info_t*, void* op) {
+  auto* c = static_cast<ShardContents*>(op);
+  H a(H5Aopen(loc, name, H5P_DEFAULT), H5Aclose);
+  H t(H5Aget_type(a), H5Tclose);
+  if (H5Tget_class(t) == H5T_STRING) {
+    H st = str_type();
+    char* p = nullptr;
+    if (H5Tis_variable_str(t) > 0 && H5Aread(a, st, &p) >= 0) {
+      c->str_attrs[name] = p ? p : "";
+      H space(H5Screate(H5S_SCALAR), H5Sclose);
+      H5Dvlen_reclaim(st, space, H5P_DEFAULT, &p);
+    }
+  } else if (H5Tget_class(t) == H5T_INTEGER) {
+    int64_t v = 0;
+    if (H5Aread(a, H5T_NATIVE_INT64, &v) >= 0) c->int_attrs[name] = v;
+  }
+  return 0;
+}
+
+struct ErrSilencer {  // HDF5 prints its error stack by default; we report our own errors.
+  H5E_auto2_t fn;
+  void* data;
+  ErrSilencer() {
+    H5Eget_auto2(H5E_DEFAULT, &fn, &data);
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  }
+  ~ErrSilencer() { H5Eset_auto2(H5E_DEFAULT, fn, data); }
+};
+
+}  // namespace
+
+void write_shard(const std::filesystem::path& path, const ShardContents& c) {
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  std::filesystem::create_directories(path.parent_path().empty() ? "." : path.parent_path());
+  AtomicOutput out(path);
+  {
+    H f(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    if (f < 0) throw std::runtime_error("cannot create HDF5 file " + out.temp_path().string());
+    attr_str(f, "format", kShardFormat);
+    attr_int(f, "format_version", kShardFormatVersion);
+    for (auto& [k, v] : c.str_attrs)
+      if (k != "format") attr_str(f, k, v);
+    for (auto& [k, v] : c.int_attrs)
+      if (k != "format_version") attr_int(f, k, v);
+    {
+      H g(H5Gcreate2(f, "vocab", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+      write_strings(g, "items", c.items);
+      write_vec(g, "item_counts", c.item_counts);
+      write_strings(g, "categories", c.categories);
+      write_vec(g, "category_counts", c.category_counts);
+      write_strings(g, "event_types", c.event_types);
+    }
+    {
+      H g(H5Gcreate2(f, "users", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+      write_strings(g, "id", c.user_ids);
+    }
+    for (int s = 0; s < 3; ++s) {
+      const SplitArrays& a = c.splits[s];
+      H g(H5Gcreate2(f, kSplitNames[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+      write_vec(g, "user", a.user);
+      write_vec(g, "input_offsets", a.input_offsets);
+      write_vec(g, "input_item", a.input_item);
+      write_vec(g, "input_category", a.input_category);
+      write_vec(g, "input_event", a.input_event);
+      write_vec(g, "input_gap", a.input_gap);
+      write_vec(g, "input_price", a.input_price);
+      write_vec(g, "input_ts", a.input_ts);
+      write_vec(g, "text_offsets", a.text_offsets);
+      write_vec(g, "text_tokens", a.text_tokens);
+      write_vec(g, "target_offsets", a.target_offsets);
+      write_vec(g, "target_item", a.target_item);
+      write_vec(g, "target_category", a.target_category);
+      write_vec(g, "target_event", a.target_event);
+      write_vec(g, "target_ts", a.target_ts);
+      write_vec(g, "purchase_offsets", a.purchase_offsets);
+      write_vec(g, "purchase_category", a.purchase_category);
+    }
+    check(H5Fflush(f, H5F_SCOPE_GLOBAL), "flush");
+  }
+  out.commit();
+}
+
+ShardContents read_shard(const std::filesystem::path& path, const std::vector<std::string>& splits,
+                         bool with_vocab) {
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  ErrSilencer quiet;
+  const std::string file = path.string();
+  H f(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (f < 0) throw DataError("cannot open shard '" + file + "' (missing or not an HDF5 file)");
+  ShardContents c;
+  hsize_t idx = 0;
+  H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr, &c);
+  if (c.str_attrs["format"] != kShardFormat)
+    throw DataError("'" + file + "' is not a portrait shard (attribute format = '" +
+                    c.str_attrs["format"] + "', expected '" + kShardFormat + "')");
+  if (c.int_attrs["format_version"] != kShardFormatVersion)
+    throw DataError("shard '" + file + "' has format_version " +
+                    std::to_string(c.int_attrs["format_version"]) + "; this build reads version " +
+                    std::to_string(kShardFormatVersion) + ". Re-run `portrait prep`.");
+  c.user_ids = read_strings(f, "users/id", file);
+  if (with_vocab) {
+    c.items = read_strings(f, "vocab/items", file);
+    c.item_counts = read_vec<int64_t>(f, "vocab/item_counts", file);
+    c.categories = read_strings(f, "vocab/categories", file);
+    c.category_counts = read_vec<int64_t>(f, "vocab/category_counts", file);
+    c.event_types = read_strings(f, "vocab/event_types", file);
+  }
+  for (int s = 0; s < 3; ++s) {
+    if (std::find(splits.begin(), splits.end(), kSplitNames[s]) == splits.end()) continue;
+    std::string g = std::string(kSplitNames[s]) + "/";
+    SplitArrays& a = c.splits[s];
+    a.user = read_vec<int32_t>(f, g + "user", file);
+    a.input_offsets = read_vec<int64_t>(f, g + "input_offsets", file);
+    a.input_item = read_vec<int32_t>(f, g + "input_item", file);
+    a.input_category = read_vec<int32_t>(f, g + "input_category", file);
+    a.input_event = read_vec<int32_t>(f, g + "input_event", file);
+    a.input_gap = read_vec<int32_t>(f, g + "input_gap", file);
+    a.input_price = read_vec<int32_t>(f, g + "input_price", file);
+    a.input_ts = read_vec<int64_t>(f, g + "input_ts", file);
+    a.text_offsets = read_vec<int64_t>(f, g + "text_offsets", file);
+    a.text_tokens = read_vec<int32_t>(f, g + "text_tokens", file);
+    a.target_offsets = read_vec<int64_t>(f, g + "target_offsets", file);
+    a.target_item = read_vec<int32_t>(f, g + "target_item", file);
+    a.target_category = read_vec<int32_t>(f, g + "target_category", file);
+    a.target_event = read_vec<int32_t>(f, g + "target_event", file);
+    a.target_ts = read_vec<int64_t>(f, g + "target_ts", file);
+    a.purchase_offsets = read_vec<int64_t>(f, g + "purchase_offsets", file);
+    a.purchase_category = read_vec<int32_t>(f, g + "purchase_category", file);
+    if (a.input_offsets.size() != a.user.size() + 1 || a.text_offsets.size() != a.user.size() + 1 ||
+        a.target_offsets.size() != a.user.size() + 1 ||
+        a.purchase_offsets.size() != a.user.size() + 1 ||
+        a.input_offsets.back() != int64_t(a.input_item.size()))
+      throw DataError("shard '" + file + "' split '" + kSplitNames[s] +
+                      "' has inconsistent offsets (corrupt file?)");
+  }
+  return c;
+}
+
+std::vector<std::filesystem::path> list_shards(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> out;
+  if (!std::filesystem::is_directory(dir))
+    throw DataError("shard directory '" + dir.string() + "' does not exist");
+  for (auto& e : std::filesystem::directory_iterator(dir)) {
+    auto n = e.path().filename().string();
+    if (n.rfind("shard_", 0) == 0 && n.size() > 3 && n.substr(n.size() - 3) == ".h5") out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace portrait::data

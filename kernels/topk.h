@@ -1,0 +1,58 @@
+// Exact top-k similarity search: queries [q, d] against a database [n, d] (row-major fp32).
+//
+// Result contract (CPU and CUDA alike):
+//  * out_scores / out_ids are [q, k] row-major, best first. IP / cosine return similarities
+//    (higher is better); L2 returns squared distances (lower is better).
+//  * Order is total: by score, then by smaller database id. The CPU twin follows it exactly;
+//    the GPU computes scores in a different summation order, so near-ties may resolve to a
+//    different (equally valid) id.
+//  * A candidate is returned only if its score is strictly better than the fill value:
+//    NaN scores, -inf similarities and +inf distances are never selected (they are treated
+//    like excluded ids). +inf similarities are valid and rank first.
+//  * When fewer than k candidates qualify (k > n, exclusions, NaN), the remaining slots hold
+//    id -1 and the fill score: -inf for IP/cosine, +inf for L2.
+//  * Cosine: rows are scaled by 1/|row| (zero rows score 0 against everything).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/common.h"
+
+namespace portrait::kernels {
+
+/// Largest supported k.
+inline constexpr int kTopKMax = 1024;
+
+/// Options for top-k search.
+struct TopKParams {
+  /// Results per query, 1 <= k <= kTopKMax. k > n is allowed (see fill rule above).
+  int k = 10;
+  /// Similarity or distance.
+  Metric metric = Metric::kInnerProduct;
+  /// Skip database id (i + self_offset) for query i (query set == database, shifted).
+  bool exclude_self = false;
+  /// Offset used by exclude_self: query i is database row i + self_offset.
+  int64_t self_offset = 0;
+  /// Optional CSR exclusion lists: ids exclude_ids[exclude_offsets[i] .. exclude_offsets[i+1])
+  /// (sorted ascending, global database ids) are never returned for query i.
+  /// exclude_offsets has q+1 entries. Both null = no lists. Host pointers for the CPU and
+  /// host-streaming APIs, device pointers for the device-resident CUDA API.
+  const int64_t* exclude_offsets = nullptr;
+  /// See exclude_offsets.
+  const int64_t* exclude_ids = nullptr;
+  /// CPU threads (0 = all cores). Ignored by the CUDA launchers.
+  int num_threads = 0;
+};
+
+/// Fill score for empty result slots: -inf for similarities, +inf for L2 distances.
+float topk_fill_score(Metric metric);
+
+/// Throws std::invalid_argument for out-of-range sizes / k.
+void topk_validate(int64_t q, int64_t n, int d, const TopKParams& params);
+
+/// CPU reference and multithreaded fallback (parallel over queries, a size-k heap each).
+/// queries [q, d], database [n, d]; out_scores [q, k], out_ids [q, k] (host pointers).
+void topk_cpu(const float* queries, int64_t q, const float* database, int64_t n, int d,
+              const TopKParams& params, float* out_scores, int64_t* out_ids);
+
+}  // namespace portrait::kernels

@@ -1,0 +1,101 @@
+// The transformer user encoder. One sequence per user:
+//
+//   [CLS] e_1 ... e_L  t_1 ... t_T
+//
+// e_i = item + category + event type + log time-gap bucket + price bucket + position
+//       + segment(behaviour);  t_j = text token + position + segment(text).
+// Pre-LayerNorm layers with at::scaled_dot_product_attention and one boolean mask that
+// encodes both padding and the information flow:
+//   - event i attends events j <= i (causal mode) or all events: its state is a user state
+//     "as of event i" for the dense all-action loss;
+//   - text tokens attend text tokens only: their mean is a text-only user view (CLIP-style
+//     alignment, and users with only reviews still get an embedding);
+//   - CLS attends everything: the pooled user embedding.
+// Padded keys are never attended, so padded tokens cannot change any real output. Every row
+// attends at least itself (a fully masked SDPA row would be NaN).
+// Item embeddings are tied: the input table, projected by item_proj and L2-normalised, is the
+// output space that user states are scored against.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "models/model_config.h"
+
+namespace portrait {
+
+/// A padded batch of users (id 0 = padding in every id tensor; events left-aligned).
+struct UserBatch {
+  torch::Tensor item;          ///< [B, L] int64
+  torch::Tensor category;      ///< [B, L] int64
+  torch::Tensor event_type;    ///< [B, L] int64
+  torch::Tensor gap_bucket;    ///< [B, L] int64
+  torch::Tensor price_bucket;  ///< [B, L] int64
+  torch::Tensor event_mask;    ///< [B, L] bool, true = real event
+  torch::Tensor text;          ///< [B, T] int64 (T may be 0)
+  torch::Tensor text_mask;     ///< [B, T] bool
+
+  int64_t batch_size() const { return item.size(0); }
+  UserBatch to(const torch::Device& d) const;
+};
+
+struct EncoderOutput {
+  torch::Tensor user;        ///< [B, D] pooled user embedding, L2-normalised
+  torch::Tensor states;      ///< [B, L, D] per-event user states, L2-normalised (pads: junk)
+  torch::Tensor behaviour;   ///< [B, D] behaviour-only view (state at the last real event)
+  torch::Tensor text;        ///< [B, D] text-only view (mean of text states); zeros if no text
+  torch::Tensor has_text;    ///< [B] bool
+  torch::Tensor has_events;  ///< [B] bool
+};
+
+/// The attention mask for a batch: [B, 1, S, S] bool, true = may attend.
+torch::Tensor build_attention_mask(const torch::Tensor& event_mask, const torch::Tensor& text_mask,
+                                   bool causal);
+
+struct TransformerLayerImpl : torch::nn::Module {
+  TransformerLayerImpl(int64_t d_model, int64_t n_heads, int64_t d_ff, double dropout);
+  /// x [B, S, d_model], mask [B, 1, S, S] bool -> [B, S, d_model]
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask);
+
+  int64_t n_heads;
+  double dropout_p;
+  torch::nn::LayerNorm ln1{nullptr}, ln2{nullptr};
+  torch::nn::Linear qkv{nullptr}, out{nullptr}, ff1{nullptr}, ff2{nullptr};
+  torch::nn::Dropout drop{nullptr};
+};
+TORCH_MODULE(TransformerLayer);
+
+struct UserEncoderImpl : torch::nn::Module {
+  explicit UserEncoderImpl(const ModelConfig& cfg);
+
+  EncoderOutput forward(const UserBatch& batch);
+  /// L2-normalised output vectors of the given items: ids [...] int64 -> [..., D].
+  torch::Tensor item_vectors(const torch::Tensor& ids);
+  /// Output vectors of every item: [n_items, D].
+  torch::Tensor all_item_vectors();
+
+  ModelConfig cfg;
+  torch::nn::Embedding item_emb{nullptr}, cat_emb{nullptr}, type_emb{nullptr}, gap_emb{nullptr},
+      price_emb{nullptr}, text_emb{nullptr}, pos_emb{nullptr}, seg_emb{nullptr};
+  torch::Tensor cls;           ///< [d_model]
+  torch::Tensor pool_query;    ///< [d_model] (attention pooling)
+  torch::nn::ModuleList layers{nullptr};
+  torch::nn::LayerNorm final_ln{nullptr};
+  torch::nn::Sequential user_proj{nullptr};  ///< d_model -> d_model -> D (PinnerFormer-style MLP)
+  torch::nn::Linear item_proj{nullptr};      ///< d_model -> D, for the tied item table
+  torch::nn::Dropout emb_drop{nullptr};
+};
+TORCH_MODULE(UserEncoder);
+
+/// The purchase-probability heads: D -> h -> C on the user embedding, multi-label sigmoid.
+/// Plain Linear layers so the weights export as arrays for the CUDA head kernel
+/// (W1 [h, D], b1 [h], W2 [C, h], b2 [C]).
+struct PurchaseHeadImpl : torch::nn::Module {
+  PurchaseHeadImpl(int64_t embed_dim, int64_t hidden, int64_t n_targets, std::string activation);
+  /// user [B, D] -> logits [B, C]
+  torch::Tensor forward(const torch::Tensor& user);
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  std::string activation;
+};
+TORCH_MODULE(PurchaseHead);
+
+}  // namespace portrait

@@ -1,0 +1,87 @@
+#include "models/losses.h"
+
+#include <cmath>
+
+namespace portrait {
+
+namespace F = torch::nn::functional;
+
+namespace {
+// Losses are computed in fp32 (bf16/fp16 logits under autocast are upcast); fp64 stays fp64.
+torch::Tensor loss_precision(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kDouble ? t : t.to(torch::kFloat);
+}
+}  // namespace
+
+torch::Tensor sampled_softmax_loss(const torch::Tensor& q, const torch::Tensor& pos,
+                                   const torch::Tensor& pos_ids, const torch::Tensor& owner,
+                                   const torch::Tensor& neg, const torch::Tensor& neg_ids,
+                                   const torch::Tensor& log_q_pos, double log_q_uniform,
+                                   const torch::Tensor& inv_temperature) {
+  TORCH_CHECK(q.dim() == 2 && pos.sizes() == q.sizes(), "q and pos must be [N, D] alike");
+  const int64_t N = q.size(0);
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  auto in_batch = torch::matmul(q, pos.t()) * inv_temperature;  // [N, N]
+  if (log_q_pos.defined()) in_batch = in_batch - log_q_pos.to(in_batch.dtype()).view({1, N});
+  auto eye = torch::eye(N, torch::TensorOptions().dtype(torch::kBool).device(q.device()));
+  auto same_owner = owner.view({N, 1}) == owner.view({1, N});
+  auto same_item = pos_ids.view({N, 1}) == pos_ids.view({1, N});
+  // A user's own other positives and duplicates of the positive item are not negatives.
+  in_batch = in_batch.masked_fill((same_owner | same_item) & ~eye, kNegInf);
+  torch::Tensor logits = in_batch;
+  if (neg.defined() && neg.size(0) > 0) {
+    const int64_t M = neg.size(0);
+    auto uni = torch::matmul(q, neg.t()) * inv_temperature;  // [N, M]
+    if (log_q_pos.defined()) uni = uni - log_q_uniform;
+    // Sampled item equal to any positive of the same user (row i's own included).
+    auto hit = (pos_ids.view({N, 1}) == neg_ids.view({1, M})).to(torch::kFloat);  // [N(j), M]
+    auto owner_hit = torch::matmul(same_owner.to(torch::kFloat), hit) > 0;     // [N(i), M]
+    uni = uni.masked_fill(owner_hit, kNegInf);
+    logits = torch::cat({in_batch, uni}, 1);
+  }
+  auto target = torch::arange(N, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
+  return F::cross_entropy(loss_precision(logits), target);
+}
+
+torch::Tensor purchase_bce_loss(const torch::Tensor& logits, const torch::Tensor& labels,
+                                const torch::Tensor& weight) {
+  auto l = loss_precision(logits);
+  auto y = labels.to(l.scalar_type());
+  if (!weight.defined()) return F::binary_cross_entropy_with_logits(l, y);
+  auto w = weight.to(l.scalar_type());
+  auto per = F::binary_cross_entropy_with_logits(
+      l, y, F::BinaryCrossEntropyWithLogitsFuncOptions().reduction(torch::kNone));
+  return (per * w).sum() / w.sum().clamp_min(1.0);
+}
+
+torch::Tensor clip_loss(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& valid,
+                        const torch::Tensor& inv_temperature) {
+  auto idx = valid.to(torch::kBool).nonzero().squeeze(1);
+  if (idx.numel() < 2) return (a.sum() + b.sum()) * 0.0;
+  auto av = a.index_select(0, idx), bv = b.index_select(0, idx);
+  auto logits = loss_precision(torch::matmul(av, bv.t()) * inv_temperature);
+  auto target = torch::arange(idx.numel(), torch::TensorOptions().dtype(torch::kLong).device(a.device()));
+  return 0.5 * (F::cross_entropy(logits, target) + F::cross_entropy(logits.t(), target));
+}
+
+torch::Tensor masked_item_loss(const torch::Tensor& states, const torch::Tensor& targets,
+                               const torch::Tensor& items, const torch::Tensor& inv_temperature) {
+  if (states.size(0) == 0) return items.sum() * 0.0;
+  auto logits = loss_precision(torch::matmul(states, items.t()) * inv_temperature);
+  auto pad = torch::zeros({1, logits.size(1)}, logits.options().dtype(torch::kBool));
+  pad.index_put_({0, 0}, true);  // padding is never a target
+  logits = logits.masked_fill(pad, -std::numeric_limits<float>::infinity());
+  return F::cross_entropy(logits, targets);
+}
+
+LearnedTemperatureImpl::LearnedTemperatureImpl(double init_temperature, bool learnable, double max)
+    : max_inv(max) {
+  auto v = torch::full({}, std::log(1.0 / init_temperature));
+  log_inv = learnable ? register_parameter("log_inv", v) : register_buffer("log_inv", v);
+}
+
+torch::Tensor LearnedTemperatureImpl::forward() {
+  return log_inv.exp().clamp(1.0, max_inv);
+}
+
+}  // namespace portrait

@@ -1,0 +1,352 @@
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "data/prep.h"
+#include "data/shard.h"
+#include "data/synth.h"
+
+using namespace portrait::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* kKey = "test-key-0123456789-abcdefghij";
+const char* kHeader = "user_id,timestamp,event_type,item_id,category,price,rating,review_text\n";
+
+fs::path tmpdir(const std::string& name) {
+  auto d = fs::temp_directory_path() / ("portrait_prep_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+PrepParams params(const fs::path& dir, const std::string& input) {
+  PrepParams p;
+  p.input = {input};
+  p.output_dir = (dir / "out").string();
+  p.hash_key = kKey;
+  p.partitions = 2;
+  p.progress = false;
+  p.train_tokenizer = false;
+  p.min_item_count = 1;
+  p.data.max_reject_fraction = 1.0;
+  return p;
+}
+
+std::vector<nlohmann::json> quarantine(const PrepParams& p) {
+  std::ifstream in(fs::path(p.output_dir) / "quarantine.jsonl");
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+void write(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary) << s; }
+
+// All events of all users of a split, concatenated: (pseudonym, item name, event type, ts).
+struct Row {
+  std::string user, item;
+  int type;
+  int64_t ts;
+};
+std::vector<Row> inputs(const PrepParams& p, int split) {
+  std::vector<Row> out;
+  for (auto& f : list_shards(p.output_dir)) {
+    auto c = read_shard(f);
+    auto& a = c.splits[split];
+    for (size_t i = 0; i < a.size(); ++i)
+      for (int64_t k = a.input_offsets[i]; k < a.input_offsets[i + 1]; ++k)
+        out.push_back({c.user_ids[size_t(a.user[i])], c.items[size_t(a.input_item[size_t(k)])],
+                       a.input_event[size_t(k)], a.input_ts[size_t(k)]});
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST(Prep, EveryRejectionReasonIsQuarantinedWithFileLineAndReason) {
+  auto d = tmpdir("reasons");
+  std::string csv = kHeader;
+  csv += "u1,1700000000,view,i1,c1,1.5,,\n";                    // 2 ok
+  csv += "u1,1700000100,click,i1,c1,1.5,,\n";                   // 3 ok
+  csv += "u1,1700000200,buy,i2,c2,3,,\n";                       // 4 ok (mapped name)
+  csv += "u1,1700000300,view,i1,c1,1.5,,bad \xff\n";            // 5 invalid_utf8
+  csv += "u1,1700000300,view,i1,c1,1.5,\n";                     // 6 malformed_row
+  csv += "u1,1700000300,view,i1,c1,1.5,," + std::string(80, 'x') + "\n";  // 7 field_too_long
+  csv += "u1,1700000300,view,,c1,1.5,,\n";                      // 8 missing_field (item)
+  csv += "u1,yesterday,view,i1,c1,1.5,,\n";                     // 9 bad_timestamp
+  csv += "u1,86400,view,i1,c1,1.5,,\n";                         // 10 timestamp_out_of_range
+  csv += "u1,1700000300,wishlist,i1,c1,1.5,,\n";                // 11 unknown_event_type
+  csv += "u1,1700000300,view,i1,c1,-2,,\n";                     // 12 bad_price
+  csv += "u1,1700000300,review,i1,c1,1.5,9,meh\n";              // 13 bad_rating
+  csv += "u1,1700000100,click,i1,c1,1.5,,\n";                   // 14 duplicate of line 3
+  for (int k = 0; k < 4; ++k)                                   // 15-18 bot_user (cap 3)
+    csv += "bot7,17000000" + std::to_string(10 + k) + ",view,i1,c1,1,,\n";
+  csv += "lonely,1700000000,view,i1,c1,1,,\n";                  // 19 too_few_events (min 2)
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  p.data.max_field_length = 50;
+  p.data.max_events_per_user = 3;
+  p.data.min_events_per_user = 2;
+  auto s = run_prep(p);
+  std::map<std::string, int64_t> want = {
+      {"invalid_utf8", 1}, {"malformed_row", 1}, {"field_too_long", 1}, {"missing_field", 1},
+      {"bad_timestamp", 1}, {"timestamp_out_of_range", 1}, {"unknown_event_type", 1},
+      {"bad_price", 1}, {"bad_rating", 1}, {"duplicate", 1}, {"bot_user", 4},
+      {"too_few_events", 1}};
+  EXPECT_EQ(s.rejects, want);
+  EXPECT_EQ(s.rows, 18);
+  EXPECT_EQ(s.accepted_events, 3);
+  EXPECT_EQ(s.users, 1);
+  std::map<int64_t, std::string> by_line;
+  for (auto& q : quarantine(p)) {
+    EXPECT_EQ(q["file"], (d / "ev.csv").string());
+    by_line[q["line"].get<int64_t>()] = q["reason"];
+  }
+  EXPECT_EQ(by_line[5], "invalid_utf8");
+  EXPECT_EQ(by_line[6], "malformed_row");
+  EXPECT_EQ(by_line[7], "field_too_long");
+  EXPECT_EQ(by_line[8], "missing_field");
+  EXPECT_EQ(by_line[9], "bad_timestamp");
+  EXPECT_EQ(by_line[10], "timestamp_out_of_range");
+  EXPECT_EQ(by_line[11], "unknown_event_type");
+  EXPECT_EQ(by_line[12], "bad_price");
+  EXPECT_EQ(by_line[13], "bad_rating");
+  EXPECT_EQ(by_line[14], "duplicate");
+  EXPECT_EQ(by_line[15], "bot_user");
+  EXPECT_EQ(by_line[18], "bot_user");
+  EXPECT_EQ(by_line[19], "too_few_events");
+  auto js = nlohmann::json::parse(portrait::read_file(fs::path(p.output_dir) / "prep_summary.json"));
+  EXPECT_EQ(js["rejects"]["duplicate"], 1);
+  fs::remove_all(d);
+}
+
+TEST(Prep, RejectFractionAboveLimitAbortsNamingTheQuarantineFile) {
+  auto d = tmpdir("fraction");
+  write(d / "ev.csv", std::string(kHeader) + "u1,1700000000,view,i1,c1,1,,\nu1,bad,view,i1,c1,1,,\n");
+  auto p = params(d, (d / "ev.csv").string());
+  p.data.max_reject_fraction = 0.1;
+  try {
+    run_prep(p);
+    FAIL() << "expected DataError";
+  } catch (const portrait::DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("quarantine.jsonl"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad_timestamp=1"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(fs::exists(fs::path(p.output_dir) / "quarantine.jsonl"));
+  EXPECT_TRUE(list_shards(p.output_dir).empty());
+  fs::remove_all(d);
+}
+
+TEST(Prep, MissingColumnErrorNamesFileColumnAndSuggestion) {
+  auto d = tmpdir("column");
+  write(d / "ev.csv", "userid,timestamp,event_type,item_id\nu1,1700000000,view,i1\n");
+  auto p = params(d, (d / "ev.csv").string());
+  try {
+    run_prep(p);
+    FAIL() << "expected DataError";
+  } catch (const portrait::DataError& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("ev.csv' line 1"), std::string::npos) << m;
+    EXPECT_NE(m.find("'user_id'"), std::string::npos) << m;
+    EXPECT_NE(m.find("did you mean 'userid'"), std::string::npos) << m;
+  }
+  fs::remove_all(d);
+}
+
+TEST(Prep, EventsAreOrderedByTimeWithTiesInInputOrderAndDuplicatesRemoved) {
+  auto d = tmpdir("order");
+  std::string csv = kHeader;
+  csv += "u1,1700000500,view,late,c,,,\n";
+  csv += "u1,1700000100,view,tieA,c,,,\n";
+  csv += "u1,1700000100,click,tieB,c,,,\n";
+  csv += "u1,1700000100,view,tieA,c,,,\n";   // exact duplicate: dropped, first kept
+  csv += "u1,1700000100,cart,tieC,c,,,\n";
+  csv += "u1,1700000000,view,early,c,,,\n";
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  p.test_cutoff = "1800000000";
+  p.val_cutoff = "1800000000";
+  p.train_cutoff = "1800000000";
+  auto s = run_prep(p);
+  EXPECT_EQ(s.rejects["duplicate"], 1);
+  auto rows = inputs(p, 0);
+  std::vector<std::string> items;
+  for (auto& r : rows) items.push_back(r.item);
+  EXPECT_EQ(items, (std::vector<std::string>{"early", "tieA", "tieB", "tieC", "late"}));
+  fs::remove_all(d);
+}
+
+TEST(Prep, TemporalSplitKeepsEveryInputBeforeTheCutoffAndTargetsInTheWindow) {
+  auto d = tmpdir("split");
+  SynthParams sp;
+  sp.output_dir = (d / "syn").string();
+  sp.users = 200;
+  sp.items = 300;
+  sp.days = 60;
+  sp.fault_fraction = 0;
+  sp.bot_users = 0;
+  run_synth(sp);
+  auto p = params(d, (d / "syn/events_*.csv").string());
+  p.label_window_days = 7;
+  auto s = run_prep(p);
+  ASSERT_GT(s.users_per_split[0], 0);
+  const int64_t win = 7 * 86400000LL;
+  EXPECT_EQ(s.cutoff_ms[1] - s.cutoff_ms[0], win);
+  int64_t checked = 0, targets = 0;
+  for (auto& f : list_shards(p.output_dir)) {
+    auto c = read_shard(f);
+    for (int sp_i = 0; sp_i < 3; ++sp_i) {
+      const int64_t cut = c.int_attrs[std::string(kSplitNames[sp_i]) + "_cutoff_ms"];
+      EXPECT_EQ(cut, s.cutoff_ms[sp_i]);
+      auto& a = c.splits[sp_i];
+      for (int64_t ts : a.input_ts) {
+        ASSERT_LT(ts, cut) << "future event leaked into the inputs of " << kSplitNames[sp_i];
+        ++checked;
+      }
+      for (int64_t ts : a.target_ts) {
+        ASSERT_GE(ts, cut);
+        ASSERT_LT(ts, cut + win);
+        ++targets;
+      }
+      for (size_t i = 0; i < a.size(); ++i)
+        EXPECT_LE(a.input_offsets[i + 1] - a.input_offsets[i], p.seq_len);
+    }
+  }
+  EXPECT_GT(checked, 1000);
+  EXPECT_GT(targets, 10);
+  fs::remove_all(d);
+}
+
+TEST(Prep, PseudonymsAreStablePerKeyAndDifferAcrossKeys) {
+  EXPECT_EQ(pseudonymize("key-one-0123456789", "U1"), pseudonymize("key-one-0123456789", "U1"));
+  EXPECT_NE(pseudonymize("key-one-0123456789", "U1"), pseudonymize("key-two-0123456789", "U1"));
+  EXPECT_NE(pseudonymize("key-one-0123456789", "U1"), pseudonymize("key-one-0123456789", "U2"));
+  EXPECT_EQ(pseudonymize("k", "U1").size(), 32u);
+}
+
+TEST(Prep, RawUserIdsAndTheKeyNeverReachAnyOutputFile) {
+  auto d = tmpdir("privacy");
+  std::string csv = kHeader;
+  csv += "alice.smith.77,1700000000,view,i1,c1,1,,\n";
+  csv += "alice.smith.77,1700000100,review,i1,c1,1,5,\"great, mail me alice@example.com\"\n";
+  csv += "alice.smith.77,1700000200,view,i1,c1,-1,,\n";   // rejected: bad_price
+  csv += "alice.smith.77,1700000300,view,i1,c1\n";        // rejected: malformed_row
+  csv += "bob.jones.88,1700000000,view,i2,c2,2,,\n";
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  p.train_tokenizer = true;
+  p.tokenizer.vocab_size = 300;
+  auto s = run_prep(p);
+  EXPECT_EQ(s.users, 2);
+  const std::string ps = pseudonymize(kKey, "alice.smith.77");
+  bool found_pseudo = false;
+  for (auto& e : fs::recursive_directory_iterator(d / "out")) {
+    if (!e.is_regular_file()) continue;
+    std::string bytes = portrait::read_file(e.path());
+    EXPECT_EQ(bytes.find("alice.smith"), std::string::npos) << e.path();
+    EXPECT_EQ(bytes.find("bob.jones"), std::string::npos) << e.path();
+    EXPECT_EQ(bytes.find(kKey), std::string::npos) << e.path();
+    EXPECT_EQ(bytes.find("alice@example.com"), std::string::npos) << e.path();
+    found_pseudo |= bytes.find(ps) != std::string::npos;
+  }
+  EXPECT_TRUE(found_pseudo);
+  EXPECT_FALSE(fs::exists(d / "out" / "id_map.csv"));
+  // The raw-id map is written only when configured, to its own file.
+  p.data.id_map_path = (d / "ids.csv").string();
+  run_prep(p);
+  std::string m = portrait::read_file(d / "ids.csv");
+  EXPECT_NE(m.find("alice.smith.77," + ps), std::string::npos);
+  fs::remove_all(d);
+}
+
+TEST(Prep, PiiInReviewTextIsMaskedBeforeTokenization) {
+  auto d = tmpdir("pii");
+  std::string csv = kHeader;
+  csv += "u1,1700000000,review,i1,c1,1,5,\"mail a.b@x.com or call 138-1234-5678, card 4111 1111 1111 1111 https://x.io/a\"\n";
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  auto s = run_prep(p);
+  EXPECT_EQ(s.pii_masked, 4);
+  std::string r = portrait::read_file(fs::path(p.output_dir) / "reviews.txt");
+  EXPECT_EQ(r, "mail <email> or call <phone>, card <num> <url>\n");
+  fs::remove_all(d);
+}
+
+class SynthThenPrep : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SynthThenPrep, SummaryCountsMatchInjectedFaultsExactly) {
+  auto d = tmpdir("e2e_" + GetParam());
+  SynthParams sp;
+  sp.output_dir = (d / "syn").string();
+  sp.users = 400;
+  sp.items = 500;
+  sp.days = 60;
+  sp.format = GetParam();
+  sp.gzip = GetParam() == "jsonl";
+  sp.files = 2;
+  sp.fault_fraction = 0.03;
+  sp.bot_users = 2;
+  sp.bot_events = 5100;
+  auto ss = run_synth(sp);
+  auto p = params(d, (d / "syn/events_*").string());
+  p.catalogue = (d / "syn/catalogue.csv").string();
+  p.data.max_reject_fraction = 0.5;
+  auto s = run_prep(p);
+  auto injected = nlohmann::json::parse(portrait::read_file(d / "syn/faults.json"))["injected"];
+  for (auto& [k, v] : s.rejects) EXPECT_EQ(v, injected[k].get<int64_t>()) << k;
+  EXPECT_EQ(s.rows, ss.rows);
+  EXPECT_EQ(s.accepted_events, ss.valid_events);
+  EXPECT_EQ(s.users, ss.active_users);
+  EXPECT_GT(ss.active_users, 350);
+  fs::remove_all(d);
+}
+INSTANTIATE_TEST_SUITE_P(Formats, SynthThenPrep, ::testing::Values("csv", "tsv", "jsonl"));
+
+TEST(Prep, ShardsOpenWithH5pyFromTheProjectVenv) {
+  if (!fs::exists(PORTRAIT_PYTHON)) GTEST_SKIP() << "no python at " << PORTRAIT_PYTHON;
+  auto d = tmpdir("h5py");
+  std::string csv = kHeader;
+  for (int u = 0; u < 5; ++u)
+    for (int k = 0; k < 4; ++k)
+      csv += "user" + std::to_string(u) + "," + std::to_string(1700000000 + k * 86400) + ",purchase,i" +
+             std::to_string(k) + ",c" + std::to_string(k % 2) + ",3,,\n";
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  p.partitions = 1;
+  p.label_window_days = 1;
+  p.config_yaml = "prep:\n  seq_len: 256\n";
+  run_prep(p);
+  std::string script = R"(
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+assert f.attrs["format"] == "portrait-shard", f.attrs["format"]
+assert int(f.attrs["format_version"]) == 1
+assert "seq_len" in f.attrs["prep_config"]
+t = f["test"]
+n = t["user"].shape[0]
+assert t["input_offsets"].shape == (n + 1,)
+assert t["input_offsets"][-1] == t["input_item"].shape[0]
+assert f["vocab/items"].asstr()[0] == "<pad>"
+print("OK", n)
+)";
+  write(d / "check.py", script);
+  std::string cmd = std::string(PORTRAIT_PYTHON) + " " + (d / "check.py").string() + " " +
+                    (d / "out" / "shard_00000.h5").string() + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buf[256];
+  while (fgets(buf, sizeof buf, pipe)) out += buf;
+  int rc = pclose(pipe);
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_EQ(out, "OK 5\n");
+  fs::remove_all(d);
+}
