@@ -15,6 +15,7 @@ APT_PACKAGES=(
   libhdf5-dev hdf5-tools
   libgtest-dev libgmock-dev
   nlohmann-json3-dev libssl-dev zlib1g-dev libfmt-dev
+  chromium fonts-dejavu-core
 )
 
 missing=()

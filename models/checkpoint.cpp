@@ -1,0 +1,146 @@
+#include "models/checkpoint.h"
+
+#include <unistd.h>
+
+#include <fstream>
+
+#include "core/fs.h"
+
+namespace portrait {
+
+namespace fs = std::filesystem;
+
+ModelBundle ModelBundle::create(const ModelConfig& cfg, double init_temperature, bool learn_temperature) {
+  ModelBundle m;
+  m.cfg = cfg;
+  m.encoder = UserEncoder(cfg);
+  m.head = PurchaseHead(cfg.embed_dim, cfg.head_hidden, cfg.n_targets, cfg.head_activation);
+  m.temperature = LearnedTemperature(init_temperature, learn_temperature);
+  return m;
+}
+
+std::vector<torch::Tensor> ModelBundle::parameters() const {
+  std::vector<torch::Tensor> p = encoder->parameters();
+  for (auto& t : head->parameters()) p.push_back(t);
+  for (auto& t : temperature->parameters()) p.push_back(t);
+  return p;
+}
+
+void ModelBundle::train(bool on) {
+  encoder->train(on);
+  head->train(on);
+  temperature->train(on);
+}
+
+void ModelBundle::to(const torch::Device& d) {
+  encoder->to(d);
+  head->to(d);
+  temperature->to(d);
+}
+
+nlohmann::json model_config_to_json(const ModelConfig& c) {
+  return {{"n_items", c.n_items},           {"n_categories", c.n_categories},
+          {"n_event_types", c.n_event_types}, {"n_gap_buckets", c.n_gap_buckets},
+          {"n_price_buckets", c.n_price_buckets}, {"n_text_tokens", c.n_text_tokens},
+          {"n_targets", c.n_targets},       {"d_model", c.d_model},
+          {"n_layers", c.n_layers},         {"n_heads", c.n_heads},
+          {"d_ff", c.d_ff},                 {"dropout", c.dropout},
+          {"max_events", c.max_events},     {"max_text_tokens", c.max_text_tokens},
+          {"embed_dim", c.embed_dim},       {"pooling", c.pooling},
+          {"causal", c.causal},             {"head_hidden", c.head_hidden},
+          {"head_activation", c.head_activation}};
+}
+
+ModelConfig model_config_from_json(const nlohmann::json& j) {
+  ModelConfig c;
+  c.n_items = j.at("n_items");
+  c.n_categories = j.at("n_categories");
+  c.n_event_types = j.at("n_event_types");
+  c.n_gap_buckets = j.at("n_gap_buckets");
+  c.n_price_buckets = j.at("n_price_buckets");
+  c.n_text_tokens = j.at("n_text_tokens");
+  c.n_targets = j.at("n_targets");
+  c.d_model = j.at("d_model");
+  c.n_layers = j.at("n_layers");
+  c.n_heads = j.at("n_heads");
+  c.d_ff = j.at("d_ff");
+  c.dropout = j.at("dropout");
+  c.max_events = j.at("max_events");
+  c.max_text_tokens = j.at("max_text_tokens");
+  c.embed_dim = j.at("embed_dim");
+  c.pooling = j.at("pooling");
+  c.causal = j.at("causal");
+  c.head_hidden = j.at("head_hidden");
+  c.head_activation = j.at("head_activation");
+  c.validate();
+  return c;
+}
+
+void save_model_weights(const ModelBundle& m, torch::serialize::OutputArchive& ar) {
+  torch::serialize::OutputArchive enc, head, temp;
+  m.encoder->save(enc);
+  m.head->save(head);
+  m.temperature->save(temp);
+  ar.write("encoder", enc);
+  ar.write("head", head);
+  ar.write("temperature", temp);
+}
+
+void load_model_weights(ModelBundle& m, torch::serialize::InputArchive& ar) {
+  torch::serialize::InputArchive enc, head, temp;
+  ar.read("encoder", enc);
+  ar.read("head", head);
+  ar.read("temperature", temp);
+  m.encoder->load(enc);
+  m.head->load(head);
+  m.temperature->load(temp);
+}
+
+void save_model(const ModelBundle& m, const fs::path& dir) {
+  fs::path tmp = dir.string() + ".tmp." + std::to_string(::getpid());
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  {
+    torch::serialize::OutputArchive ar;
+    save_model_weights(m, ar);
+    ar.save_to((tmp / "model.pt").string());
+  }
+  nlohmann::json j = m.meta;
+  j["format"] = kModelFormat;
+  j["format_version"] = kModelFormatVersion;
+  j["config"] = model_config_to_json(m.cfg);
+  write_file_atomic(tmp / "model.json", j.dump(2) + "\n");
+  fs::path old = dir.string() + ".old." + std::to_string(::getpid());
+  if (fs::exists(dir)) fs::rename(dir, old);
+  fs::rename(tmp, dir);
+  fs::remove_all(old);
+}
+
+ModelBundle load_model(const fs::path& dir, const torch::Device& device) {
+  fs::path meta_path = dir / "model.json";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_file(meta_path));
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(meta_path.string() + ": not valid JSON: " + e.what());
+  }
+  if (j.value("format", "") != kModelFormat) {
+    throw std::runtime_error(meta_path.string() + ": not a Portrait model (format '" +
+                             j.value("format", "") + "', expected '" + kModelFormat + "')");
+  }
+  if (j.value("format_version", 0) != kModelFormatVersion) {
+    throw std::runtime_error(meta_path.string() + ": unsupported format_version " +
+                             std::to_string(j.value("format_version", 0)) + " (this build reads " +
+                             std::to_string(kModelFormatVersion) + ")");
+  }
+  ModelBundle m = ModelBundle::create(model_config_from_json(j.at("config")));
+  m.meta = j;
+  torch::serialize::InputArchive ar;
+  ar.load_from((dir / "model.pt").string());
+  load_model_weights(m, ar);
+  m.to(device);
+  m.train(false);
+  return m;
+}
+
+}  // namespace portrait

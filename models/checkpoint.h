@@ -1,0 +1,58 @@
+// The model artefact shared by training (which writes it inside every checkpoint) and
+// inference (which loads it): a directory
+//
+//   <dir>/model.json   {"format": "portrait-model", "format_version": 1, "config": {...},
+//                       "tokenizer_sha256": "...", "step": N, ...}
+//   <dir>/model.pt     torch::serialize archive with sub-archives "encoder", "head",
+//                       "temperature"
+//
+// Written into "<dir>.tmp.<pid>" and renamed, so a crash never leaves a directory that looks
+// complete; model.json is checked (format tag and version) on load.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "models/encoder.h"
+#include "models/losses.h"
+#include "models/model_config.h"
+
+namespace portrait {
+
+inline constexpr const char* kModelFormat = "portrait-model";
+inline constexpr int kModelFormatVersion = 1;
+
+/// Everything inference needs: encoder, purchase heads, temperatures, and provenance.
+struct ModelBundle {
+  ModelConfig cfg;
+  UserEncoder encoder{nullptr};
+  PurchaseHead head{nullptr};
+  LearnedTemperature temperature{nullptr};  ///< contrastive (dense + CLIP) inverse temperature
+  nlohmann::json meta = nlohmann::json::object();  ///< tokenizer_sha256, step, data info, ...
+
+  /// Builds fresh modules from `cfg` (random init from the current torch seed).
+  static ModelBundle create(const ModelConfig& cfg, double init_temperature = 0.07,
+                            bool learn_temperature = true);
+  /// All parameters (encoder, head, temperature) in a fixed order.
+  std::vector<torch::Tensor> parameters() const;
+  void train(bool on);
+  void to(const torch::Device& d);
+};
+
+nlohmann::json model_config_to_json(const ModelConfig& c);
+ModelConfig model_config_from_json(const nlohmann::json& j);
+
+/// Writes the bundle to `dir` atomically (replacing an existing directory).
+void save_model(const ModelBundle& m, const std::filesystem::path& dir);
+/// Loads a bundle; throws std::runtime_error naming the file on a missing or foreign format.
+ModelBundle load_model(const std::filesystem::path& dir, const torch::Device& device = torch::kCPU);
+
+/// Writes `m`'s parameters into / reads them from an archive (used by the trainer's own
+/// checkpoints too).
+void save_model_weights(const ModelBundle& m, torch::serialize::OutputArchive& ar);
+void load_model_weights(ModelBundle& m, torch::serialize::InputArchive& ar);
+
+}  // namespace portrait
