@@ -14,6 +14,9 @@ CommandSpec config_command();
 /// `portrait config [COMMAND] ...` = `portrait COMMAND --cfg job ...`.
 int run_config_command(const std::vector<std::string>& args);
 CommandSpec demo_command();
+CommandSpec synth_command();
+CommandSpec prep_command();
+CommandSpec tokenizer_command();
 
 /// Every command, in the order `portrait --help` lists them.
 const std::vector<CommandSpec>& all_commands();

@@ -15,6 +15,9 @@ const std::vector<CommandSpec>& all_commands() {
   static const std::vector<CommandSpec> cmds = [] {
     std::vector<CommandSpec> v;
     v.push_back(demo_command());
+    v.push_back(synth_command());
+    v.push_back(prep_command());
+    v.push_back(tokenizer_command());
     v.push_back(version_command());
     v.push_back(config_command());
     return v;
