@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="${1:-$ROOT/.debs}"
 WANT=(
-  libyaml-cpp-dev libsentencepiece-dev libhdf5-dev libgtest-dev libgmock-dev
+  libyaml-cpp-dev libsentencepiece-dev libhdf5-dev libgtest-dev libgmock-dev libgloo-dev
   nlohmann-json3-dev libfmt-dev libssl-dev zlib1g-dev pkgconf pkg-config
 )
 # Present on any glibc system; never shipped into the prefix.

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   cmake ninja-build pkg-config ccache g++
   libyaml-cpp-dev libsentencepiece-dev
   libhdf5-dev hdf5-tools
-  libgtest-dev libgmock-dev
+  libgtest-dev libgmock-dev libgloo-dev
   nlohmann-json3-dev libssl-dev zlib1g-dev libfmt-dev
   chromium fonts-dejavu-core
 )
