@@ -1,6 +1,7 @@
 #include "data/prep.h"
 
 #include <openssl/hmac.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -27,6 +28,16 @@
 #include "data/text.h"
 
 namespace portrait::data {
+
+namespace {
+// Peak resident set so far, for the phase log lines (memory must not grow with input size).
+double peak_rss_mb() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return double(ru.ru_maxrss) / 1024.0;
+}
+}  // namespace
+
 
 namespace fs = std::filesystem;
 
@@ -110,7 +121,14 @@ PrepParams prep_params_from_config(const cfg::Node& root) {
   s.read("input", p.input);
   s.read("catalogue", p.catalogue);
   s.read("output_dir", p.output_dir);
-  s.read("partitions", p.partitions, 1, 65536);
+  if (const cfg::Node* n = s.raw("partitions"); n && n->is_string() && n->as_string() == "auto") {
+    p.partitions = 0;
+  } else {
+    s.read("partitions", p.partitions, 1, 65536);
+  }
+  int64_t mb = p.partition_bytes >> 20;
+  s.read("partition_mb", mb, 1, 1 << 20);
+  p.partition_bytes = mb << 20;
   s.read("threads", p.threads, 1, 1024);
   s.read("seq_len", p.seq_len, 1, 1 << 20);
   s.read("text_len", p.text_len, 0, 1 << 20);
@@ -444,13 +462,20 @@ PrepSummary run_prep(const PrepParams& p) {
   for (auto& f : files) file_names.push_back(f.string());
 
   // ---- Phase 1: read, validate, mask, pseudonymize, spill ------------------------------------
-  const int P = p.partitions;
+  uint64_t total_bytes = 0;
+  for (auto& f : files) total_bytes += uint64_t(fs::file_size(f));
+  // gzip inputs expand about 5x: size partitions by the expected plain bytes.
+  uint64_t plain_bytes = 0;
+  for (auto& f : files) plain_bytes += uint64_t(fs::file_size(f)) * (f.extension() == ".gz" ? 5 : 1);
+  const int P = p.partitions > 0
+                    ? p.partitions
+                    : int(std::clamp<uint64_t>((plain_bytes + uint64_t(p.partition_bytes) - 1) /
+                                                   uint64_t(p.partition_bytes),
+                                               1, 65536));
+  PLOG_INFO("prep: {} partitions ({})", P, p.partitions > 0 ? "prep.partitions" : "auto from input size");
   std::vector<std::unique_ptr<SpillFile>> spills;
   for (int i = 0; i < P; ++i)
     spills.push_back(std::make_unique<SpillFile>(spill_dir / fmt::format("raw_{:05d}.bin", i)));
-
-  uint64_t total_bytes = 0;
-  for (auto& f : files) total_bytes += uint64_t(fs::file_size(f));
   ProgressParams pp;
   pp.enabled = p.progress;
   Progress bar("prep read", total_bytes, "B", pp);
@@ -706,6 +731,7 @@ PrepSummary run_prep(const PrepParams& p) {
   };
   check_fraction();
 
+  PLOG_INFO("prep: phase 1 done, peak RSS {:.0f} MB", peak_rss_mb());
   // ---- Phase 2: per partition order, de-dup, bots, minimum; vocab counts ---------------------
   std::unordered_map<std::string, int64_t> item_counts, cat_counts;
   int64_t max_ts = INT64_MIN;
@@ -807,13 +833,15 @@ PrepSummary run_prep(const PrepParams& p) {
   if (sum.users == 0) throw DataError("no users left after cleaning; see the quarantine file " +
                                       (out_dir / "quarantine.jsonl").string());
 
+  PLOG_INFO("prep: phase 2 done, peak RSS {:.0f} MB", peak_rss_mb());
   // ---- Phase 3: tokenizer, vocabularies, sequences, shards -----------------------------------
   tok::Tokenizer tokenizer;
   if (p.train_tokenizer && p.text_len > 0 && review_lines > 0) {
     tokenizer = tok::Tokenizer::train_from_file(out_dir / "reviews.txt", p.tokenizer);
     tokenizer.save(out_dir / "tokenizer.model");
     sum.tokenizer_sha256 = tokenizer.sha256();
-    PLOG_INFO("tokenizer: vocab {} sha256 {}", tokenizer.vocab_size(), sum.tokenizer_sha256);
+    PLOG_INFO("tokenizer: vocab {} sha256 {}, peak RSS {:.0f} MB", tokenizer.vocab_size(),
+              sum.tokenizer_sha256, peak_rss_mb());
   }
   auto build_vocab = [](const std::unordered_map<std::string, int64_t>& counts, int64_t min_count,
                         std::vector<std::string>& names, std::vector<int64_t>& cnt,

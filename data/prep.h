@@ -66,7 +66,10 @@ struct PrepParams {
   std::vector<std::string> input;   ///< files or globs (mandatory)
   std::string catalogue;            ///< optional item catalogue (CSV)
   std::string output_dir;           ///< mandatory
-  int partitions = 8;               ///< spill partitions = shards
+  /// Spill partitions = shard files. 0 = auto: one per `partition_bytes` of input (at least
+  /// 1), so the memory phases 2 and 3 need per partition stays flat as inputs grow.
+  int partitions = 0;
+  int64_t partition_bytes = 48ll << 20;  ///< input bytes per partition under partitions=auto
   int threads = 2;                  ///< tokenizer encode threads
   int seq_len = 256;                ///< L: last L input events per user
   int text_len = 64;                ///< T: text tokens from the most recent reviews

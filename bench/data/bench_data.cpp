@@ -16,7 +16,7 @@
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: bench_data synth <dir> <users> | bench_data prep <dir> [partitions]\n");
+    std::fprintf(stderr, "usage: bench_data synth <dir> <users> | bench_data prep <dir> [partitions, 0 = auto]\n");
     return 2;
   }
   std::string mode = argv[1];
@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
   p.catalogue = (dir / "syn" / "catalogue.csv").string();
   p.output_dir = (dir / "out").string();
   p.hash_key = "bench-key-0123456789abcdef";
-  p.partitions = argc > 3 ? std::atoi(argv[3]) : 16;
+  p.partitions = argc > 3 ? std::atoi(argv[3]) : 0;  // 0 = auto (by input size)
   p.progress = false;
   auto s = portrait::data::run_prep(p);
   rusage ru{};
@@ -43,6 +43,6 @@ int main(int argc, char** argv) {
       "{\"rows\": %lld, \"read_seconds\": %.2f, \"read_events_per_s\": %.0f, \"seconds\": %.2f, "
       "\"e2e_events_per_s\": %.0f, \"peak_rss_mb\": %.1f, \"partitions\": %d}\n",
       (long long)s.rows, s.read_seconds, double(s.rows) / s.read_seconds, s.seconds,
-      double(s.rows) / s.seconds, double(ru.ru_maxrss) / 1024.0, p.partitions);
+      double(s.rows) / s.seconds, double(ru.ru_maxrss) / 1024.0, int(s.shards.size()));
   return 0;
 }
