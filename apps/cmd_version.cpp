@@ -9,6 +9,7 @@
 
 #include "apps/commands.h"
 #include "core/error.h"
+#include "kernels/device.h"
 
 #ifndef PORTRAIT_VERSION
 #define PORTRAIT_VERSION "0.0.0"
@@ -52,12 +53,17 @@ CommandSpec version_command() {
     std::cout << fmt::format("Portrait  {} ({})\n", PORTRAIT_VERSION, PORTRAIT_GIT_SHA);
     std::cout << fmt::format("LibTorch  {}\n", TORCH_VERSION);
 #ifdef PORTRAIT_TORCH_CUDA_VERSION
-    std::cout << fmt::format("CUDA      {} (torch build), kernels built: {}\n",
-                             PORTRAIT_TORCH_CUDA_VERSION, PORTRAIT_WITH_CUDA ? "yes" : "no");
+    const char* torch_cuda = PORTRAIT_TORCH_CUDA_VERSION;
+#else
+    const char* torch_cuda = "none (CPU-only torch)";
 #endif
+    std::cout << fmt::format("CUDA      torch built with {}; kernels: {} (runtime {}, driver {})\n",
+                             torch_cuda, PORTRAIT_WITH_CUDA ? "CUDA" : "CPU only",
+                             cuda_runtime_version(), cuda_driver_version());
     std::cout << fmt::format("NCCL      {}\n", nccl_version());
-    std::cout << fmt::format("GPUs      {}\n",
-                             gpus > 0 ? fmt::format("{} visible", gpus) : std::string("none visible (CPU mode)"));
+    std::cout << fmt::format("GPUs      {} (kernels see {})\n",
+                             gpus > 0 ? fmt::format("{} visible", gpus) : std::string("none visible (CPU mode)"),
+                             cuda_device_count());
     return kExitOk;
   };
   return c;
