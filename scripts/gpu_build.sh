@@ -40,10 +40,16 @@ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPORTRAIT_PYTHON="$PY" -DPORTRAIT_CUDA=ON -DPORTRAIT_CUDA_ARCHITECTURES="$ARCH" \
   -DTORCH_CUDA_ARCH_LIST=9.0 \
   -DCMAKE_PREFIX_PATH="$PREFIX/usr;$TORCH_CMAKE" \
-  -DHDF5_ROOT="$PREFIX/usr" -DOPENSSL_ROOT_DIR="$PREFIX/usr" -DZLIB_ROOT="$PREFIX/usr" \
+  -DHDF5_ROOT="$PREFIX/usr" \
+  -DHDF5_C_INCLUDE_DIR="$PREFIX/usr/include/hdf5/serial" \
+  -DHDF5_CXX_INCLUDE_DIR="$PREFIX/usr/include/hdf5/serial" \
+  -DHDF5_hdf5_LIBRARY_RELEASE="$ML/hdf5/serial/libhdf5.so" \
+  -DHDF5_hdf5_cpp_LIBRARY_RELEASE="$ML/hdf5/serial/libhdf5_cpp.so" \
+  -DOPENSSL_ROOT_DIR="$PREFIX/usr" -DZLIB_ROOT="$PREFIX/usr" \
   -DPKG_CONFIG_EXECUTABLE="$PREFIX/usr/bin/pkgconf" \
   ${NCCL_INC:+-DPORTRAIT_NCCL_INCLUDE_DIR="$NCCL_INC"} ${PORTRAIT_CMAKE_ARGS:-}
 t1=$(date +%s)
+[ "${PORTRAIT_GPU_CONFIGURE_ONLY:-0}" = 1 ] && exit 0
 cmake --build "$BUILD" -j "$(nproc)"
 t2=$(date +%s)
 echo "[gpu_build] configure $((t1 - t0)) s, build $((t2 - t1)) s"
