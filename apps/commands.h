@@ -17,6 +17,12 @@ CommandSpec demo_command();
 CommandSpec synth_command();
 CommandSpec prep_command();
 CommandSpec tokenizer_command();
+CommandSpec train_command();
+CommandSpec embed_command();
+CommandSpec segment_command();
+CommandSpec search_command();
+CommandSpec score_command();
+CommandSpec profile_command();
 
 /// Every command, in the order `portrait --help` lists them.
 const std::vector<CommandSpec>& all_commands();

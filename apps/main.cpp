@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "apps/commands.h"
+#include "apps/job_dist.h"
 #include "core/config/section.h"
 #include "core/error.h"
 
@@ -18,6 +19,12 @@ const std::vector<CommandSpec>& all_commands() {
     v.push_back(synth_command());
     v.push_back(prep_command());
     v.push_back(tokenizer_command());
+    v.push_back(train_command());
+    v.push_back(embed_command());
+    v.push_back(segment_command());
+    v.push_back(search_command());
+    v.push_back(score_command());
+    v.push_back(profile_command());
     v.push_back(version_command());
     v.push_back(config_command());
     return v;
@@ -55,6 +62,7 @@ int main(int argc, char** argv) {
     return args.empty() ? portrait::kExitUsage : portrait::kExitOk;
   }
   if (args[0] == "--version") args[0] = "version";
+  portrait::apps::install_run_dir_agreement();
   if (args[0] == "config") {
     return portrait::apps::run_config_command(std::vector<std::string>(args.begin() + 1, args.end()));
   }

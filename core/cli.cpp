@@ -28,6 +28,11 @@ fs::path default_config_dir() {
 
 namespace {
 
+RunDirAgreement& run_dir_agreement() {
+  static RunDirAgreement fn;
+  return fn;
+}
+
 struct ParsedArgs {
   bool help = false, info = false, resolve = false, multirun = false;
   std::string cfg_mode;  // "", job, hydra, all
@@ -153,9 +158,17 @@ int run_one(const CommandSpec& spec, const ParsedArgs& p, const std::vector<std:
   ctx.composed = cfg::compose(opts);
   ctx.args = p.positional;
   ctx.job_num = job_num;
+  ctx.search_path = opts.search_path;
+  ctx.now = rctx.now;
   ctx.composed.hydra["job"]["num"] = cfg::Node::integer(job_num);
   if (multirun) ctx.composed.hydra["mode"] = cfg::Node::string("MULTIRUN");
-  if (spec.creates_run_dir) ctx.run_dir = cfg::decide_run_dir(ctx.composed, rctx, multirun);
+  if (spec.creates_run_dir) {
+    ctx.run_dir = cfg::decide_run_dir(ctx.composed, rctx, multirun);
+    if (run_dir_agreement()) {
+      ctx.run_dir = run_dir_agreement()(ctx.run_dir);
+      ctx.composed.hydra["runtime"]["output_dir"] = cfg::Node::string(ctx.run_dir.string());
+    }
+  }
   cfg::ResolveContext rc = rctx;
   rc.hydra = &ctx.composed.hydra;
   ctx.cfg = cfg::resolve(ctx.composed.config, rc);
@@ -169,6 +182,8 @@ int run_one(const CommandSpec& spec, const ParsedArgs& p, const std::vector<std:
 }
 
 }  // namespace
+
+void set_run_dir_agreement(RunDirAgreement fn) { run_dir_agreement() = std::move(fn); }
 
 std::string command_help(const CommandSpec& spec, const fs::path& config_dir) {
   std::string s = fmt::format("Usage: portrait {} [options] {}[key=value ...]\n\n{}\n", spec.name,

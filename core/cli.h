@@ -12,6 +12,7 @@
 // error naming it. Exit codes: 0 ok, 1 runtime error, 2 usage or config error.
 #pragma once
 
+#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -29,6 +30,8 @@ struct JobContext {
   std::filesystem::path run_dir;      ///< output directory (empty if the command has none)
   std::vector<std::string> args;      ///< positional arguments that were not overrides
   int job_num = 0;                    ///< index within a multirun sweep
+  std::vector<std::filesystem::path> search_path;  ///< config directories used (-cd, -cp)
+  std::time_t now = 0;                ///< the invocation's timestamp (for ${now:...})
 };
 
 struct CommandSpec {
@@ -42,6 +45,12 @@ struct CommandSpec {
   int max_positional = 0;
   std::function<int(JobContext&)> run;
 };
+
+/// Under torchrun every rank parses the same command line, but only rank 0 may pick the
+/// timestamped run directory (ranks start in different seconds). The binary installs this hook
+/// when WORLD_SIZE > 1; it returns rank 0's choice on every rank.
+using RunDirAgreement = std::function<std::filesystem::path(const std::filesystem::path& proposed)>;
+void set_run_dir_agreement(RunDirAgreement fn);
 
 /// Where configs live unless -cp says otherwise: $PORTRAIT_CONFIG_DIR, else the directory
 /// compiled in (the source tree's configs/).

@@ -66,7 +66,7 @@ std::shared_ptr<DistContext> DistContext::create_with_store(c10::intrusive_ptr<c
   c->world_ = world;
   c->timeout_ = p.timeout;
   c->store_ = std::move(store);
-  if (world > 1) {
+  if (world > 1 && p.backend != "none") {
     c->backend_name_ = p.backend == "auto" ? (use_cuda ? "nccl" : "gloo") : p.backend;
     c->backend_ = make_backend(c->backend_name_, c->store_, rank, world, p.timeout, local_rank);
   }

@@ -22,7 +22,9 @@
 namespace portrait::dist {
 
 struct DistParams {
-  std::string backend = "auto";  ///< auto (nccl on CUDA, gloo on CPU) | gloo | nccl
+  /// auto (nccl on CUDA, gloo on CPU) | gloo | nccl | none (store only: barriers and
+  /// broadcast_string work, tensor collectives do not)
+  std::string backend = "auto";
   std::chrono::milliseconds timeout{30 * 60 * 1000};  ///< collectives and store waits
 };
 
@@ -42,6 +44,8 @@ class DistContext {
   bool distributed() const { return world_ > 1; }
   std::string backend_name() const { return backend_name_; }
   c10d::Store* store() const { return store_.get(); }
+  /// The (attempt-prefixed) store, to build further process groups on (own prefix each).
+  c10::intrusive_ptr<c10d::Store> store_ptr() const { return store_; }
 
   /// Every rank arrives before any leaves. Goes through the store (safe around long I/O).
   /// `name` must be the same on every rank; repeated names are fine (a counter is appended).

@@ -15,7 +15,7 @@ struct ModelConfig {
   int64_t n_categories = 0;     ///< category vocabulary incl. padding and OOV
   int64_t n_event_types = 6;    ///< padding + view, click, cart, purchase, review
   int64_t n_gap_buckets = 32;   ///< log time-gap buckets (0 = padding)
-  int64_t n_price_buckets = 16; ///< price buckets (0 = padding / unknown)
+  int64_t n_price_buckets = 64; ///< price buckets (0 = padding / unknown); prep emits 0..63
   int64_t n_text_tokens = 0;    ///< SentencePiece vocabulary; 0 disables the text segment
   int64_t n_targets = 0;        ///< purchase-head outputs C (categories or campaigns); 0 = none
 

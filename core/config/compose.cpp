@@ -136,6 +136,7 @@ class Composer {
       }
     }
 
+    if (opts_.overlay.is_map()) merge_into(root, opts_.overlay);
     for (const auto& o : value_overrides_) apply_value_override(root, o, "");
     for (const auto& o : hydra_overrides_) {
       Override h = o;

@@ -31,6 +31,9 @@ struct ComposeOptions {
   std::vector<std::string> overrides;
   /// Job name for hydra.job.name (defaults to config_name).
   std::string job_name;
+  /// Merged into the composed config after the defaults list and before the command-line
+  /// value overrides (a pipeline lays its shared groups over a stage's config this way).
+  Node overlay;
 };
 
 struct Composed {

@@ -108,23 +108,25 @@ TEST(Cli, VersionReportsLibTorchAndGpuVisibility) {
 TEST(Cli, JobWritesItsRunDirectoryFilesAndLog) {
   testing::TempDir d;
   auto run_dir = d.path() / "run";
-  Result r = run("demo seed=7 hydra.run.dir=" + run_dir.string());
+  // demo.stages=[] runs no stage: only the command runner's own work is exercised.
+  Result r = run("demo seed=7 'demo.stages=[]' hydra.run.dir=" + run_dir.string());
   ASSERT_EQ(r.code, 0) << r.out;
   cfg::Node config = cfg::load_yaml_file(run_dir / ".hydra/config.yaml");
   EXPECT_EQ(cfg::find_path(config, "seed")->as_int(), 7);
   cfg::Node ov = cfg::load_yaml_file(run_dir / ".hydra/overrides.yaml");
-  ASSERT_EQ(ov.elements().size(), 1u);
+  ASSERT_EQ(ov.elements().size(), 2u);
   EXPECT_EQ(ov.elements()[0].as_string(), "seed=7");
+  EXPECT_EQ(ov.elements()[1].as_string(), "demo.stages=[]");
   EXPECT_TRUE(std::filesystem::exists(run_dir / "demo.log"));
 }
 
 TEST(Cli, MultirunRunsEachCombinationInItsOwnDirectory) {
   testing::TempDir d;
-  Result r = run("demo -m seed=1,2 model=tiny,small hydra.sweep.dir=" + d.path().string());
+  Result r = run("demo -m seed=1,2 model=tiny,small 'demo.stages=[]' hydra.sweep.dir=" + d.path().string());
   ASSERT_EQ(r.code, 0) << r.out;
   for (int j = 0; j < 4; ++j) {
     auto ov = cfg::load_yaml_file(d.path() / std::to_string(j) / ".hydra/overrides.yaml");
-    ASSERT_EQ(ov.elements().size(), 2u) << j;
+    ASSERT_EQ(ov.elements().size(), 3u) << j;
   }
   auto first = cfg::load_yaml_file(d.path() / "0/.hydra/overrides.yaml");
   auto last = cfg::load_yaml_file(d.path() / "3/.hydra/overrides.yaml");

@@ -287,3 +287,22 @@ TEST_F(Compose, ValuesCarryWhereTheyWereDefined) {
 
 }  // namespace
 }  // namespace portrait::cfg
+
+namespace portrait::cfg {
+namespace {
+
+TEST_F(Compose, OverlayLandsAfterDefaultsAndBeforeCommandLineOverrides) {
+  ComposeOptions o;
+  o.search_path = {dir.path()};
+  o.config_name = "train";
+  o.overlay = Node::map();
+  o.overlay["model"]["d_model"] = Node::integer(99);
+  o.overlay["model"]["n_layers"] = Node::integer(7);
+  o.overrides = {"model.n_layers=3"};
+  Node c = cfg::compose(o).config;
+  EXPECT_EQ(at(c, "model.d_model").as_int(), 99);  // overlay beats the group file
+  EXPECT_EQ(at(c, "model.n_layers").as_int(), 3);  // the command line beats the overlay
+}
+
+}  // namespace
+}  // namespace portrait::cfg

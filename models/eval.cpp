@@ -1,0 +1,220 @@
+#include "models/eval.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+namespace portrait {
+
+std::string ranking_protocol(int64_t n_items) {
+  return fmt::format("full ranking over {} items (not sampled)", n_items);
+}
+
+// ---- ranking -------------------------------------------------------------------------------
+
+RankingAccumulator::RankingAccumulator(std::vector<int64_t> ks, int64_t first_item)
+    : ks_(std::move(ks)), first_item_(first_item), recall_sum_(ks_.size(), 0.0), ndcg_sum_(ks_.size(), 0.0) {}
+
+void RankingAccumulator::add(const torch::Tensor& scores_in, const torch::Tensor& targets_in,
+                             const torch::Tensor& mask_in) {
+  torch::NoGradGuard ng;
+  TORCH_CHECK(scores_in.dim() == 2 && targets_in.dim() == 2 && targets_in.sizes() == mask_in.sizes(),
+              "RankingAccumulator::add: scores [B, V], targets and mask [B, M]");
+  const int64_t B = scores_in.size(0), V = scores_in.size(1);
+  TORCH_CHECK(targets_in.size(0) == B, "RankingAccumulator::add: batch sizes differ");
+  n_items_ = std::max<int64_t>(V - first_item_, 0);
+  if (B == 0 || n_items_ == 0) return;
+  const int64_t kmax = std::min<int64_t>(*std::max_element(ks_.begin(), ks_.end()), n_items_);
+  // Rank only real items: top-k over columns [first_item, V).
+  auto s = scores_in.slice(1, first_item_, V);
+  if (s.scalar_type() != torch::kDouble) s = s.to(torch::kFloat);
+  auto top = std::get<1>(s.topk(kmax, 1, /*largest=*/true, /*sorted=*/true)).to(torch::kCPU) + first_item_;  // [B, K]
+  auto t = targets_in.to(torch::kCPU, torch::kLong);
+  auto valid = mask_in.to(torch::kCPU).to(torch::kBool) & (t >= first_item_) & (t < V);
+  auto tv = t.masked_fill(~valid, -1);
+  // Distinct valid targets per user.
+  auto sorted = std::get<0>(tv.sort(1));
+  auto distinct = sorted >= 0;
+  if (sorted.size(1) > 1)
+    distinct.slice(1, 1).logical_and_(sorted.slice(1, 1) != sorted.slice(1, 0, sorted.size(1) - 1));
+  auto count = distinct.sum(1);  // [B]
+  auto hit = (top.unsqueeze(2) == tv.unsqueeze(1)).any(2).to(torch::kDouble);  // [B, K]
+  auto disc = 1.0 / torch::log2(torch::arange(2, kmax + 2, torch::kDouble));      // [K]
+  auto ideal = disc.cumsum(0);
+  auto cnt = count.accessor<int64_t, 1>();
+  auto h = hit.accessor<double, 2>();
+  auto d = disc.accessor<double, 1>();
+  auto id = ideal.accessor<double, 1>();
+  for (int64_t b = 0; b < B; ++b) {
+    if (cnt[b] == 0) continue;
+    ++users_;
+    for (size_t ki = 0; ki < ks_.size(); ++ki) {
+      const int64_t k = std::min<int64_t>(ks_[ki], kmax);
+      double hits = 0, dcg = 0;
+      for (int64_t r = 0; r < k; ++r) {
+        hits += h[b][r];
+        dcg += h[b][r] * d[r];
+      }
+      recall_sum_[ki] += hits / double(cnt[b]);
+      ndcg_sum_[ki] += dcg / id[std::min<int64_t>(k, cnt[b]) - 1];
+    }
+  }
+}
+
+RankingMetrics RankingAccumulator::result() const {
+  RankingMetrics m;
+  m.users = users_;
+  m.n_items = n_items_;
+  m.ks = ks_;
+  for (size_t i = 0; i < ks_.size(); ++i) {
+    m.recall.push_back(users_ ? recall_sum_[i] / double(users_) : 0.0);
+    m.ndcg.push_back(users_ ? ndcg_sum_[i] / double(users_) : 0.0);
+  }
+  return m;
+}
+
+nlohmann::json RankingMetrics::to_json() const {
+  nlohmann::json j = {{"users", users}, {"n_items", n_items}};
+  for (size_t i = 0; i < ks.size(); ++i) {
+    j[fmt::format("recall@{}", ks[i])] = recall[i];
+    j[fmt::format("ndcg@{}", ks[i])] = ndcg[i];
+  }
+  return j;
+}
+
+// ---- classification -------------------------------------------------------------------------
+
+double roc_auc(const std::vector<float>& scores, const std::vector<float>& labels) {
+  const size_t n = scores.size();
+  std::vector<size_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
+  double pos = 0, neg = 0, rank_sum = 0;
+  for (size_t i = 0; i < n;) {
+    size_t j = i;
+    while (j < n && scores[idx[j]] == scores[idx[i]]) ++j;
+    const double avg_rank = 0.5 * double(i + 1 + j);  // mean of ranks i+1 .. j
+    for (size_t k = i; k < j; ++k) {
+      if (labels[idx[k]] > 0.5) {
+        pos += 1;
+        rank_sum += avg_rank;
+      } else {
+        neg += 1;
+      }
+    }
+    i = j;
+  }
+  if (pos == 0 || neg == 0) return std::numeric_limits<double>::quiet_NaN();
+  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
+}
+
+double log_loss(const std::vector<float>& probs, const std::vector<float>& labels) {
+  if (probs.empty()) return std::numeric_limits<double>::quiet_NaN();
+  double s = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    double p = std::clamp(double(probs[i]), 1e-7, 1 - 1e-7);
+    s -= labels[i] > 0.5 ? std::log(p) : std::log(1 - p);
+  }
+  return s / double(probs.size());
+}
+
+BinaryAccumulator::BinaryAccumulator(int64_t n_heads, std::vector<int64_t> skip)
+    : C_(n_heads), skip_(size_t(n_heads), false), p_(size_t(n_heads)), y_(size_t(n_heads)) {
+  for (int64_t c : skip)
+    if (c >= 0 && c < C_) skip_[size_t(c)] = true;
+}
+
+void BinaryAccumulator::add(const torch::Tensor& probs, const torch::Tensor& labels) {
+  torch::NoGradGuard ng;
+  TORCH_CHECK(probs.dim() == 2 && probs.sizes() == labels.sizes() && probs.size(1) == C_,
+              "BinaryAccumulator::add: probs and labels must be [B, ", C_, "]");
+  auto p = probs.to(torch::kCPU, torch::kFloat).contiguous();
+  auto y = labels.to(torch::kCPU, torch::kFloat).contiguous();
+  auto pa = p.accessor<float, 2>();
+  auto ya = y.accessor<float, 2>();
+  for (int64_t b = 0; b < p.size(0); ++b)
+    for (int64_t c = 0; c < C_; ++c) {
+      if (skip_[size_t(c)]) continue;
+      p_[size_t(c)].push_back(pa[b][c]);
+      y_[size_t(c)].push_back(ya[b][c]);
+    }
+}
+
+BinaryMetrics BinaryAccumulator::result() const {
+  BinaryMetrics m;
+  double sa = 0, sl = 0;
+  for (int64_t c = 0; c < C_; ++c) {
+    const auto& p = p_[size_t(c)];
+    const auto& y = y_[size_t(c)];
+    m.rows = std::max<int64_t>(m.rows, int64_t(p.size()));
+    double a = skip_[size_t(c)] ? std::numeric_limits<double>::quiet_NaN() : roc_auc(p, y);
+    double l = skip_[size_t(c)] ? std::numeric_limits<double>::quiet_NaN() : log_loss(p, y);
+    m.auc.push_back(a);
+    m.logloss.push_back(l);
+    m.positives.push_back(int64_t(std::count_if(y.begin(), y.end(), [](float v) { return v > 0.5f; })));
+    if (!std::isnan(a)) {
+      sa += a;
+      sl += l;
+      ++m.heads_used;
+    }
+  }
+  m.mean_auc = m.heads_used ? sa / double(m.heads_used) : std::numeric_limits<double>::quiet_NaN();
+  m.mean_logloss = m.heads_used ? sl / double(m.heads_used) : std::numeric_limits<double>::quiet_NaN();
+  return m;
+}
+
+namespace {
+nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+}  // namespace
+
+nlohmann::json BinaryMetrics::to_json(bool per_head) const {
+  nlohmann::json j = {{"rows", rows}, {"heads_used", heads_used}, {"mean_auc", num(mean_auc)},
+                      {"mean_logloss", num(mean_logloss)}};
+  if (per_head) {
+    j["auc"] = nlohmann::json::array();
+    j["logloss"] = nlohmann::json::array();
+    for (size_t c = 0; c < auc.size(); ++c) {
+      j["auc"].push_back(num(auc[c]));
+      j["logloss"].push_back(num(logloss[c]));
+    }
+    j["positives"] = positives;
+  }
+  return j;
+}
+
+nlohmann::json EvalReport::to_json() const {
+  nlohmann::json j = {{"split", split},
+                      {"step", step},
+                      {"protocol", ranking_protocol(model.n_items)},
+                      {"model", model.to_json()},
+                      {"popularity", popularity.to_json()}};
+  if (has_purchase) {
+    j["purchase"] = purchase.to_json();
+    j["purchase_baseline"] = purchase_baseline.to_json(false);
+  }
+  return j;
+}
+
+std::string EvalReport::table() const {
+  std::string s = fmt::format("eval {} @ step {}: {} , {} users with targets\n", split, step,
+                              ranking_protocol(model.n_items), model.users);
+  s += fmt::format("  {:<12} {:>10} {:>10}\n", "metric", "model", "popularity");
+  for (size_t i = 0; i < model.ks.size(); ++i) {
+    s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", fmt::format("Recall@{}", model.ks[i]),
+                     model.recall[i], i < popularity.recall.size() ? popularity.recall[i] : 0.0);
+    s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", fmt::format("NDCG@{}", model.ks[i]), model.ndcg[i],
+                     i < popularity.ndcg.size() ? popularity.ndcg[i] : 0.0);
+  }
+  if (has_purchase) {
+    s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}   (mean over {} heads; baseline = train base rate)\n",
+                     "AUC", purchase.mean_auc, purchase_baseline.mean_auc, purchase.heads_used);
+    s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", "log-loss", purchase.mean_logloss,
+                     purchase_baseline.mean_logloss);
+  }
+  return s;
+}
+
+}  // namespace portrait

@@ -1,0 +1,94 @@
+// Offline evaluation shared by training and inference: full-ranking next-item retrieval
+// metrics and purchase-head classification metrics, with the popularity baseline computed by
+// the same code.
+//
+// Ranking protocol ("full ranking over N items (not sampled)"): every user with at least one
+// valid target (target id >= first_item, i.e. not padding 0 / OOV 1) ranks ALL items
+// [first_item, V) by score; items < first_item are never ranked. With T = the user's set of
+// distinct valid targets and top-K the K best items,
+//   Recall@K = |top-K ∩ T| / |T|
+//   NDCG@K   = sum_{r <= K, item_r in T} 1/log2(r+1)  /  sum_{r <= min(K,|T|)} 1/log2(r+1)
+// averaged over users. Previously seen items are NOT excluded (repeat purchases are real).
+//
+// Classification: per head c, ROC AUC (Mann-Whitney, ties count 1/2; undefined when a head has
+// only one class in the data) and log-loss (probabilities clipped to [1e-7, 1-1e-7]); the
+// averages are macro means over heads with a defined AUC.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace portrait {
+
+struct RankingMetrics {
+  int64_t users = 0;                 ///< users with >= 1 valid target
+  int64_t n_items = 0;               ///< items ranked (V - first_item)
+  std::vector<int64_t> ks;
+  std::vector<double> recall, ndcg;  ///< per k, means over users
+  nlohmann::json to_json() const;    ///< {"users", "n_items", "recall@10", "ndcg@10", ...}
+};
+
+/// Accumulates full-ranking metrics over batches of users.
+class RankingAccumulator {
+ public:
+  explicit RankingAccumulator(std::vector<int64_t> ks = {10, 50}, int64_t first_item = 2);
+  /// scores [B, V] (higher = better, any float dtype, any device); targets [B, M] int;
+  /// target_mask [B, M] bool/float (true/1 = real target).
+  void add(const torch::Tensor& scores, const torch::Tensor& targets, const torch::Tensor& target_mask);
+  RankingMetrics result() const;
+
+ private:
+  std::vector<int64_t> ks_;
+  int64_t first_item_, users_ = 0, n_items_ = 0;
+  std::vector<double> recall_sum_, ndcg_sum_;
+};
+
+/// ROC AUC of scores against {0,1} labels; NaN when either class is absent.
+double roc_auc(const std::vector<float>& scores, const std::vector<float>& labels);
+/// Mean binary log-loss of probabilities against labels (probabilities clipped).
+double log_loss(const std::vector<float>& probs, const std::vector<float>& labels);
+
+struct BinaryMetrics {
+  std::vector<double> auc, logloss;  ///< per head (NaN where undefined)
+  std::vector<int64_t> positives;    ///< per head
+  int64_t rows = 0;
+  double mean_auc = 0, mean_logloss = 0;  ///< macro over heads with a defined AUC
+  int64_t heads_used = 0;
+  nlohmann::json to_json(bool per_head = true) const;
+};
+
+/// Accumulates per-head probabilities and labels.
+class BinaryAccumulator {
+ public:
+  /// `skip` lists heads never evaluated (e.g. the padding and OOV categories).
+  explicit BinaryAccumulator(int64_t n_heads, std::vector<int64_t> skip = {});
+  /// probs [B, C] in [0,1]; labels [B, C] {0,1}.
+  void add(const torch::Tensor& probs, const torch::Tensor& labels);
+  BinaryMetrics result() const;
+
+ private:
+  int64_t C_;
+  std::vector<bool> skip_;
+  std::vector<std::vector<float>> p_, y_;
+};
+
+/// One evaluation: the model and the popularity baseline side by side.
+struct EvalReport {
+  std::string split;
+  int64_t step = 0;
+  RankingMetrics model, popularity;
+  bool has_purchase = false;
+  BinaryMetrics purchase, purchase_baseline;  ///< baseline: train base rate per category
+  nlohmann::json to_json() const;             ///< includes "protocol": "full ranking over N ..."
+  /// Human-readable table (model vs popularity), starting with the protocol line.
+  std::string table() const;
+};
+
+/// "full ranking over N items (not sampled)"
+std::string ranking_protocol(int64_t n_items);
+
+}  // namespace portrait

@@ -1,0 +1,383 @@
+// embed / segment / search / score on a small synthetic shop and a random-init model.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+#include <set>
+
+#include "data/loader.h"
+#include "fixture.h"
+#include "infer/embed.h"
+#include "infer/embeddings_file.h"
+#include "infer/h5.h"
+#include "infer/score.h"
+#include "infer/search.h"
+#include "infer/segment.h"
+
+namespace portrait::infer {
+namespace {
+
+using testing::fixture;
+using testing::run_python;
+namespace fs = std::filesystem;
+
+EmbedParams embed_params(const fs::path& out) {
+  EmbedParams p;
+  p.model_dir = fixture().model.string();
+  p.shards = fixture().shards.string();
+  p.output = out.string();
+  p.batch_size = 48;
+  p.part_users = 64;
+  p.progress = false;
+  p.config_yaml = "embed: {test: true}\n";
+  return p;
+}
+
+/// The reference export: one rank, VDS stitch.
+const EmbeddingsFile& base() {
+  static EmbeddingsFile e = [] {
+    auto s = run_embed(embed_params(fixture().root / "base/embeddings.h5"));
+    EXPECT_TRUE(s.complete);
+    return read_embeddings((fixture().root / "base/embeddings.h5").string(), true, true);
+  }();
+  return e;
+}
+
+TEST(Embed, ExportHasEveryTestUserOnceInLoaderOrder) {
+  const auto& e = base();
+  data::LoaderParams lp;
+  lp.shard_dir = fixture().shards.string();
+  lp.split = "test";
+  lp.shuffle = false;
+  data::Loader l(lp);
+  ASSERT_EQ(e.n, l.num_users());
+  ASSERT_GT(e.n, 128);  // several parts
+  EXPECT_EQ(e.dim, 16);
+  for (int64_t i = 0; i < e.n; ++i) ASSERT_EQ(e.user_id[size_t(i)], l.user_id(i));
+  std::set<std::string> uniq(e.user_id.begin(), e.user_id.end());
+  EXPECT_EQ(int64_t(uniq.size()), e.n);
+  for (int64_t i = 0; i < e.n; ++i) {
+    double ss = 0;
+    for (int64_t j = 0; j < e.dim; ++j) ss += double(e.x[size_t(i * e.dim + j)]) * e.x[size_t(i * e.dim + j)];
+    ASSERT_NEAR(ss, 1.0, 1e-4) << "row " << i;
+  }
+  EXPECT_EQ(e.n_items, fixture().cfg.n_items);
+  EXPECT_EQ(e.head_targets, fixture().cfg.n_targets);
+}
+
+TEST(Embed, H5pyReadsTheExportFromAnotherDirectory) {
+  base();
+  fs::path out = fixture().root / "base/embeddings.h5";
+  fs::path cwd = fixture().root / "elsewhere";
+  fs::create_directories(cwd);
+  auto [rc, text] = run_python(R"PY(
+import h5py, numpy as np, sys
+f = h5py.File(')PY" + out.string() + R"PY(', 'r')
+e = f['embedding'][:]
+ids = f['user_id'].asstr()[:]
+assert e.dtype == np.float32 and e.ndim == 2 and e.shape[1] == 16, (e.dtype, e.shape)
+assert len(ids) == e.shape[0] and len(set(ids)) == len(ids)
+assert len(set(map(len, ids))) == 1 and len(ids[0]) >= 16, ids[:3]
+assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)
+a = f.attrs
+assert a['format'] == 'portrait-embeddings' and int(a['format_version']) == 1
+assert len(a['checkpoint_sha256']) == 64 and int(a['dim']) == 16 and int(a['normalized']) == 1
+assert a['created_utc'].endswith('Z') and 'embed' in a['config_yaml'] and a['tokenizer_sha256'] == 'test'
+assert f['embedding'].is_virtual
+assert f['item_embedding'].shape[1] == 16 and len(f['item_id']) == f['item_embedding'].shape[0]
+assert f['head/W1'].shape[1] == 16 and f['head/W2'].shape[1] == f['head/W1'].shape[0]
+assert f['head'].attrs['activation'] in ('relu', 'gelu')
+print('OK', e.shape)
+)PY",
+                               cwd);
+  EXPECT_EQ(rc, 0) << text;
+  EXPECT_NE(text.find("OK"), std::string::npos) << text;
+}
+
+TEST(Embed, TwoRanksStitchToTheSameRowsAsOneRank) {
+  const auto& ref = base();
+  for (std::string stitch : {"vds", "consolidate"}) {
+    fs::path out = fixture().root / ("two_" + stitch) / "embeddings.h5";
+    int barriers = 0;
+    for (int rank : {1, 0}) {  // sequential stand-in for two processes
+      auto p = embed_params(out);
+      p.rank = rank;
+      p.world = 2;
+      p.stitch = stitch;
+      p.barrier = [&] { ++barriers; };
+      auto s = run_embed(p);
+      EXPECT_EQ(s.stitched, rank == 0);
+      EXPECT_GT(s.parts_written, 0);
+    }
+    EXPECT_EQ(barriers, 2);
+    auto e = read_embeddings(out.string(), true, true);
+    ASSERT_EQ(e.n, ref.n);
+    EXPECT_EQ(e.user_id, ref.user_id);
+    EXPECT_EQ(e.x, ref.x) << stitch;  // bit-identical rows
+    EXPECT_EQ(e.items, ref.items);
+    EXPECT_EQ(fs::exists(out.string() + ".parts"), stitch == "vds");
+  }
+}
+
+TEST(Embed, KilledRunResumesWithoutDuplicatesOrGaps) {
+  const auto& ref = base();
+  fs::path out = fixture().root / "resume/embeddings.h5";
+  auto p = embed_params(out);
+  p.max_parts = 2;  // "killed" after two parts
+  auto s1 = run_embed(p);
+  EXPECT_FALSE(s1.complete);
+  EXPECT_EQ(s1.parts_written, 2);
+  EXPECT_FALSE(fs::exists(out));
+  // A stray temporary from the kill must not matter either.
+  std::ofstream(out.string() + ".parts/part-00002.h5.tmp.999") << "garbage";
+  p.max_parts = -1;
+  auto s2 = run_embed(p);
+  EXPECT_TRUE(s2.complete);
+  EXPECT_EQ(s2.parts_skipped, 2);
+  EXPECT_EQ(s2.parts_written, s2.parts - 2);
+  EXPECT_EQ(s2.users_embedded, ref.n - 2 * 64);
+  auto e = read_embeddings(out.string());
+  EXPECT_EQ(e.user_id, ref.user_id);
+  EXPECT_EQ(e.x, ref.x);
+  // A run with another part size does not reuse stale parts.
+  p.part_users = 100;
+  auto s3 = run_embed(p);
+  EXPECT_EQ(s3.parts_skipped, 0);
+  auto e3 = read_embeddings(out.string());
+  EXPECT_EQ(e3.user_id, ref.user_id);
+  ASSERT_EQ(e3.x.size(), ref.x.size());  // other batch boundaries: equal up to rounding
+  for (size_t i = 0; i < e3.x.size(); ++i) ASSERT_NEAR(e3.x[i], ref.x[i], 1e-5);
+}
+
+TEST(Embed, Float16ExportIsHalfSizedAndClose) {
+  const auto& ref = base();
+  fs::path out = fixture().root / "f16/embeddings.h5";
+  auto p = embed_params(out);
+  p.dtype = "float16";
+  p.stitch = "consolidate";
+  p.gzip = 4;
+  run_embed(p);
+  auto e = read_embeddings(out.string());
+  ASSERT_EQ(e.x.size(), ref.x.size());
+  for (size_t i = 0; i < e.x.size(); ++i) ASSERT_NEAR(e.x[i], ref.x[i], 1e-3);
+  auto [rc, text] = run_python("import h5py, numpy as np\nf = h5py.File('" + out.string() +
+                                   "')\nassert f['embedding'].dtype == np.float16\nprint('OK')\n",
+                               fixture().root);
+  EXPECT_EQ(rc, 0) << text;
+}
+
+// ---- segment -------------------------------------------------------------------------------
+
+/// A fake export with planted, well separated clusters (for id-stability tests).
+fs::path planted_export(const std::string& name, int k, int64_t per, uint64_t seed, bool shuffle_rows) {
+  const int d = 8;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> noise(0.f, 0.05f);
+  std::vector<float> x;
+  std::vector<std::string> ids;
+  std::vector<int64_t> order(size_t(k) * size_t(per));
+  for (size_t i = 0; i < order.size(); ++i) order[i] = int64_t(i);
+  if (shuffle_rows) std::shuffle(order.begin(), order.end(), rng);
+  for (int64_t r : order) {
+    int c = int(r / per);
+    for (int j = 0; j < d; ++j) x.push_back((j == c % d ? (c < d ? 1.f : -1.f) : 0.f) + noise(rng));
+    ids.push_back(fmt::format("user{:06d}", r));
+  }
+  fs::path out = fixture().root / "planted" / (name + ".h5");
+  fs::create_directories(out.parent_path());
+  h5::H f = h5::create_file(out);
+  h5::write_float(f, "embedding", x.data(), {hsize_t(ids.size()), hsize_t(d)});
+  h5::write_fixed_strings(f, "user_id", ids);
+  h5::set_attr(f, "format", kEmbeddingsFormat);
+  h5::set_attr(f, "format_version", kEmbeddingsFormatVersion);
+  h5::set_attr(f, "complete", int64_t{1});
+  for (auto* a : {"checkpoint_sha256", "split", "shards", "dtype"}) h5::set_attr(f, a, "x");
+  return out;
+}
+
+std::vector<int32_t> segments_of(const fs::path& f) {
+  h5::H h = h5::open_file(f);
+  return h5::read_i32(h, "segment");
+}
+
+TEST(Segment, HungarianFindsTheMinimumCostAssignment) {
+  // 3x4: best = rows -> cols 2, 0, 1 with cost 1 + 2 + 1 = 4.
+  std::vector<double> c = {9, 9, 1, 9, 2, 8, 9, 9, 9, 1, 3, 9};
+  EXPECT_EQ(hungarian_min(c, 3, 4), (std::vector<int>{2, 0, 1}));
+}
+
+TEST(Segment, IdsAreStableAcrossSeedsAndRefreshes) {
+  const int K = 6;
+  auto emb = planted_export("a", K, 50, 1, true);
+  SegmentParams p;
+  p.embeddings = emb.string();
+  p.k = K;
+  p.output = (fixture().root / "planted/seg1.h5").string();
+  p.seed = 1;
+  auto s1 = run_segment(p);
+  EXPECT_FALSE(s1.matched_previous);
+  for (auto n : s1.sizes) EXPECT_EQ(n, 50);
+  auto a = segments_of(p.output);
+  // Different seed, no previous run: first-appearance numbering gives the same ids.
+  p.seed = 99;
+  p.output = (fixture().root / "planted/seg2.h5").string();
+  run_segment(p);
+  EXPECT_EQ(segments_of(p.output), a);
+  // Different seed, matched to the previous run (Hungarian and greedy).
+  for (std::string m : {"hungarian", "greedy"}) {
+    p.seed = 12345;
+    p.previous = (fixture().root / "planted/seg1.h5").string();
+    p.matching = m;
+    p.output = (fixture().root / ("planted/seg3_" + m + ".h5")).string();
+    auto s3 = run_segment(p);
+    EXPECT_TRUE(s3.matched_previous);
+    EXPECT_GT(s3.match_similarity, 0.9);
+    EXPECT_EQ(segments_of(p.output), a) << m;
+  }
+  // Refresh: new noise and a new row order (first appearance would renumber); matching
+  // against the previous centroids keeps every user's id.
+  auto emb2 = planted_export("b", K, 50, 2, true);
+  p.embeddings = emb2.string();
+  p.matching = "hungarian";
+  p.output = (fixture().root / "planted/seg4.h5").string();
+  run_segment(p);
+  h5::H f1 = h5::open_file(fixture().root / "planted/seg1.h5"), f4 = h5::open_file(p.output);
+  auto id1 = h5::read_strings(f1, "user_id"), id4 = h5::read_strings(f4, "user_id");
+  auto s4 = h5::read_i32(f4, "segment");
+  std::map<std::string, int32_t> before;
+  for (size_t i = 0; i < id1.size(); ++i) before[id1[i]] = a[i];
+  for (size_t i = 0; i < id4.size(); ++i) ASSERT_EQ(s4[i], before[id4[i]]) << id4[i];
+}
+
+TEST(Segment, RealExportWritesSegmentsFile) {
+  base();
+  SegmentParams p;
+  p.embeddings = (fixture().root / "base/embeddings.h5").string();
+  p.output = (fixture().root / "base/segments.h5").string();
+  p.k = 4;
+  auto s = run_segment(p);
+  EXPECT_EQ(s.users, base().n);
+  int64_t total = 0;
+  for (auto n : s.sizes) total += n;
+  EXPECT_EQ(total, base().n);
+  auto [rc, text] = run_python("import h5py\nf = h5py.File('" + p.output +
+                                   "')\nassert f['segment'].shape[0] == f['user_id'].shape[0]\n"
+                                   "assert f['centroids'].shape == (4, 16)\nprint(f.attrs['format'])\n",
+                               fixture().root);
+  EXPECT_EQ(rc, 0) << text;
+}
+
+// ---- search --------------------------------------------------------------------------------
+
+TEST(Search, LookalikesExcludeTheSeeds) {
+  const auto& e = base();
+  fs::path seeds = fixture().root / "seeds.txt";
+  {
+    std::ofstream o(seeds);
+    o << "# seed audience\n";
+    for (int i = 0; i < 10; ++i) o << e.user_id[size_t(i * 7)] << "\n";
+    o << "not-a-user\n";
+  }
+  SearchParams p;
+  p.embeddings = (fixture().root / "base/embeddings.h5").string();
+  p.output_dir = (fixture().root / "search").string();
+  p.mode = "lookalike";
+  p.seeds = seeds.string();
+  p.top_k = 50;
+  auto s = run_search(p);
+  EXPECT_EQ(s.seeds_found, 10);
+  EXPECT_EQ(s.seeds_missing, 1);
+  EXPECT_EQ(s.lookalikes, 50);
+  auto seed_set = read_id_file(seeds.string());
+  h5::H f = h5::open_file(fs::path(p.output_dir) / "search.h5");
+  auto got = h5::read_strings(f, "lookalike/user_id");
+  auto score = h5::read_float(f, "lookalike/score");
+  ASSERT_EQ(got.size(), 50u);
+  for (auto& id : got) EXPECT_EQ(std::count(seed_set.begin(), seed_set.end(), id), 0) << id;
+  EXPECT_TRUE(std::is_sorted(score.rbegin(), score.rend()));
+  EXPECT_EQ(std::set<std::string>(got.begin(), got.end()).size(), got.size());
+  EXPECT_TRUE(fs::exists(fs::path(p.output_dir) / "lookalikes.csv"));
+  EXPECT_TRUE(fs::exists(fs::path(p.output_dir) / "lookalikes.jsonl"));
+}
+
+TEST(Search, RecommendationsExcludePurchasedItems) {
+  const auto& e = base();
+  SearchParams p;
+  p.embeddings = (fixture().root / "base/embeddings.h5").string();
+  p.output_dir = (fixture().root / "search_rec").string();
+  p.mode = "recommend";
+  p.top_k = 40;
+  auto s = run_search(p);
+  EXPECT_EQ(s.recommend_users, e.n);
+  EXPECT_GT(s.excluded_purchases, 0);
+  auto bought = purchased_items(fixture().shards.string(), "test");
+  h5::H f = h5::open_file(fs::path(p.output_dir) / "search.h5");
+  std::vector<hsize_t> dims;
+  auto items = h5::read_i64(f, "recommend/item", &dims);
+  auto users = h5::read_strings(f, "recommend/user_id");
+  ASSERT_EQ(dims[0], hsize_t(e.n));
+  int64_t checked = 0;
+  for (size_t u = 0; u < users.size(); ++u) {
+    auto it = bought.find(users[u]);
+    for (hsize_t j = 0; j < dims[1]; ++j) {
+      int64_t item = items[u * dims[1] + j];
+      ASSERT_GT(item, 1);  // never padding / OOV
+      if (it != bought.end()) {
+        ASSERT_FALSE(std::binary_search(it->second.begin(), it->second.end(), item)) << users[u];
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 0);
+  // Without the exclusion, some purchased item does come back (the test is not vacuous).
+  p.exclude_purchased = false;
+  p.top_k = 1024 < e.n_items ? 1024 : int(e.n_items);
+  p.output_dir = (fixture().root / "search_rec_all").string();
+  run_search(p);
+  h5::H g = h5::open_file(fs::path(p.output_dir) / "search.h5");
+  auto all = h5::read_i64(g, "recommend/item", &dims);
+  bool hit = false;
+  for (size_t u = 0; u < users.size() && !hit; ++u) {
+    auto it = bought.find(users[u]);
+    if (it == bought.end()) continue;
+    for (hsize_t j = 0; j < dims[1] && !hit; ++j)
+      hit = std::binary_search(it->second.begin(), it->second.end(), all[u * dims[1] + j]);
+  }
+  EXPECT_TRUE(hit);
+}
+
+// ---- score ---------------------------------------------------------------------------------
+
+TEST(Score, KernelMatchesThePurchaseHeadModule) {
+  const auto& e = base();
+  ScoreParams p;
+  p.embeddings = (fixture().root / "base/embeddings.h5").string();
+  p.output_dir = (fixture().root / "score").string();
+  p.top_m = 10;
+  auto s = run_score(p);
+  EXPECT_EQ(s.users, e.n);
+  EXPECT_EQ(s.targets, fixture().cfg.n_targets);
+  h5::H f = h5::open_file(fs::path(p.output_dir) / "scores.h5");
+  std::vector<hsize_t> dims;
+  auto prob = h5::read_float(f, "probability", &dims);
+  auto model = load_model(fixture().model);
+  model.train(false);
+  torch::NoGradGuard ng;
+  auto x = torch::from_blob(const_cast<float*>(e.x.data()), {e.n, e.dim}, torch::kFloat).clone();
+  auto ref = torch::sigmoid(model.head->forward(x)).contiguous();
+  auto got = torch::from_blob(prob.data(), {e.n, int64_t(dims[1])}, torch::kFloat);
+  EXPECT_TRUE(torch::allclose(got, ref, 1e-5, 1e-6)) << (got - ref).abs().max().item<float>();
+  // Top audience of head 0 = the 10 highest probabilities.
+  auto top = h5::read_i64(f, "top/row");
+  auto col = ref.select(1, 0);
+  auto best = std::get<1>(col.topk(10));
+  for (int j = 0; j < 10; ++j)
+    EXPECT_NEAR(col[top[size_t(j)]].item<float>(), col[best[j].item<int64_t>()].item<float>(), 1e-6);
+  EXPECT_TRUE(fs::exists(fs::path(p.output_dir) / "top_audiences.csv"));
+}
+
+}  // namespace
+}  // namespace portrait::infer

@@ -1,0 +1,165 @@
+#include "train/sampling.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "data/shard.h"
+
+namespace portrait::train {
+
+data::Batch trim_batch(const data::Batch& b, int64_t max_events, int64_t max_text) {
+  const int64_t L = std::min(b.L, max_events), T = std::min(b.T, max_text);
+  if (L == b.L && T == b.T) return b;
+  data::Batch o;
+  o.rows = b.rows;
+  o.L = L;
+  o.T = T;
+  o.M = b.M;
+  o.C = b.C;
+  o.global_batch = b.global_batch;
+  o.user_index = b.user_index;
+  o.length.resize(size_t(b.rows));
+  for (auto* v : {&o.item, &o.category, &o.event, &o.gap, &o.price}) v->assign(size_t(b.rows * L), 0);
+  o.input_mask.assign(size_t(b.rows * L), 0.f);
+  o.text.assign(size_t(b.rows * T), 0);
+  o.text_mask.assign(size_t(b.rows * T), 0.f);
+  for (int64_t r = 0; r < b.rows; ++r) {
+    const int64_t n = std::min<int64_t>(b.length[size_t(r)], L);
+    const int64_t from = b.length[size_t(r)] - n;  // most recent n events
+    o.length[size_t(r)] = int32_t(n);
+    for (int64_t k = 0; k < n; ++k) {
+      size_t d = size_t(r * L + k), s = size_t(r * b.L + from + k);
+      o.item[d] = b.item[s];
+      o.category[d] = b.category[s];
+      o.event[d] = b.event[s];
+      o.gap[d] = b.gap[s];
+      o.price[d] = b.price[s];
+      o.input_mask[d] = 1.f;
+    }
+    int64_t tn = 0;
+    for (int64_t k = 0; k < b.T; ++k) tn += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
+    const int64_t keep = std::min(tn, T), tfrom = tn - keep;  // most recent tokens
+    for (int64_t k = 0; k < keep; ++k) {
+      o.text[size_t(r * T + k)] = b.text[size_t(r * b.T + tfrom + k)];
+      o.text_mask[size_t(r * T + k)] = 1.f;
+    }
+  }
+  o.target_item = b.target_item;
+  o.target_category = b.target_category;
+  o.target_event = b.target_event;
+  o.target_mask = b.target_mask;
+  o.purchase = b.purchase;
+  return o;
+}
+
+namespace {
+// Partial Fisher-Yates: the first k entries of v become a uniform sample without replacement.
+void choose(std::vector<int64_t>& v, int64_t k, data::Rng& rng) {
+  const size_t n = v.size();
+  for (size_t i = 0; i < size_t(k) && i < n; ++i) std::swap(v[i], v[i + rng.below(n - i)]);
+  if (size_t(k) < n) v.resize(size_t(k));
+}
+}  // namespace
+
+Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, data::Rng& rng) {
+  Pairs out;
+  std::vector<int64_t> cand, pos;
+  for (int64_t r = 0; r < b.rows; ++r) {
+    const int64_t n = b.length[size_t(r)];
+    const size_t base = size_t(r * b.L);
+    auto positive = [&](int64_t j) {
+      return is_positive_event(b.event[base + size_t(j)]) && b.item[base + size_t(j)] >= kFirstRealItem;
+    };
+    // next_pos[i] = number of positives in (i, i+window]: sliding count from the right.
+    cand.clear();
+    std::vector<int32_t> pref(size_t(n + 1), 0);
+    for (int64_t j = 0; j < n; ++j) pref[size_t(j + 1)] = pref[size_t(j)] + (positive(j) ? 1 : 0);
+    for (int64_t i = 0; i + 1 < n; ++i) {
+      int64_t hi = std::min(n - 1, i + window);
+      if (pref[size_t(hi + 1)] - pref[size_t(i + 1)] > 0) cand.push_back(i);
+    }
+    choose(cand, per_user, rng);
+    std::sort(cand.begin(), cand.end());
+    for (int64_t i : cand) {
+      pos.clear();
+      for (int64_t j = i + 1; j <= std::min(n - 1, i + window); ++j)
+        if (positive(j)) pos.push_back(j);
+      int64_t j = pos[rng.below(pos.size())];
+      out.owner.push_back(r);
+      out.position.push_back(r * b.L + i);
+      out.target.push_back(b.item[base + size_t(j)]);
+    }
+  }
+  return out;
+}
+
+Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, data::Rng& rng) {
+  Pairs out;
+  std::vector<int64_t> cand;
+  for (int64_t r = 0; r < b.rows; ++r) {
+    cand.clear();
+    for (int64_t k = 0; k < b.M; ++k) {
+      size_t s = size_t(r * b.M + k);
+      if (b.target_mask[s] > 0 && b.target_item[s] >= kFirstRealItem) {
+        int64_t item = b.target_item[s];
+        if (std::find(cand.begin(), cand.end(), item) == cand.end()) cand.push_back(item);
+      }
+    }
+    choose(cand, per_user, rng);
+    for (int64_t item : cand) {
+      out.owner.push_back(r);
+      out.position.push_back(-1);
+      out.target.push_back(item);
+    }
+  }
+  return out;
+}
+
+Pairs apply_item_mask(data::Batch& b, double p, data::Rng& rng) {
+  Pairs out;
+  for (int64_t r = 0; r < b.rows; ++r) {
+    for (int64_t i = 0; i < b.length[size_t(r)]; ++i) {
+      size_t s = size_t(r * b.L + i);
+      if (b.item[s] < kFirstRealItem) continue;
+      if (!rng.bernoulli(p)) continue;
+      out.owner.push_back(r);
+      out.position.push_back(r * b.L + i);
+      out.target.push_back(b.item[s]);
+      b.item[s] = 0;
+    }
+  }
+  return out;
+}
+
+TrainStats compute_train_stats(const std::filesystem::path& shard_dir, int64_t n_items,
+                               int64_t n_categories) {
+  TrainStats st;
+  st.item_positive_counts.assign(size_t(std::max<int64_t>(n_items, 0)), 0);
+  std::vector<int64_t> buyers(size_t(std::max<int64_t>(n_categories, 0)), 0);
+  for (const auto& path : data::list_shards(shard_dir)) {
+    auto c = data::read_shard(path, {"train"}, /*with_vocab=*/false);
+    if (st.tokenizer_sha256.empty()) {
+      auto it = c.str_attrs.find("tokenizer_sha256");
+      if (it != c.str_attrs.end()) st.tokenizer_sha256 = it->second;
+    }
+    const auto& a = c.splits[0];
+    st.users += int64_t(a.size());
+    for (size_t k = 0; k < a.input_item.size(); ++k)
+      if (is_positive_event(a.input_event[k]) && a.input_item[k] >= 0 && a.input_item[k] < n_items)
+        ++st.item_positive_counts[size_t(a.input_item[k])];
+    for (size_t k = 0; k < a.target_item.size(); ++k)
+      if (a.target_item[k] >= 0 && a.target_item[k] < n_items) ++st.item_positive_counts[size_t(a.target_item[k])];
+    for (int32_t cat : a.purchase_category)
+      if (cat >= 0 && cat < n_categories) ++buyers[size_t(cat)];
+  }
+  st.purchase_rate.assign(buyers.size(), 0.0);
+  for (size_t c = 0; c < buyers.size(); ++c)
+    st.purchase_rate[c] = st.users ? double(buyers[c]) / double(st.users) : 0.0;
+  return st;
+}
+
+uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro) {
+  return data::mix64(data::mix64(seed, uint64_t(step)), uint64_t(micro) + 0x5eedULL);
+}
+
+}  // namespace portrait::train

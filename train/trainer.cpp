@@ -1,0 +1,663 @@
+// The training loop (see trainer.h). The only torch translation unit of portrait_train.
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <ATen/autocast_mode.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+
+#include "core/error.h"
+#include "core/fs.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/progress.h"
+#include "tokenizer/tokenizer.h"
+#include "train/internal.h"
+#include "train/sampling.h"
+
+namespace portrait::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+// ---- small pieces ---------------------------------------------------------------------------
+
+AutocastGuard::AutocastGuard(bool enabled) : enabled_(enabled) {
+  if (!enabled_) return;
+  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!enabled_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+  at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+}
+
+ParamSplit split_param_groups(const ModelBundle& m) {
+  ParamSplit s;
+  auto add = [&](const std::string& prefix, const torch::OrderedDict<std::string, torch::Tensor>& named) {
+    for (const auto& kv : named) {
+      const std::string name = prefix + kv.key();
+      const torch::Tensor& t = kv.value();
+      if (!t.requires_grad()) continue;
+      const bool embedding = name.find("_emb.") != std::string::npos;
+      const bool no_decay = t.dim() < 2 || embedding || prefix == "temperature.";
+      (no_decay ? s.no_decay_names : s.decay_names).push_back(name);
+      (no_decay ? s.no_decay : s.decay).push_back(t);
+    }
+  };
+  add("encoder.", m.encoder->named_parameters(true));
+  add("head.", m.head->named_parameters(true));
+  add("temperature.", m.temperature->named_parameters(true));
+  return s;
+}
+
+UserBatch to_user_batch(const data::Batch& b, const torch::Device& device) {
+  const int64_t B = b.rows;
+  auto ints = [&](const std::vector<int32_t>& v, int64_t cols) {
+    if (B * cols == 0) return torch::zeros({B, cols}, torch::kLong);
+    return torch::from_blob(const_cast<int32_t*>(v.data()), {B, cols}, torch::kInt).to(torch::kLong);
+  };
+  auto mask = [&](const std::vector<float>& v, int64_t cols) {
+    if (B * cols == 0) return torch::zeros({B, cols}, torch::kBool);
+    return torch::from_blob(const_cast<float*>(v.data()), {B, cols}, torch::kFloat) > 0.5f;
+  };
+  UserBatch u;
+  u.item = ints(b.item, b.L);
+  u.category = ints(b.category, b.L);
+  u.event_type = ints(b.event, b.L);
+  u.gap_bucket = ints(b.gap, b.L);
+  u.price_bucket = ints(b.price, b.L);
+  u.event_mask = mask(b.input_mask, b.L);
+  u.text = ints(b.text, b.T);
+  u.text_mask = mask(b.text_mask, b.T);
+  return device.is_cpu() ? u : u.to(device);
+}
+
+namespace {
+
+torch::Tensor to_long(const std::vector<int64_t>& v, const torch::Device& d) {
+  return torch::tensor(v, torch::kLong).to(d);
+}
+
+/// Clamps the loader's ids into the model's embedding ranges (gap/price buckets beyond the
+/// configured vocabularies share the last bucket).
+void clamp_buckets(data::Batch& b, const ModelConfig& c) {
+  for (auto& g : b.gap) g = std::min<int32_t>(g, int32_t(c.n_gap_buckets - 1));
+  for (auto& p : b.price) p = std::min<int32_t>(p, int32_t(c.n_price_buckets - 1));
+  for (auto& e : b.event) e = std::min<int32_t>(e, int32_t(c.n_event_types - 1));
+  if (c.n_text_tokens == 0) {
+    b.T = 0;
+    b.text.clear();
+    b.text_mask.clear();
+  }
+}
+
+struct Context {
+  const TrainParams* p = nullptr;
+  torch::Device device{torch::kCPU};
+  bool bf16 = false;
+  int64_t n_items = 0, n_categories = 0;
+  torch::Tensor log_q;           ///< [n_items] log sampling probability of each positive
+  torch::Tensor purchase_weight; ///< [C] 0 for padding / OOV categories
+};
+
+struct Losses {
+  torch::Tensor total;
+  std::vector<std::pair<std::string, torch::Tensor>> parts;  ///< unweighted
+};
+
+Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context& cx, data::Rng& rng) {
+  const TrainParams& p = *cx.p;
+  const LossParams& lp = p.loss;
+  Pairs dense, future, masked;
+  if (lp.dense.enabled) dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, rng);
+  if (lp.future.enabled) future = sample_future_pairs(batch_in, lp.future_targets_per_user, rng);
+  data::Batch masked_batch;
+  const data::Batch* batch = &batch_in;
+  if (lp.masked_item.enabled) {
+    masked_batch = batch_in;
+    masked = apply_item_mask(masked_batch, lp.mask_prob, rng);
+    batch = &masked_batch;
+  }
+  std::vector<int64_t> neg_ids_v(size_t(lp.uniform_negatives));
+  const uint64_t span = uint64_t(std::max<int64_t>(cx.n_items - kFirstRealItem, 1));
+  for (auto& id : neg_ids_v) id = kFirstRealItem + int64_t(rng.below(span));
+
+  const auto& dev = cx.device;
+  AutocastGuard ac(cx.bf16);
+  UserBatch ub = to_user_batch(*batch, dev);
+  EncoderOutput o = m.encoder->forward(ub);
+  auto inv_t = m.temperature->forward();
+  const int64_t B = batch->rows, L = batch->L, D = o.user.size(1);
+  const double log_q_uniform = -std::log(double(span));
+
+  Losses out;
+  out.total = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
+  auto add = [&](const std::string& name, const torch::Tensor& loss, double w) {
+    out.parts.emplace_back(name, loss.detach());
+    out.total = out.total + w * loss.to(torch::kFloat);
+  };
+  torch::Tensor neg, neg_ids;
+  if ((dense.size() || future.size()) && lp.uniform_negatives > 0) {
+    neg_ids = to_long(neg_ids_v, dev);
+    neg = m.encoder->item_vectors(neg_ids);
+  }
+  auto retrieval = [&](const Pairs& pr, const torch::Tensor& q) {
+    auto ids = to_long(pr.target, dev);
+    auto pos = m.encoder->item_vectors(ids);
+    torch::Tensor lq = lp.logq ? cx.log_q.index_select(0, ids) : torch::Tensor();
+    return sampled_softmax_loss(q, pos, ids, to_long(pr.owner, dev), neg, neg_ids, lq, log_q_uniform, inv_t);
+  };
+  if (dense.size() > 1) {
+    auto q = o.states.reshape({B * L, D}).index_select(0, to_long(dense.position, dev));
+    add("dense", retrieval(dense, q), lp.dense.weight);
+  }
+  if (future.size() > 1) {
+    auto q = o.user.index_select(0, to_long(future.owner, dev));
+    add("future", retrieval(future, q), lp.future.weight);
+  }
+  if (lp.purchase.enabled && cx.n_categories > 0) {
+    auto logits = m.head->forward(o.user);
+    auto labels = torch::from_blob(const_cast<float*>(batch->purchase.data()), {B, batch->C}, torch::kFloat).to(dev, /*non_blocking=*/false, /*copy=*/true);
+    auto w = cx.purchase_weight.view({1, -1}).expand({B, batch->C});
+    add("purchase", purchase_bce_loss(logits, labels, w), lp.purchase.weight);
+  }
+  if (lp.clip.enabled && batch->T > 0) {
+    add("clip", clip_loss(o.behaviour, o.text, o.has_text & o.has_events, inv_t), lp.clip.weight);
+  }
+  if (lp.masked_item.enabled && masked.size() > 0) {
+    auto q = o.states.reshape({B * L, D}).index_select(0, to_long(masked.position, dev));
+    add("masked_item", masked_item_loss(q, to_long(masked.target, dev), m.encoder->all_item_vectors(), inv_t),
+        lp.masked_item.weight);
+  }
+  return out;
+}
+
+// ---- checkpoints ----------------------------------------------------------------------------
+
+struct Position {
+  int64_t epoch = 0, offset = 0;  ///< global samples consumed in `epoch`
+};
+
+void save_rng(const fs::path& path) {
+  torch::serialize::OutputArchive ar;
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lk(gen.mutex());
+    ar.write("cpu", gen.get_state());
+  }
+  if (torch::cuda::is_available()) {
+    for (int64_t i = 0; i < int64_t(torch::cuda::device_count()); ++i) {
+      auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, c10::DeviceIndex(i)));
+      std::lock_guard<std::mutex> lk(gen.mutex());
+      ar.write("cuda" + std::to_string(i), gen.get_state());
+    }
+  }
+  ar.save_to(path.string());
+}
+
+void load_rng(const fs::path& path) {
+  torch::serialize::InputArchive ar;
+  ar.load_from(path.string());
+  torch::Tensor t;
+  ar.read("cpu", t);
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lk(gen.mutex());
+    gen.set_state(t);
+  }
+  if (torch::cuda::is_available()) {
+    for (int64_t i = 0; i < int64_t(torch::cuda::device_count()); ++i) {
+      torch::Tensor c;
+      if (!ar.try_read("cuda" + std::to_string(i), c)) continue;
+      auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, c10::DeviceIndex(i)));
+      std::lock_guard<std::mutex> lk(gen.mutex());
+      gen.set_state(c);
+    }
+  }
+}
+
+fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const ModelBundle& m,
+                         torch::optim::Optimizer& opt, const nlohmann::json& state,
+                         const std::string& config_yaml, int64_t keep) {
+  const fs::path dir = run_dir / "checkpoints";
+  fs::create_directories(dir);
+  const std::string name = checkpoint_name(step);
+  const fs::path tmp = dir / (".tmp." + name + "." + std::to_string(::getpid()));
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  {
+    torch::serialize::OutputArchive ar;
+    save_model_weights(m, ar);
+    ar.save_to((tmp / "model.pt").string());
+  }
+  torch::save(opt, (tmp / "optimizer.pt").string());
+  save_rng(tmp / "rng.pt");
+  write_file_atomic(tmp / "config.yaml", config_yaml);
+  write_file_atomic(tmp / "state.json", state.dump(2) + "\n");  // last: marks completeness
+  const fs::path final_dir = dir / name;
+  if (fs::exists(final_dir)) fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  prune_checkpoints(run_dir, keep);
+  return final_dir;
+}
+
+torch::Device pick_device(const std::string& want) {
+  if (want == "cpu") return torch::kCPU;
+  if (want == "cuda") {
+    if (!torch::cuda::is_available())
+      throw ConfigError("train.device=cuda but no CUDA device is available (use train.device=auto|cpu)");
+    return torch::Device(torch::kCUDA, 0);
+  }
+  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+}
+
+double finite_or_nan(double v) { return std::isfinite(v) ? v : std::numeric_limits<double>::quiet_NaN(); }
+
+}  // namespace
+
+// ---- evaluation -----------------------------------------------------------------------------
+
+EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const std::string& split,
+                          int64_t max_users, int64_t batch_size, const std::vector<int64_t>& ks,
+                          const std::vector<int64_t>& popularity, const std::vector<double>& base_rate,
+                          const torch::Device& device, bool bf16, int64_t step) {
+  data::LoaderParams lp;
+  lp.shard_dir = shard_dir;
+  lp.split = split;
+  lp.batch_size = int(batch_size);
+  lp.shuffle = false;
+  lp.threads = 1;
+  lp.prefetch = 2;
+  data::Loader loader(lp);
+  const bool was_training = m.encoder->is_training();
+  m.train(false);
+  torch::NoGradGuard ng;
+  RankingAccumulator model_acc(ks), pop_acc(ks);
+  const int64_t C = m.cfg.n_targets;
+  const bool has_purchase = C > 0 && loader.num_categories() == C;
+  std::vector<int64_t> skip;
+  for (int64_t c = 0; c < std::min<int64_t>(C, 2); ++c) skip.push_back(c);  // padding, OOV
+  BinaryAccumulator pur(std::max<int64_t>(C, 1), skip), base(std::max<int64_t>(C, 1), skip);
+  torch::Tensor items, pop, rate;
+  {
+    AutocastGuard ac(bf16);
+    items = m.encoder->all_item_vectors().to(torch::kFloat);  // [V, D]
+  }
+  const int64_t V = items.size(0);
+  pop = torch::zeros({V}, torch::kDouble);
+  for (int64_t i = 0; i < std::min<int64_t>(V, int64_t(popularity.size())); ++i) pop[i] = double(popularity[size_t(i)]);
+  if (has_purchase) {
+    rate = torch::tensor(base_rate, torch::kDouble).to(torch::kFloat).clamp(1e-6, 1 - 1e-6).view({1, -1});
+  }
+  loader.start_epoch(0, 0);
+  data::Batch raw;
+  int64_t seen = 0;
+  while ((max_users <= 0 || seen < max_users) && loader.next(raw)) {
+    data::Batch b = trim_batch(raw, m.cfg.max_events, m.cfg.max_text_tokens);
+    clamp_buckets(b, m.cfg);
+    seen += b.rows;
+    torch::Tensor user;
+    {
+      AutocastGuard ac(bf16);
+      user = m.encoder->forward(to_user_batch(b, device)).user.to(torch::kFloat);
+    }
+    auto targets = torch::from_blob(b.target_item.data(), {b.rows, b.M}, torch::kInt);
+    auto tmask = torch::from_blob(b.target_mask.data(), {b.rows, b.M}, torch::kFloat);
+    model_acc.add(torch::matmul(user, items.t()), targets, tmask);
+    pop_acc.add(pop.view({1, V}).expand({b.rows, V}), targets, tmask);
+    if (has_purchase) {
+      torch::Tensor logits;
+      {
+        AutocastGuard ac(bf16);
+        logits = m.head->forward(user).to(torch::kFloat);
+      }
+      auto labels = torch::from_blob(b.purchase.data(), {b.rows, b.C}, torch::kFloat);
+      pur.add(torch::sigmoid(logits), labels);
+      base.add(rate.expand({b.rows, C}), labels);
+    }
+  }
+  m.train(was_training);
+  EvalReport r;
+  r.split = split;
+  r.step = step;
+  r.model = model_acc.result();
+  r.popularity = pop_acc.result();
+  r.has_purchase = has_purchase;
+  if (has_purchase) {
+    r.purchase = pur.result();
+    r.purchase_baseline = base.result();
+  }
+  return r;
+}
+
+// ---- the loop -------------------------------------------------------------------------------
+
+TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
+  fs::create_directories(run_dir);
+  if (p.threads > 0) at::set_num_threads(int(p.threads));
+  const torch::Device device = pick_device(p.device);
+  const bool bf16 = p.precision == "bf16" || (p.precision == "auto" && device.is_cuda());
+  if (bf16 && !device.is_cuda())
+    throw ConfigError("train.precision=bf16 needs CUDA (bf16 autocast is CUDA-only); use fp32 or auto on CPU");
+  const int world = 1, rank = 0;
+
+  // Data.
+  data::LoaderParams lp;
+  lp.shard_dir = p.shards;
+  lp.split = "train";
+  lp.batch_size = int(p.batch_size);
+  lp.max_targets = int(p.max_targets);
+  lp.seed = p.seed;
+  lp.threads = int(p.loader_threads);
+  lp.rank = rank;
+  lp.world = world;
+  // Full global batches only (constant in-batch negatives), unless the data is smaller.
+  lp.drop_last = true;
+  auto loader_ptr = std::make_unique<data::Loader>(lp);
+  if (loader_ptr->num_users() == 0) throw DataError("no training users in " + p.shards);
+  if (loader_ptr->batches_per_epoch() == 0) {
+    lp.drop_last = false;
+    loader_ptr = std::make_unique<data::Loader>(lp);
+  }
+  data::Loader& loader = *loader_ptr;
+  const int64_t G = p.batch_size * world;
+
+  // Model config from the data.
+  ModelConfig mc = p.model;
+  mc.n_items = loader.num_items();
+  mc.n_categories = loader.num_categories();
+  mc.n_targets = loader.num_categories();
+  mc.n_text_tokens = 0;
+  const fs::path tok_path = fs::path(p.shards) / "tokenizer.model";
+  if (loader.text_len() > 0 && mc.max_text_tokens > 0 && fs::exists(tok_path))
+    mc.n_text_tokens = tok::Tokenizer::load(tok_path).vocab_size();
+  mc.validate();
+
+  TrainStats stats = compute_train_stats(p.shards, mc.n_items, mc.n_categories);
+
+  torch::manual_seed(p.seed);
+  ModelBundle m = ModelBundle::create(mc, p.init_temperature, p.learn_temperature);
+  m.to(device);
+  m.train(true);
+
+  ParamSplit groups = split_param_groups(m);
+  auto opts = [&](double wd) {
+    return std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(p.lr)
+                                                            .betas({p.beta1, p.beta2})
+                                                            .eps(p.eps)
+                                                            .weight_decay(wd));
+  };
+  std::vector<torch::optim::OptimizerParamGroup> pg;
+  pg.emplace_back(groups.decay, opts(p.weight_decay));
+  pg.emplace_back(groups.no_decay, opts(0.0));
+  torch::optim::AdamW opt(std::move(pg), torch::optim::AdamWOptions(p.lr));
+  std::vector<torch::Tensor> all_params = groups.decay;
+  all_params.insert(all_params.end(), groups.no_decay.begin(), groups.no_decay.end());
+
+  Context cx;
+  cx.p = &p;
+  cx.device = device;
+  cx.bf16 = bf16;
+  cx.n_items = mc.n_items;
+  cx.n_categories = mc.n_categories;
+  {
+    auto counts = torch::tensor(stats.item_positive_counts, torch::kLong).to(torch::kDouble).clamp_min(1.0);
+    cx.log_q = (counts / counts.sum()).log().to(torch::kFloat).to(device);
+    auto w = torch::ones({std::max<int64_t>(mc.n_categories, 1)});
+    for (int64_t c = 0; c < std::min<int64_t>(mc.n_categories, 2); ++c) w[c] = 0.0;
+    cx.purchase_weight = w.to(device);
+  }
+
+  // Resume.
+  TrainSummary sum;
+  int64_t step = 0, nonfinite = 0;
+  Position pos;
+  fs::path resume_from;
+  if (p.resume == "auto") {
+    auto all = list_checkpoints(run_dir);
+    if (!all.empty()) resume_from = all.back();
+    else PLOG_INFO("train.resume=auto: no checkpoint in {}, starting fresh", (run_dir / "checkpoints").string());
+  } else if (!p.resume.empty()) {
+    resume_from = p.resume;
+    if (!fs::exists(resume_from / "state.json"))
+      throw ConfigError("train.resume=" + p.resume + " is not a checkpoint directory (no state.json)");
+  }
+  if (!resume_from.empty()) {
+    auto st = nlohmann::json::parse(read_file(resume_from / "state.json"));
+    {
+      torch::serialize::InputArchive ar;
+      ar.load_from((resume_from / "model.pt").string(), device);
+      load_model_weights(m, ar);
+    }
+    torch::load(opt, (resume_from / "optimizer.pt").string(), device);
+    load_rng(resume_from / "rng.pt");
+    step = st.at("step");
+    nonfinite = st.value("nonfinite_skipped", int64_t{0});
+    pos.epoch = st.at("epoch");
+    pos.offset = st.at("sample_offset");
+    if (pos.offset % G != 0) {
+      // A different global batch: restart the epoch at the last whole global batch.
+      PLOG_WARN("resume offset {} is not a multiple of the global batch {}; rounding down", pos.offset, G);
+      pos.offset -= pos.offset % G;
+    }
+    if (st.value("tokenizer_sha256", std::string()) != stats.tokenizer_sha256)
+      PLOG_WARN("checkpoint tokenizer sha256 differs from the shards' ({}); continuing", stats.tokenizer_sha256);
+    sum.resumed_from = resume_from.string();
+    PLOG_INFO("resumed from {} at step {} (epoch {}, sample {})", resume_from.string(), step, pos.epoch, pos.offset);
+  }
+  sum.start_step = step;
+  const int64_t end_step = p.stop_after > 0 ? std::min(p.steps, p.stop_after) : p.steps;
+
+  MetricsWriter metrics((run_dir / "metrics.jsonl").string());
+  MetricsWriter evals((run_dir / "eval.jsonl").string());
+  auto state_json = [&]() {
+    Position q = pos;
+    if (q.offset / G >= loader.batches_per_epoch()) q = {q.epoch + 1, 0};
+    return nlohmann::json{{"step", step},
+                          {"epoch", q.epoch},
+                          {"sample_offset", q.offset},
+                          {"global_batch", G},
+                          {"world", world},
+                          {"seed", p.seed},
+                          {"nonfinite_skipped", nonfinite},
+                          {"tokenizer_sha256", stats.tokenizer_sha256},
+                          {"scheduler", {{"schedule", p.schedule}, {"lr", p.lr}, {"warmup_steps", p.warmup_steps},
+                                         {"steps", p.steps}, {"min_lr_ratio", p.min_lr_ratio},
+                                         {"last_lr", lr_at(p, std::max<int64_t>(step, 1))}}},
+                          {"device", device.str()},
+                          {"precision", bf16 ? "bf16" : "fp32"}};
+  };
+  auto run_eval = [&](const std::string& split, int64_t max_users) {
+    EvalReport r = evaluate_split(m, p.shards, split, max_users, p.eval_batch_size, p.eval_ks,
+                                  stats.item_positive_counts, stats.purchase_rate, device, bf16, step);
+    evals.write(r.to_json());
+    return r;
+  };
+
+  // Loop.
+  loader.start_epoch(pos.epoch, pos.offset);
+  const int64_t S = 1 + mc.max_events + (mc.n_text_tokens ? mc.max_text_tokens : 0);
+  const double flops_per_token = mc.train_flops_per_token(S);
+  Progress bar("train", uint64_t(end_step), "steps", ProgressParams{.enabled = p.progress});
+  bar.set(uint64_t(step));
+  std::map<std::string, double> interval_loss;
+  double interval_total = 0, last_total = 0;
+  int64_t interval_steps = 0, interval_users = 0, interval_tokens = 0, interval_padded = 0;
+  int64_t all_users = 0, all_tokens = 0;
+  auto t_start = Clock::now(), t_interval = Clock::now();
+  double eval_seconds = 0;
+  fs::path last_ckpt;
+  int64_t last_ckpt_step = -1;
+
+  while (step < end_step) {
+    const int64_t next_step = step + 1;
+    const double lr = lr_at(p, next_step);
+    for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    opt.zero_grad(true);
+    bool bad = false;
+    double step_total = 0;
+    std::vector<std::pair<std::string, double>> parts;
+    for (int64_t micro = 0; micro < p.grad_accum; ++micro) {
+      data::Batch raw;
+      int guard = 0;
+      while (!loader.next(raw)) {
+        if (++guard > 2) throw DataError("the training loader yields no batches");
+        ++pos.epoch;
+        pos.offset = 0;
+        loader.start_epoch(pos.epoch, 0);
+      }
+      pos.offset += G;
+      data::Batch b = trim_batch(raw, mc.max_events, mc.max_text_tokens);
+      clamp_buckets(b, mc);
+      data::Rng rng(step_seed(p.seed, next_step, micro));
+      Losses L = compute_losses(m, b, cx, rng);
+      if (std::find(p.fault_nonfinite_steps.begin(), p.fault_nonfinite_steps.end(), next_step) !=
+          p.fault_nonfinite_steps.end())
+        L.total = L.total * std::numeric_limits<float>::quiet_NaN();
+      const double tv = L.total.item<double>();
+      for (int64_t r = 0; r < b.rows; ++r) {
+        interval_tokens += 1 + b.length[size_t(r)];
+        for (int64_t k = 0; k < b.T; ++k) interval_tokens += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
+      }
+      interval_users += b.rows;
+      interval_padded += b.rows * S;
+      if (!std::isfinite(tv)) {
+        bad = true;
+        continue;  // keep consuming this step's micro-batches: the data order stays aligned
+      }
+      if (bad) continue;
+      (L.total / double(p.grad_accum)).backward();
+      step_total += tv / double(p.grad_accum);
+      for (auto& [name, t] : L.parts) {
+        double v = t.item<double>() / double(p.grad_accum);
+        auto it = std::find_if(parts.begin(), parts.end(), [&](auto& x) { return x.first == name; });
+        if (it == parts.end()) parts.emplace_back(name, v);
+        else it->second += v;
+      }
+    }
+    double gnorm = 0;
+    if (!bad) {
+      gnorm = torch::nn::utils::clip_grad_norm_(all_params, p.grad_clip > 0 ? p.grad_clip : 1e30);
+      if (!std::isfinite(gnorm)) bad = true;
+    }
+    step = next_step;
+    if (bad) {
+      ++nonfinite;
+      opt.zero_grad(true);
+      PLOG_WARN("step {}: non-finite loss or gradient; update skipped ({} of at most {} skips)", step, nonfinite,
+                p.max_nonfinite);
+      metrics.write({{"step", step}, {"event", "nonfinite_skip"}, {"nonfinite_skipped", nonfinite}});
+      if (nonfinite > p.max_nonfinite)
+        throw std::runtime_error(fmt::format(
+            "training diverged: {} steps had a non-finite loss or gradient (train.max_nonfinite = {}); "
+            "last at step {}. Lower train.lr, raise train.warmup_steps or check the data.",
+            nonfinite, p.max_nonfinite, step));
+    } else {
+      opt.step();
+      last_total = step_total;
+      interval_total += step_total;
+      for (auto& [name, v] : parts) interval_loss[name] += v;
+      ++interval_steps;
+    }
+    bar.set(uint64_t(step));
+
+    if (step % p.log_every == 0 || step == end_step) {
+      const double dt = std::chrono::duration<double>(Clock::now() - t_interval).count();
+      const double n = double(std::max<int64_t>(interval_steps, 1));
+      nlohmann::json rec = {{"step", step},
+                            {"lr", lr},
+                            {"loss", interval_total / n},
+                            {"grad_norm", finite_or_nan(gnorm)},
+                            {"temperature", 1.0 / m.temperature->forward().item<double>()},
+                            {"users_per_s", interval_users / std::max(dt, 1e-9)},
+                            {"tokens_per_s", interval_tokens / std::max(dt, 1e-9)},
+                            {"nonfinite_skipped", nonfinite},
+                            {"epoch", pos.epoch}};
+      std::string postfix = fmt::format("loss={:.3f}", interval_total / n);
+      for (auto& [name, v] : interval_loss) {
+        rec["loss_" + name] = v / n;
+        postfix += fmt::format(" {}={:.3f}", name, v / n);
+      }
+      if (device.is_cuda()) {
+        const double mfu = flops_per_token * double(interval_padded) / std::max(dt, 1e-9) / (p.peak_tflops * 1e12);
+        rec["mfu"] = mfu;
+        postfix += fmt::format(" mfu={:.1f}%", 100 * mfu);
+      }
+      postfix += fmt::format(" {:.0f} users/s {:.0f} tok/s", interval_users / std::max(dt, 1e-9),
+                             interval_tokens / std::max(dt, 1e-9));
+      bar.set_postfix(postfix);
+      metrics.write(rec);
+      sum.final_loss = interval_total / n;
+      all_users += interval_users;
+      all_tokens += interval_tokens;
+      interval_loss.clear();
+      interval_total = 0;
+      interval_steps = interval_users = interval_tokens = interval_padded = 0;
+      t_interval = Clock::now();
+    }
+    if (p.eval_every > 0 && step % p.eval_every == 0 && step < p.steps) {
+      auto t0 = Clock::now();
+      EvalReport r = run_eval("val", p.eval_max_users);
+      PLOG_INFO("step {}: val Recall@{} {:.4f} (popularity {:.4f}), purchase AUC {:.4f} [{}]", step,
+                r.model.ks.empty() ? 0 : r.model.ks[0], r.model.recall.empty() ? 0.0 : r.model.recall[0],
+                r.popularity.recall.empty() ? 0.0 : r.popularity.recall[0], r.purchase.mean_auc,
+                ranking_protocol(r.model.n_items));
+      eval_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      t_interval += std::chrono::duration_cast<Clock::duration>(Clock::now() - t0);
+    }
+    if ((p.ckpt_every > 0 && step % p.ckpt_every == 0) || step == end_step) {
+      last_ckpt = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last);
+      last_ckpt_step = step;
+    }
+  }
+  bar.finish();
+  sum.steps = step;
+  sum.nonfinite_skipped = nonfinite;
+  sum.seconds = std::chrono::duration<double>(Clock::now() - t_start).count() - eval_seconds;
+  sum.users_per_s = all_users / std::max(sum.seconds, 1e-9);
+  sum.tokens_per_s = all_tokens / std::max(sum.seconds, 1e-9);
+  if (sum.final_loss == 0) sum.final_loss = last_total;
+  if (last_ckpt_step != step)
+    last_ckpt = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last);
+  if (step < p.steps) {  // stopped early on purpose (stop_after): no artefact, no final eval
+    PLOG_INFO("stopped after step {} (checkpoint {})", step, last_ckpt.string());
+    return sum;
+  }
+
+  m.meta = {{"tokenizer_sha256", stats.tokenizer_sha256},
+            {"step", step},
+            {"shards", p.shards},
+            {"train_users", stats.users},
+            {"seed", p.seed}};
+  sum.model_dir = run_dir / "model";
+  save_model(m, sum.model_dir);
+  for (const auto& split : p.final_eval_splits) {
+    EvalReport r = run_eval(split, 0);
+    sum.final_eval[split] = r.to_json();
+    for (std::string line; const auto& c : r.table()) {
+      if (c == '\n') {
+        PLOG_INFO("{}", line);
+        line.clear();
+      } else {
+        line += c;
+      }
+    }
+  }
+  PLOG_INFO("trained {} steps in {} ({:.0f} users/s, {:.0f} tokens/s); model in {}", step - sum.start_step,
+            Progress::format_duration(sum.seconds), sum.users_per_s, sum.tokens_per_s, sum.model_dir.string());
+  return sum;
+}
+
+}  // namespace portrait::train

@@ -1,0 +1,142 @@
+// `portrait train`: trains the user encoder (models/encoder.h) on `portrait prep` shards.
+//
+//   auto p = train::train_params_from_config(ctx.cfg);   // train.*, model.*, shards, seed
+//   auto s = train::run_train(p, ctx.run_dir);           // throws on errors
+//
+// What one run writes under run_dir:
+//   metrics.jsonl          one JSON object per logged step (losses, lr, users/s, tokens/s, MFU)
+//   eval.jsonl             one JSON object per evaluation (full ranking over all items)
+//   checkpoints/step_NNNNNNNNN/   model.pt, optimizer.pt, rng.pt, state.json, config.yaml
+//                          (written to checkpoints/.tmp.* then renamed; the last k kept)
+//   model/                 the inference artefact (models/checkpoint.h save_model)
+//
+// Objectives (each switchable and weighted under train.loss.*):
+//   dense     PinnerFormer dense all-action: the state at a random position of the input
+//             sequence must retrieve a random positive (click/cart/purchase) event among the
+//             next `window` events; sampled softmax, in-batch + uniform negatives, logQ.
+//   future    the pooled user embedding must retrieve a random positive of the label window
+//             (the loader's target_item), same loss.
+//   purchase  multi-label BCE of PurchaseHead(user) against the loader's purchase labels.
+//   clip      CLIP alignment of the behaviour and text views for users with both.
+//   masked_item  optional: some input items are replaced by padding and the state at that
+//             position predicts the item (full softmax over items).
+//
+// Torch-free header: the CLI can include it without the torch headers.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/config/node.h"
+#include "models/model_config.h"
+
+namespace portrait::train {
+
+/// One objective's switch and weight.
+struct LossTerm {
+  bool enabled = true;   ///< false: not computed at all
+  double weight = 1.0;   ///< multiplier in the total loss
+};
+
+struct LossParams {
+  /// Dense all-action loss on per-event states.
+  LossTerm dense{true, 1.0};
+  int64_t dense_positions_per_user = 8;  ///< sampled query positions per user per step
+  int64_t dense_window = 16;             ///< positives are taken from the next `window` events
+  /// Pooled user embedding -> a random future positive from the label window.
+  LossTerm future{true, 1.0};
+  int64_t future_targets_per_user = 4;   ///< rows per user (distinct targets, sampled)
+  /// Negatives shared by dense and future: in-batch positives + this many uniform items.
+  int64_t uniform_negatives = 256;
+  bool logq = true;                       ///< logQ correction from training item frequencies
+  /// Purchase heads (multi-label BCE over categories).
+  LossTerm purchase{true, 5.0};  ///< its BCE is ~0.1 vs ~6 for the softmax losses
+  /// CLIP alignment between the behaviour and the text view.
+  LossTerm clip{true, 0.1};
+  /// Masked-item loss (off by default).
+  LossTerm masked_item{false, 0.5};
+  double mask_prob = 0.15;                ///< fraction of real input events masked
+};
+
+struct TrainParams {
+  // ---- data / model (top-level `shards`, `seed`, group `model`) ----
+  std::string shards;            ///< directory of `portrait prep` output (mandatory)
+  uint64_t seed = 1234;          ///< model init, data order, sampling
+  ModelConfig model;             ///< architecture; vocabulary sizes are filled from the data
+  // ---- optimisation ----
+  double lr = 2e-3;              ///< peak learning rate (AdamW)
+  double weight_decay = 0.01;    ///< applied to matrices only (not norms/biases/embeddings/temperature)
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  ///< AdamW moments
+  std::string schedule = "cosine";  ///< cosine | linear | constant (after linear warmup)
+  int64_t warmup_steps = 50;     ///< linear warmup from lr/warmup to lr
+  double min_lr_ratio = 0.1;     ///< the schedule ends at lr * min_lr_ratio
+  int64_t steps = 600;           ///< optimizer steps
+  int64_t batch_size = 64;       ///< users per micro-batch (per rank)
+  int64_t grad_accum = 1;        ///< micro-batches per optimizer step
+  double grad_clip = 1.0;        ///< max global grad norm; 0 = off
+  int64_t max_targets = 32;      ///< label-window targets per user read from the loader (M)
+  double init_temperature = 0.07;  ///< contrastive temperature at init
+  bool learn_temperature = true;   ///< learned (CLIP-style) or fixed temperature
+  LossParams loss;
+  // ---- runtime ----
+  std::string device = "auto";   ///< auto | cpu | cuda
+  std::string precision = "auto";  ///< auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16
+  int64_t threads = 0;           ///< torch intra-op threads; 0 = torch default
+  int64_t loader_threads = 2;    ///< loader worker threads
+  int64_t max_nonfinite = 10;    ///< abort after this many skipped non-finite steps
+  double peak_tflops = 989.0;    ///< accelerator peak (bf16 dense) for MFU; H100 SXM = 989
+  // ---- evaluation ----
+  int64_t eval_every = 200;      ///< periodic eval on val every N steps; 0 = only at the end
+  int64_t eval_max_users = 2000; ///< users in periodic evals (0 = all); final evals use all
+  int64_t eval_batch_size = 256; ///< users per eval batch
+  std::vector<std::string> final_eval_splits = {"val", "test"};  ///< splits evaluated at the end
+  std::vector<int64_t> eval_ks = {10, 50};  ///< cut-offs for Recall@K / NDCG@K
+  // ---- checkpoints / logging ----
+  int64_t ckpt_every = 200;      ///< checkpoint every N steps (and at the end); 0 = end only
+  int64_t keep_last = 3;         ///< checkpoints kept (older ones are pruned)
+  std::string resume;            ///< "" = fresh | auto = newest in run_dir | path to a checkpoint
+  int64_t log_every = 10;        ///< metrics.jsonl line every N steps
+  bool progress = true;          ///< progress bar on stderr
+  // ---- set by the caller / tests, not read from `train.*` ----
+  std::string config_yaml;       ///< resolved config stored in each checkpoint
+  std::vector<int64_t> fault_nonfinite_steps;  ///< tests: the loss is made NaN at these steps
+  int64_t stop_after = 0;        ///< tests: stop (with a checkpoint) after this step; 0 = off
+};
+
+/// Reads `train.*` (+ top-level `shards` and `seed`, and `model.*` via model_config_from).
+/// Unknown keys under `train` are ConfigErrors. Fills config_yaml from the resolved root.
+TrainParams train_params_from_config(const cfg::Node& resolved_root);
+
+struct TrainSummary {
+  int64_t steps = 0;             ///< optimizer steps reached (incl. skipped ones)
+  int64_t start_step = 0;        ///< step resumed from (0 = fresh)
+  int64_t nonfinite_skipped = 0; ///< steps skipped because the loss or gradient was not finite
+  double final_loss = 0;         ///< mean total loss over the last logged interval
+  double seconds = 0;            ///< wall time of the training loop (excl. final eval)
+  double users_per_s = 0, tokens_per_s = 0;
+  std::string resumed_from;      ///< checkpoint path, "" = fresh
+  std::filesystem::path model_dir;       ///< run_dir/model
+  nlohmann::json final_eval = nlohmann::json::object();  ///< split -> eval record
+};
+
+/// Trains; returns after writing the final checkpoint, model/ and the final evaluation.
+TrainSummary run_train(const TrainParams& p, const std::filesystem::path& run_dir);
+
+// ---- pieces exposed for tests and tools --------------------------------------------------
+
+/// Learning rate of optimizer update `step` (1-based): linear warmup to p.lr over
+/// warmup_steps, then cosine / linear decay to lr * min_lr_ratio at `steps`, or constant.
+double lr_at(const TrainParams& p, int64_t step);
+
+/// Complete checkpoints ("step_*" directories holding state.json) in run_dir/checkpoints,
+/// oldest first. Temporary ".tmp.*" directories are never listed.
+std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
+/// Deletes all but the newest `keep` checkpoints and any stale temporary directories.
+void prune_checkpoints(const std::filesystem::path& run_dir, int64_t keep);
+/// Checkpoint directory name for a step ("step_000000100").
+std::string checkpoint_name(int64_t step);
+
+}  // namespace portrait::train
