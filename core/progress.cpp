@@ -61,11 +61,11 @@ std::string Progress::render(bool final_line) const {
     std::string bar(filled, '#');
     bar.append(kWidth - filled, '.');
     double eta = rate > 0 ? static_cast<double>(total_ - std::min(done_, total_)) / rate : 0.0;
-    out = fmt::format("{} [{}] {:5.1f}% {}/{} {} | {} {}/s | {} {}", label_, bar, frac * 100.0,
+    out = fmt::format("{} [{}] {:5.1f}% {}/{} {} | {} | {} {}/s | {} {}", label_, bar, frac * 100.0,
                       done_, total_, unit_, format_duration(elapsed), rate_s, unit_,
                       final_line ? "done" : "ETA", final_line ? "" : format_duration(eta));
   } else {
-    out = fmt::format("{} {} {} | {} {}/s", label_, done_, unit_, format_duration(elapsed),
+    out = fmt::format("{} {} {} | {} | {} {}/s", label_, done_, unit_, format_duration(elapsed),
                       rate_s, unit_);
   }
   while (!out.empty() && out.back() == ' ') out.pop_back();

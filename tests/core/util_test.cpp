@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <regex>
 
 #include "config_fixture.h"
 #include "core/fs.h"
@@ -77,6 +78,7 @@ TEST(Progress, RendersPercentRateAndEta) {
   EXPECT_NE(line.find("25.0%"), std::string::npos) << line;
   EXPECT_NE(line.find("50/200 events"), std::string::npos) << line;
   EXPECT_NE(line.find("ETA"), std::string::npos) << line;
+  EXPECT_TRUE(std::regex_search(line, std::regex(R"(events/s \| ETA [0-9.]+s$)"))) << line;
   p.set_postfix("loss=0.1");
   EXPECT_NE(p.render(false).find("| loss=0.1"), std::string::npos);
   EXPECT_NE(p.render(true).find("done"), std::string::npos);
@@ -89,6 +91,7 @@ TEST(Progress, UnknownTotalShowsCountAndRateOnly) {
   p.add(7);
   std::string line = p.render(false);
   EXPECT_NE(line.find("scan 7 rows"), std::string::npos) << line;
+  EXPECT_TRUE(std::regex_search(line, std::regex(R"( rows/s$)"))) << line;
   EXPECT_EQ(line.find("ETA"), std::string::npos) << line;
 }
 
