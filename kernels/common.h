@@ -24,6 +24,39 @@ inline const char* metric_name(Metric m) {
   return "?";
 }
 
+/// Arithmetic of the distance / score GEMM inside the fused CUDA kernels (k-means assignment,
+/// top-k search). CPU references always compute in fp32 and ignore it.
+///
+///  * kSimt   fp32 FMA on CUDA cores. Matches the CPU twin to fp32 rounding (summation order
+///            differs). Slowest: ~67 TFLOP/s peak on H100.
+///  * kTf32   tensor cores, both operands rounded to TF32 (10-bit mantissa, unit roundoff
+///            u = 2^-11), fp32 accumulation. |error of x.y| <~ 2u * sum_j |x_j y_j|, i.e. about
+///            1e-3 relative: near-ties reorder (another, almost equally near centroid; a
+///            different k-th neighbour at the boundary). bf16 input is exact in TF32, so only
+///            the fp32 operand (centroids) is rounded.
+///  * kTf32x3 tensor cores, "3xTF32": each fp32 operand is split into big + small TF32 parts
+///            and a.b ~ a_big.b_small + a_small.b_big + a_big.b_big (3 MMAs). Error about
+///            fp32 SIMT's (residual ~2^-22 relative per product), at 3x the TF32 cost, which is
+///            still ~2.5x fp32 SIMT's peak on H100 (165 vs 67 TFLOP/s).
+///  * kBf16   tensor cores, both operands rounded to bf16 (u = 2^-9), fp32 accumulation; 2x
+///            TF32's throughput. Exact products when the input is already bf16 (top-k with bf16
+///            queries and database); for k-means the fp32 centroids are rounded, an error of
+///            the same size as the bf16 input's own quantisation.
+///  * kAuto   the documented per-op default: see KMeansParams::math and TopKParams::math.
+enum class MathMode { kAuto, kSimt, kTf32, kTf32x3, kBf16 };
+
+/// "auto", "simt", "tf32", "tf32x3", "bf16".
+inline const char* math_mode_name(MathMode m) {
+  switch (m) {
+    case MathMode::kAuto: return "auto";
+    case MathMode::kSimt: return "simt";
+    case MathMode::kTf32: return "tf32";
+    case MathMode::kTf32x3: return "tf32x3";
+    case MathMode::kBf16: return "bf16";
+  }
+  return "?";
+}
+
 /// bfloat16 stored as its raw 16 bits on the host (same bit layout as __nv_bfloat16 and
 /// torch.bfloat16), so the CPU code needs no CUDA headers.
 using bf16_bits = std::uint16_t;

@@ -52,9 +52,20 @@ void normalize_rows(float* x, int64_t n, int d) {
   }
 }
 
+// Row i of x as fp32: the row itself, or (bf16) its exact widening into buf.
+inline const float* row_f32(const float* x, int64_t i, int d, float* /*buf*/) {
+  return x + i * d;
+}
+inline const float* row_f32(const bf16_bits* x, int64_t i, int d, float* buf) {
+  const bf16_bits* r = x + i * d;
+  for (int j = 0; j < d; ++j) buf[j] = bf16_to_float(r[j]);
+  return buf;
+}
+
+template <typename T>
 class CpuBackend final : public detail::KMeansBackend {
  public:
-  CpuBackend(const float* x, int64_t n, int d, int k, Metric metric, int threads)
+  CpuBackend(const T* x, int64_t n, int d, int k, Metric metric, int threads)
       : x_(x), n_(n), d_(d), k_(k), cosine_(metric == Metric::kCosine), threads_(threads),
         assign_(static_cast<size_t>(n)) {}
 
@@ -66,7 +77,7 @@ class CpuBackend final : public detail::KMeansBackend {
       double local = 0.0;
       bool local_bad = false;
       for (int64_t i = b * d_; i < e * d_; ++i) {
-        const double a = std::fabs(static_cast<double>(x_[i]));
+        const double a = std::fabs(static_cast<double>(to_f32(x_[i])));
         if (!std::isfinite(a)) local_bad = true;
         else if (a > local) local = a;
       }
@@ -79,7 +90,7 @@ class CpuBackend final : public detail::KMeansBackend {
 
   void gather(const int64_t* idx, int64_t m, float* out) override {
     for (int64_t i = 0; i < m; ++i)
-      std::copy(x_ + idx[i] * d_, x_ + (idx[i] + 1) * d_, out + i * d_);
+      for (int j = 0; j < d_; ++j) out[i * d_ + j] = to_f32(x_[idx[i] * d_ + j]);
   }
 
   double assign_accumulate(const float* centroids, double scale, int64_t* sums_fx,
@@ -97,8 +108,8 @@ class CpuBackend final : public detail::KMeansBackend {
         double acc = 0.0;
         const int64_t e = std::min(n_, (blk + 1) * kBlock);
         for (int64_t i = blk * kBlock; i < e; ++i) {
-          const float* row = x_ + i * d_;
-          if (cosine_) {
+          const float* row = row_f32(x_, i, d_, xs.data());
+          if (cosine_) {  // in place when row == xs (bf16): element-wise, so safe
             const float inv = row_inv_norm(row, d_);
             for (int j = 0; j < d_; ++j) xs[j] = row[j] * inv;
             row = xs.data();
@@ -128,7 +139,9 @@ class CpuBackend final : public detail::KMeansBackend {
   }
 
  private:
-  const float* x_;
+  static float to_f32(float v) { return v; }
+  static float to_f32(bf16_bits v) { return bf16_to_float(v); }
+  const T* x_;
   int64_t n_;
   int d_, k_;
   bool cosine_;
@@ -215,17 +228,16 @@ void kmeanspp(detail::KMeansBackend& be, int64_t n, int d, const KMeansParams& p
   }
 }
 
-}  // namespace
-
-void kmeans_assign_cpu(const float* x, int64_t n, int d, const float* centroids, int k,
-                       Metric metric, int num_threads, int32_t* assign, float* dist) {
+template <typename T>
+void assign_cpu_impl(const T* x, int64_t n, int d, const float* centroids, int k,
+                     Metric metric, int num_threads, int32_t* assign, float* dist) {
   if (metric == Metric::kInnerProduct)
     throw std::invalid_argument("kmeans: metric must be l2 or cosine");
   const bool cosine = metric == Metric::kCosine;
   parallel_for(n, num_threads, [&](int64_t b, int64_t e) {
     std::vector<float> xs(static_cast<size_t>(d));
     for (int64_t i = b; i < e; ++i) {
-      const float* row = x + i * d;
+      const float* row = row_f32(x, i, d, xs.data());
       if (cosine) {
         const float inv = row_inv_norm(row, d);
         for (int j = 0; j < d; ++j) xs[j] = row[j] * inv;
@@ -234,6 +246,18 @@ void kmeans_assign_cpu(const float* x, int64_t n, int d, const float* centroids,
       assign[i] = nearest(row, centroids, k, d, cosine, dist + i);
     }
   }, 256);
+}
+
+}  // namespace
+
+void kmeans_assign_cpu(const float* x, int64_t n, int d, const float* centroids, int k,
+                       Metric metric, int num_threads, int32_t* assign, float* dist) {
+  assign_cpu_impl(x, n, d, centroids, k, metric, num_threads, assign, dist);
+}
+
+void kmeans_assign_cpu(const bf16_bits* x, int64_t n, int d, const float* centroids, int k,
+                       Metric metric, int num_threads, int32_t* assign, float* dist) {
+  assign_cpu_impl(x, n, d, centroids, k, metric, num_threads, assign, dist);
 }
 
 namespace detail {
@@ -342,7 +366,13 @@ KMeansResult kmeans_drive(KMeansBackend& be, int64_t n, int d, const KMeansParam
 
 KMeansResult kmeans_cpu(const float* x, int64_t n, int d, const KMeansParams& params) {
   if (n < 0 || d <= 0) throw std::invalid_argument("kmeans: need n >= 0 and d > 0");
-  CpuBackend be(x, n, d, params.k, params.metric, params.num_threads);
+  CpuBackend<float> be(x, n, d, params.k, params.metric, params.num_threads);
+  return detail::kmeans_drive(be, n, d, params);
+}
+
+KMeansResult kmeans_cpu(const bf16_bits* x, int64_t n, int d, const KMeansParams& params) {
+  if (n < 0 || d <= 0) throw std::invalid_argument("kmeans: need n >= 0 and d > 0");
+  CpuBackend<bf16_bits> be(x, n, d, params.k, params.metric, params.num_threads);
   return detail::kmeans_drive(be, n, d, params);
 }
 

@@ -1,4 +1,4 @@
-// k-means (Lloyd) over [n, d] row-major fp32 points, squared-L2 or cosine (spherical).
+// k-means (Lloyd) over [n, d] row-major fp32 or bf16 points, squared-L2 or cosine (spherical).
 //
 // Determinism: the same input, parameters and seed give bit-identical results for any
 // thread count, on every platform. Per-cluster sums are accumulated exactly in 64-bit fixed
@@ -51,8 +51,19 @@ struct KMeansParams {
   KMeansAllReduce allreduce = nullptr;
   /// CPU threads (0 = all cores); the CUDA backends use them only for host-side steps.
   int num_threads = 0;
-  /// CUDA host-streaming path only: points copied to the GPU per chunk (0 = 1<<20 rows).
+  /// CUDA host-streaming path only: points copied to the GPU per chunk (0 = 1<<20 rows),
+  /// rounded up to a multiple of 4096 (the inertia block), so 4096 is the smallest chunk.
   int64_t chunk_rows = 0;
+  /// CUDA backends only: arithmetic of the assignment GEMM (see MathMode in common.h).
+  /// kAuto = kTf32 for fp32 input and kBf16 for bf16 input (kSimt on GPUs below sm_80).
+  /// Why: k-means is an approximate optimiser and the tensor-core paths are 4-12x faster
+  /// than fp32 SIMT at d = 128 (performance.md §3.1). What changes: only which centroid wins
+  /// among near-equidistant ones (|d1 - d2| within ~2u * sum_j |x_j c_j|, u = 2^-11 for TF32,
+  /// 2^-9 for bf16); `dist`, inertia, sums and counts are always computed in fp32 for the
+  /// chosen centroid, so inertia and the stopping rule keep fp32 accuracy, and results stay
+  /// bit-reproducible run to run on the same GPU model. Use kSimt (or kTf32x3) to match the
+  /// CPU twin's assignments on data with near-ties.
+  MathMode math = MathMode::kAuto;
 };
 
 /// k-means output.
@@ -75,9 +86,17 @@ struct KMeansResult {
 /// for bad sizes / metric or when x contains NaN or inf.
 KMeansResult kmeans_cpu(const float* x, int64_t n, int d, const KMeansParams& params);
 
+/// Same with bf16 input (raw bits, see common.h): every value is widened to fp32 exactly and
+/// the fp32 algorithm runs on it, so results equal kmeans_cpu on the widened copy. This is
+/// the reference for the CUDA bf16 paths.
+KMeansResult kmeans_cpu(const bf16_bits* x, int64_t n, int d, const KMeansParams& params);
+
 /// Assignment step alone (CPU): for every point, the nearest centroid (lowest index on
 /// ties) and its distance. centroids [k, d] must already be unit-norm for kCosine.
 void kmeans_assign_cpu(const float* x, int64_t n, int d, const float* centroids, int k,
+                       Metric metric, int num_threads, int32_t* assign, float* dist);
+/// Same with bf16 points (widened to fp32).
+void kmeans_assign_cpu(const bf16_bits* x, int64_t n, int d, const float* centroids, int k,
                        Metric metric, int num_threads, int32_t* assign, float* dist);
 
 namespace detail {

@@ -1,3 +1,5 @@
+#include <cuda_bf16.h>
+
 #include <cstdint>
 #include <stdexcept>
 
@@ -15,15 +17,24 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Plain (coherent) loads: mode 0 may run in place (out == x).
+__device__ __forceinline__ float ld(const float* p) { return *p; }
+__device__ __forceinline__ float ld(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+
 // mode 0: normalise rows into out; 1: write 1/|x| (0 for zero rows); 2: write |x|^2.
-__global__ void row_norm_kernel(const float* __restrict__ x, float* __restrict__ out,
+// T = float or __nv_bfloat16 (modes 1 and 2 only for bf16).
+template <typename T>
+__global__ void row_norm_kernel(const T* __restrict__ x, float* __restrict__ out,
                                 float* __restrict__ scalar_out, int64_t n, int d, int mode) {
   const int lane = threadIdx.x & 31;
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + (threadIdx.x >> 5);
   if (row >= n) return;
-  const float* r = x + row * d;
+  const T* r = x + row * d;
   float ss = 0.f;
-  for (int j = lane; j < d; j += 32) ss = fmaf(r[j], r[j], ss);
+  for (int j = lane; j < d; j += 32) {
+    const float v = ld(r + j);
+    ss = fmaf(v, v, ss);
+  }
   ss = warp_sum(ss);
   if (mode == 2) {
     if (lane == 0) scalar_out[row] = ss;
@@ -35,10 +46,11 @@ __global__ void row_norm_kernel(const float* __restrict__ x, float* __restrict__
     return;
   }
   float* o = out + row * d;
-  for (int j = lane; j < d; j += 32) o[j] = r[j] * inv;
+  for (int j = lane; j < d; j += 32) o[j] = ld(r + j) * inv;
 }
 
-void launch(const float* x, float* out, float* scalar_out, int64_t n, int d, int mode,
+template <typename T>
+void launch(const T* x, float* out, float* scalar_out, int64_t n, int d, int mode,
             cudaStream_t stream) {
   if (n < 0 || d <= 0) throw std::invalid_argument("row norms: need n >= 0 and d > 0");
   if (n == 0) return;
@@ -62,6 +74,16 @@ void row_inv_norms_cuda(const float* x, float* inv_norm, int64_t n, int d,
 
 void row_sq_norms_cuda(const float* x, float* sq_norm, int64_t n, int d, cudaStream_t stream) {
   launch(x, nullptr, sq_norm, n, d, 2, stream);
+}
+
+void row_inv_norms_cuda(const bf16_bits* x, float* inv_norm, int64_t n, int d,
+                        cudaStream_t stream) {
+  launch(reinterpret_cast<const __nv_bfloat16*>(x), nullptr, inv_norm, n, d, 1, stream);
+}
+
+void row_sq_norms_cuda(const bf16_bits* x, float* sq_norm, int64_t n, int d,
+                       cudaStream_t stream) {
+  launch(reinterpret_cast<const __nv_bfloat16*>(x), nullptr, sq_norm, n, d, 2, stream);
 }
 
 }  // namespace portrait::kernels

@@ -19,4 +19,11 @@ void row_inv_norms_cuda(const float* x, float* inv_norm, int64_t n, int d, cudaS
 /// Device pointers: sq_norm[i] = |x[i]|^2 for x [n, d]; used by the squared-L2 paths.
 void row_sq_norms_cuda(const float* x, float* sq_norm, int64_t n, int d, cudaStream_t stream);
 
+/// bf16 input (device buffer of __nv_bfloat16 / torch.bfloat16 bits), fp32 math and output.
+void row_inv_norms_cuda(const bf16_bits* x, float* inv_norm, int64_t n, int d,
+                        cudaStream_t stream);
+/// bf16 input, fp32 math and output.
+void row_sq_norms_cuda(const bf16_bits* x, float* sq_norm, int64_t n, int d,
+                       cudaStream_t stream);
+
 }  // namespace portrait::kernels

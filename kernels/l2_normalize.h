@@ -3,6 +3,8 @@
 
 #include <cstdint>
 
+#include "kernels/common.h"
+
 namespace portrait::kernels {
 
 /// Options for l2_normalize.
