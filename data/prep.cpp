@@ -1,7 +1,10 @@
 #include "data/prep.h"
 
+#include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,10 +14,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fmt/format.h>
+#include <functional>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <set>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "core/config/section.h"
 #include "core/error.h"
@@ -202,25 +206,74 @@ struct Pseudo {
   }
 };
 
-Pseudo hmac16(std::string_view key, std::string_view raw) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  HMAC(EVP_sha256(), key.data(), int(key.size()), reinterpret_cast<const unsigned char*>(raw.data()),
-       raw.size(), md, &len);
-  Pseudo p;
-  std::memcpy(p.b, md, 16);
-  return p;
-}
 
-struct Rec {
+
+// HMAC-SHA256 with the key set once (EVP_MAC re-initialised with a NULL key reuses the
+// prepared inner/outer pads), behind a fixed-size direct-mapped cache of recent raw ids. The
+// cache only saves work, so its size bounds memory whatever the number of users (a miss is
+// recomputed; rows of one user are usually close together in an export).
+class Pseudonymizer {
+ public:
+  explicit Pseudonymizer(std::string_view key) : slots_(kSlots) {
+    mac_ = EVP_MAC_fetch(nullptr, "HMAC", nullptr);
+    ctx_ = mac_ ? EVP_MAC_CTX_new(mac_) : nullptr;
+    char digest[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", digest, 0), OSSL_PARAM_construct_end()};
+    if (!ctx_ || !EVP_MAC_init(ctx_, reinterpret_cast<const unsigned char*>(key.data()), key.size(), params))
+      throw std::runtime_error("OpenSSL: cannot set up HMAC-SHA256");
+  }
+  ~Pseudonymizer() {
+    EVP_MAC_CTX_free(ctx_);
+    EVP_MAC_free(mac_);
+  }
+  Pseudonymizer(const Pseudonymizer&) = delete;
+  Pseudonymizer& operator=(const Pseudonymizer&) = delete;
+
+  /// The pseudonym of `raw`; `fresh` is set when it was computed rather than cached.
+  Pseudo get(std::string_view raw, bool* fresh = nullptr) {
+    if (fresh) *fresh = false;
+    if (last_ < kSlots && slots_[last_].used && slots_[last_].raw == raw) return slots_[last_].ps;
+    const size_t i = std::hash<std::string_view>{}(raw) & (kSlots - 1);
+    Slot& s = slots_[i];
+    last_ = i;
+    if (s.used && s.raw == raw) return s.ps;
+    unsigned char md[32];
+    size_t n = 0;
+    if (!EVP_MAC_init(ctx_, nullptr, 0, nullptr) ||
+        !EVP_MAC_update(ctx_, reinterpret_cast<const unsigned char*>(raw.data()), raw.size()) ||
+        !EVP_MAC_final(ctx_, md, &n, sizeof md) || n != 32)
+      throw std::runtime_error("OpenSSL: HMAC-SHA256 failed");
+    s.raw.assign(raw);
+    std::memcpy(s.ps.b, md, 16);
+    s.used = true;
+    if (fresh) *fresh = true;
+    return s.ps;
+  }
+
+ private:
+  static constexpr size_t kSlots = size_t(1) << 16;
+  struct Slot {
+    std::string raw;
+    Pseudo ps{};
+    bool used = false;
+  };
+  EVP_MAC* mac_ = nullptr;
+  EVP_MAC_CTX* ctx_ = nullptr;
+  std::vector<Slot> slots_;
+  size_t last_ = SIZE_MAX;
+};
+
+// One accepted event. The strings view into the spill file's bytes, which the caller keeps
+// alive: a partition in memory costs its spill bytes plus sizeof(Ev) per event, no per-event
+// heap allocations (so memory does not fragment from one partition to the next).
+struct Ev {
   Pseudo user;
   int64_t ts;
   uint8_t type;
   float price, rating;  // NaN = absent
-  uint32_t file;
-  int64_t line;
-  uint64_t seq;
-  std::string item, cat, text;
+  uint32_t file;        // index into the sorted input files
+  int64_t line;         // (file, line) is unique per row and orders ties as the input did
+  std::string_view item, cat, text;
 };
 
 void put_raw(std::string& b, const void* p, size_t n) { b.append(static_cast<const char*>(p), n); }
@@ -230,9 +283,9 @@ void put_str(std::string& b, std::string_view s) {
   b.append(s);
 }
 
-void encode_rec(std::string& b, const Pseudo& u, int64_t ts, uint8_t type, float price,
-                float rating, uint32_t file, int64_t line, uint64_t seq, std::string_view item,
-                std::string_view cat, std::string_view text) {
+void encode_ev(std::string& b, const Pseudo& u, int64_t ts, uint8_t type, float price, float rating,
+               uint32_t file, int64_t line, std::string_view item, std::string_view cat,
+               std::string_view text) {
   put_raw(b, u.b, 16);
   put(b, ts);
   put(b, type);
@@ -240,24 +293,58 @@ void encode_rec(std::string& b, const Pseudo& u, int64_t ts, uint8_t type, float
   put(b, rating);
   put(b, file);
   put(b, line);
-  put(b, seq);
   put_str(b, item);
   put_str(b, cat);
   put_str(b, text);
 }
+void encode_ev(std::string& b, const Ev& e) {
+  encode_ev(b, e.user, e.ts, e.type, e.price, e.rating, e.file, e.line, e.item, e.cat, e.text);
+}
 
+/// Appends the events encoded in `data` to `out` (views into `data`).
+void decode_evs(const std::string& data, std::vector<Ev>& out) {
+  size_t i = 0;
+  auto get = [&](void* dst, size_t n) {
+    std::memcpy(dst, data.data() + i, n);
+    i += n;
+  };
+  auto gets = [&](std::string_view& s) {
+    uint32_t n;
+    get(&n, 4);
+    s = std::string_view(data.data() + i, n);
+    i += n;
+  };
+  while (i < data.size()) {
+    Ev e;
+    get(e.user.b, 16);
+    get(&e.ts, 8);
+    get(&e.type, 1);
+    get(&e.price, 4);
+    get(&e.rating, 4);
+    get(&e.file, 4);
+    get(&e.line, 8);
+    gets(e.item);
+    gets(e.cat);
+    gets(e.text);
+    out.push_back(e);
+  }
+}
+
+/// An append-only binary file written through a buffer of `flush_bytes`.
 class SpillFile {
  public:
-  explicit SpillFile(fs::path p) : path_(std::move(p)) {
+  SpillFile(fs::path p, size_t flush_bytes) : path_(std::move(p)), flush_bytes_(flush_bytes) {
     f_ = std::fopen(path_.c_str(), "wb");
     if (!f_) throw std::runtime_error("cannot create spill file " + path_.string());
   }
   ~SpillFile() {
     if (f_) std::fclose(f_);
   }
+  SpillFile(const SpillFile&) = delete;
+  SpillFile& operator=(const SpillFile&) = delete;
   std::string& buf() { return buf_; }
   void maybe_flush() {
-    if (buf_.size() >= (1u << 20)) flush();
+    if (buf_.size() >= flush_bytes_) flush();
   }
   void flush() {
     if (!buf_.empty() && std::fwrite(buf_.data(), 1, buf_.size(), f_) != buf_.size())
@@ -266,48 +353,17 @@ class SpillFile {
   }
   void close() {
     flush();
-    std::fclose(f_);
+    if (std::fclose(f_) != 0) throw std::runtime_error("cannot close spill file " + path_.string());
     f_ = nullptr;
+    std::string().swap(buf_);
   }
-  const fs::path& path() const { return path_; }
 
  private:
   fs::path path_;
+  size_t flush_bytes_;
   FILE* f_ = nullptr;
   std::string buf_;
 };
-
-std::vector<Rec> read_spill(const fs::path& p) {
-  std::string data = read_file(p);
-  std::vector<Rec> out;
-  size_t i = 0;
-  auto get = [&](void* dst, size_t n) {
-    std::memcpy(dst, data.data() + i, n);
-    i += n;
-  };
-  auto gets = [&](std::string& s) {
-    uint32_t n;
-    get(&n, 4);
-    s.assign(data.data() + i, n);
-    i += n;
-  };
-  while (i < data.size()) {
-    Rec r;
-    get(r.user.b, 16);
-    get(&r.ts, 8);
-    get(&r.type, 1);
-    get(&r.price, 4);
-    get(&r.rating, 4);
-    get(&r.file, 4);
-    get(&r.line, 8);
-    get(&r.seq, 8);
-    gets(r.item);
-    gets(r.cat);
-    gets(r.text);
-    out.push_back(std::move(r));
-  }
-  return out;
-}
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
 
@@ -326,13 +382,13 @@ std::string format_of(const fs::path& p, const std::string& configured) {
                   "' from its name; set data.format to csv, tsv or jsonl");
 }
 
-struct Quarantine {
+
+/// Rejected rows of one input file (phase 1) or one partition (phase 2): a segment of
+/// quarantine.jsonl, written by whichever rank handles it and concatenated in a fixed order.
+struct QuarantineSegment {
   TextWriter out;
-  std::map<std::string, int64_t> counts;
-  int64_t total = 0;
-  explicit Quarantine(const fs::path& p) : out(p, false) {
-    for (auto n : kRejectNames) counts[std::string(n)] = 0;
-  }
+  std::map<std::string, int64_t>& counts;
+  QuarantineSegment(const fs::path& p, std::map<std::string, int64_t>& c) : out(p, false), counts(c) {}
   void add(Reject r, const std::string& file, int64_t line, std::string_view field,
            std::string_view detail, std::string_view record) {
     nlohmann::json j;
@@ -345,9 +401,14 @@ struct Quarantine {
     out.write(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     out.put('\n');
     ++counts[std::string(reject_name(r))];
-    ++total;
   }
 };
+
+std::map<std::string, int64_t> zero_reject_counts() {
+  std::map<std::string, int64_t> m;
+  for (auto n : kRejectNames) m[std::string(n)] = 0;
+  return m;
+}
 
 std::string resolve_key(const PrepParams& p) {
   if (!p.hash_key.empty()) return p.hash_key;
@@ -430,449 +491,646 @@ Catalogue load_catalogue(const std::string& path, const DataParams& d) {
   return c;
 }
 
+
+// Hashing that lets string_view keys find std::string entries without a copy.
+struct SvHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using CountMap = std::unordered_map<std::string, int64_t, SvHash, std::equal_to<>>;
+using IdOf = std::unordered_map<std::string, int32_t, SvHash, std::equal_to<>>;
+
+void count_add(CountMap& m, std::string_view k, int64_t n) {
+  auto it = m.find(k);
+  if (it == m.end()) m.emplace(std::string(k), n);
+  else it->second += n;
+}
+
+/// Binary name -> count table (counts files, vocab file): u64 n, then n x (u32 len, bytes, i64).
+void put_table(std::string& b, const std::vector<std::pair<std::string_view, int64_t>>& rows) {
+  put<uint64_t>(b, rows.size());
+  for (auto& [k, v] : rows) {
+    put_str(b, k);
+    put(b, v);
+  }
+}
+template <typename F> size_t get_table(const std::string& b, size_t i, F&& each) {
+  uint64_t n;
+  std::memcpy(&n, b.data() + i, 8);
+  i += 8;
+  for (uint64_t r = 0; r < n; ++r) {
+    uint32_t len;
+    std::memcpy(&len, b.data() + i, 4);
+    i += 4;
+    std::string_view k(b.data() + i, len);
+    i += len;
+    int64_t v;
+    std::memcpy(&v, b.data() + i, 8);
+    i += 8;
+    each(k, v);
+  }
+  return i;
+}
+std::vector<std::pair<std::string_view, int64_t>> rows_of(const CountMap& m) {
+  std::vector<std::pair<std::string_view, int64_t>> v(m.begin(), m.end());
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+/// Vocabulary: "<pad>", "<oov>", then names with count >= min_count by count desc, name asc;
+/// rarer names add their counts to the OOV bucket.
+void build_vocab(const CountMap& counts, int64_t min_count, std::vector<std::string>& names,
+                 std::vector<int64_t>& cnt) {
+  std::vector<std::pair<std::string_view, int64_t>> v(counts.begin(), counts.end());
+  std::sort(v.begin(), v.end(), [](auto& a, auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  names = {"<pad>", "<oov>"};
+  cnt = {0, 0};
+  for (auto& [n, c] : v) {
+    if (c >= min_count) {
+      names.emplace_back(n);
+      cnt.push_back(c);
+    } else {
+      cnt[1] += c;
+    }
+  }
+}
+
+/// Appends a file to `w` in 1 MiB pieces (missing file = nothing).
+void append_file(TextWriter& w, const fs::path& src) {
+  FILE* f = std::fopen(src.c_str(), "rb");
+  if (!f) return;
+  std::string buf(1 << 20, '\0');
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) w.write(std::string_view(buf.data(), n));
+  std::fclose(f);
+}
+
+/// The tokenizer's training sample, kept bounded while streaming: the `k` sentences with the
+/// smallest seeded hash of their index (Tokenizer::train's own rule, so the model is the one
+/// training on the whole corpus would give), in corpus order.
+class SentenceSample {
+ public:
+  SentenceSample(int64_t k, uint64_t seed, size_t max_len) : k_(k), seed_(seed), max_len_(max_len) {}
+  void add(std::string_view s) {
+    if (s.empty()) return;
+    const uint64_t key = mix64(seed_ ^ mix64(uint64_t(n_)));
+    const size_t idx = size_t(n_++);
+    if (k_ <= 0 || int64_t(heap_.size()) < k_) {
+      heap_.push_back({key, idx, std::string(s.substr(0, max_len_))});
+      std::push_heap(heap_.begin(), heap_.end());
+    } else if (key < heap_.front().key) {
+      std::pop_heap(heap_.begin(), heap_.end());
+      heap_.back() = {key, idx, std::string(s.substr(0, max_len_))};
+      std::push_heap(heap_.begin(), heap_.end());
+    }
+  }
+  int64_t seen() const { return n_; }
+  std::vector<std::string> take() {
+    std::sort(heap_.begin(), heap_.end(), [](auto& a, auto& b) { return a.idx < b.idx; });
+    std::vector<std::string> out;
+    out.reserve(heap_.size());
+    for (auto& e : heap_) out.push_back(std::move(e.text));
+    heap_.clear();
+    return out;
+  }
+
+ private:
+  struct E {
+    uint64_t key;
+    size_t idx;
+    std::string text;
+    bool operator<(const E& o) const { return key < o.key; }
+  };
+  int64_t k_;
+  uint64_t seed_;
+  size_t max_len_;
+  int64_t n_ = 0;
+  std::vector<E> heap_;
+};
+
+nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(read_file(p)); }
+
 }  // namespace
 
 PrepSummary run_prep(const PrepParams& p) {
   const auto t0 = std::chrono::steady_clock::now();
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  };
   const DataParams& d = p.data;
+  const int rank = p.rank, world = p.world;
+  if (world < 1 || rank < 0 || rank >= world)
+    throw ConfigError(fmt::format("prep: rank {} is not in [0, world size {})", rank, world));
+  if (world > 1 && (!p.barrier || !p.broadcast))
+    throw std::logic_error("run_prep: world size > 1 needs PrepParams::barrier and ::broadcast");
+  auto barrier = [&](const std::string& name) {
+    if (world > 1) p.barrier(name);
+  };
   const std::string key = resolve_key(p);
   const fs::path out_dir(p.output_dir);
   fs::create_directories(out_dir);
-  const fs::path spill_dir = out_dir / (".spill." + std::to_string(::getpid()));
-  fs::remove_all(spill_dir);
-  fs::create_directories(spill_dir);
+  // Work directory shared by the ranks (spills, per-rank statistics, output segments).
+  std::string work_name = fmt::format(".prep.{}.{}", ::getpid(),
+                                      std::chrono::steady_clock::now().time_since_epoch().count());
+  if (rank == 0) {
+    fs::remove_all(out_dir / work_name);
+    fs::create_directories(out_dir / work_name);
+  }
+  if (world > 1) work_name = p.broadcast("prep-work-dir", work_name);
+  const fs::path work = out_dir / work_name;
   struct Cleanup {
     fs::path d;
+    bool own;
     ~Cleanup() {
       std::error_code ec;
-      fs::remove_all(d, ec);
+      if (own) fs::remove_all(d, ec);
     }
-  } cleanup{spill_dir};
+  } cleanup{work, rank == 0};
+  auto wpath = [&](const char* stem, int64_t a, const char* ext) {
+    return work / fmt::format("{}_{:05d}{}", stem, a, ext);
+  };
+  auto wpath2 = [&](const char* stem, int64_t a, int64_t b) {
+    return work / fmt::format("{}_{:05d}_{:05d}.bin", stem, a, b);
+  };
+  const bool mine_all = world == 1;
+  auto mine = [&](int part) { return mine_all || part % world == rank; };
 
   const int64_t min_ms = parse_time_config("data.clean.min_time", d.min_time);
   const int64_t max_ms = parse_time_config("data.clean.max_time", d.max_time);
   const auto files = expand_inputs(p.input);
   if (files.empty()) throw DataError("prep.input matched no files");
-  Catalogue catalogue = load_catalogue(p.catalogue, d);
+  std::vector<std::string> file_names;
+  std::vector<uint64_t> file_bytes;
+  for (auto& f : files) {
+    file_names.push_back(f.string());
+    file_bytes.push_back(uint64_t(fs::file_size(f)));
+  }
 
   PrepSummary sum;
-  Quarantine quar(out_dir / "quarantine.jsonl");
-  PiiMaskCounts pii;
-  std::vector<std::string> file_names;
-  for (auto& f : files) file_names.push_back(f.string());
+  ProgressParams pp;
+  pp.enabled = p.progress;
 
-  // ---- Phase 1: read, validate, mask, pseudonymize, spill ------------------------------------
-  uint64_t total_bytes = 0;
-  for (auto& f : files) total_bytes += uint64_t(fs::file_size(f));
+  // ---- Phase 1 (this rank's input files): read, validate, mask, pseudonymize, spill ---------
   // gzip inputs expand about 5x: size partitions by the expected plain bytes.
   uint64_t plain_bytes = 0;
-  for (auto& f : files) plain_bytes += uint64_t(fs::file_size(f)) * (f.extension() == ".gz" ? 5 : 1);
+  for (size_t i = 0; i < files.size(); ++i)
+    plain_bytes += file_bytes[i] * (files[i].extension() == ".gz" ? 5 : 1);
   const int P = p.partitions > 0
                     ? p.partitions
                     : int(std::clamp<uint64_t>((plain_bytes + uint64_t(p.partition_bytes) - 1) /
                                                    uint64_t(p.partition_bytes),
                                                1, 65536));
-  PLOG_INFO("prep: {} partitions ({})", P, p.partitions > 0 ? "prep.partitions" : "auto from input size");
-  std::vector<std::unique_ptr<SpillFile>> spills;
-  for (int i = 0; i < P; ++i)
-    spills.push_back(std::make_unique<SpillFile>(spill_dir / fmt::format("raw_{:05d}.bin", i)));
-  ProgressParams pp;
-  pp.enabled = p.progress;
-  Progress bar("prep read", total_bytes, "B", pp);
-
-  std::unordered_map<std::string, Pseudo> id_cache;
-  std::string last_raw;
-  Pseudo last_pseudo{};
-  bool have_last = false;
-  std::unordered_map<std::string, std::string> id_map;
-  auto pseudo_of = [&](std::string_view raw) -> Pseudo {
-    if (have_last && raw == last_raw) return last_pseudo;
-    auto it = id_cache.find(std::string(raw));
-    Pseudo ps;
-    if (it != id_cache.end()) {
-      ps = it->second;
-    } else {
-      ps = hmac16(key, raw);
-      if (id_cache.size() > 2000000) id_cache.clear();
-      id_cache.emplace(std::string(raw), ps);
-      if (!d.id_map_path.empty()) id_map.emplace(std::string(raw), ps.hex());
+  // Input files go to ranks by size (largest first to the least loaded rank): deterministic.
+  std::vector<int> owner(files.size(), 0);
+  {
+    std::vector<size_t> ord(files.size());
+    std::iota(ord.begin(), ord.end(), size_t{0});
+    std::stable_sort(ord.begin(), ord.end(), [&](size_t a, size_t b) { return file_bytes[a] > file_bytes[b]; });
+    std::vector<uint64_t> load(size_t(world), 0);
+    for (size_t i : ord) {
+      int r = int(std::min_element(load.begin(), load.end()) - load.begin());
+      owner[i] = r;
+      load[size_t(r)] += file_bytes[i];
     }
-    last_raw.assign(raw);
-    last_pseudo = ps;
-    have_last = true;
-    return ps;
-  };
-
-  std::vector<uint8_t> target_types(kNumEventTypes + 1, 0);
-  for (auto& t : p.target_event_types) target_types[size_t(*canonical_event_type(t))] = 1;
-  std::unordered_map<std::string, EventType> type_map;
-  for (int i = 0; i < kNumEventTypes; ++i) type_map[std::string(kEventTypeNames[size_t(i)])] = EventType(i + 1);
-  for (auto& [k, v] : d.event_types) type_map[k] = *canonical_event_type(v);
-  std::optional<EventType> default_type;
-  if (!d.default_event_type.empty()) default_type = canonical_event_type(d.default_event_type);
-
-  uint64_t seq = 0;
-  int64_t blank_lines = 0;
-  std::vector<std::string_view> fields;
-  std::vector<std::string> scratch, json_vals(kNumFields);
-  std::string text_buf, redacted;
-  uint64_t bytes_done_before = 0;
-
-  for (uint32_t fi = 0; fi < files.size(); ++fi) {
-    const std::string& fname = file_names[fi];
-    const std::string fmt_name = format_of(files[fi], d.format);
-    const bool is_json = fmt_name == "jsonl";
-    const char sep = fmt_name == "tsv" ? '\t' : ',';
-    RecordReader rr(files[fi], !is_json);
-    std::string_view rec;
-    int64_t line;
-    int col[kNumFields];
-    std::fill(std::begin(col), std::end(col), -1);
-    size_t ncols = 0;
-    std::vector<std::string> header;
-    std::string jkey[kNumFields];
-    for (int k = 0; k < kNumFields; ++k) {
-      auto it = d.columns.find(kFieldNames[k]);
-      if (it != d.columns.end()) jkey[k] = it->second;
+  }
+  uint64_t my_bytes = 0;
+  for (size_t i = 0; i < files.size(); ++i)
+    if (owner[i] == rank) my_bytes += file_bytes[i];
+  PLOG_INFO("prep: {} partitions ({}), rank {} of {}", P,
+            p.partitions > 0 ? "prep.partitions" : "auto from input size", rank, world);
+  const bool want_id_map = !d.id_map_path.empty();
+  std::map<std::string, int64_t> rejects1 = zero_reject_counts();
+  PiiMaskCounts pii;
+  int64_t my_rows = 0, my_blank = 0;
+  {
+    Catalogue catalogue = load_catalogue(p.catalogue, d);
+    // Spill buffers share a fixed budget, so their memory does not grow with partitions.
+    const size_t flush_bytes = std::clamp<size_t>((size_t(64) << 20) / size_t(P), 64 << 10, 1 << 20);
+    std::vector<std::unique_ptr<SpillFile>> spills, id_spills;
+    for (int i = 0; i < P; ++i) {
+      spills.push_back(std::make_unique<SpillFile>(wpath2("raw", i, rank), flush_bytes));
+      if (want_id_map)
+        id_spills.push_back(std::make_unique<SpillFile>(wpath2("ids", i, rank), flush_bytes / 4));
     }
-    const bool need_type_col = !default_type.has_value();
-    for (int k : {kUser, kTs, kItem})
-      if (jkey[k].empty())
-        throw ConfigError(std::string("config key 'data.columns.") + kFieldNames[k] + "' must name a column");
-    if (need_type_col && jkey[kType].empty())
-      throw ConfigError("config key 'data.columns.event_type' is empty: set it or data.default_event_type");
-    if (!is_json) {
-      if (!rr.next(rec, line))
-        throw DataError("input file '" + fname + "' is empty (expected a header line)");
-      if (!split_csv(rec, sep, fields, scratch))
-        throw DataError("input file '" + fname + "' line 1: cannot parse the header");
-      header.assign(fields.begin(), fields.end());
-      if (!header.empty() && header[0].rfind("\xEF\xBB\xBF", 0) == 0) header[0] = header[0].substr(3);
-      ncols = header.size();
+    Progress bar("prep read", my_bytes, "B", pp);
+    Pseudonymizer pz(key);
+    auto pseudo_of = [&](std::string_view raw) -> Pseudo {
+      bool fresh = false;
+      Pseudo ps = pz.get(raw, &fresh);
+      if (fresh && want_id_map) {
+        SpillFile& s = *id_spills[ps.h() % uint64_t(P)];
+        put_str(s.buf(), raw);
+        put_raw(s.buf(), ps.b, 16);
+        s.maybe_flush();
+      }
+      return ps;
+    };
+
+    std::unordered_map<std::string, EventType> type_map;
+    for (int i = 0; i < kNumEventTypes; ++i) type_map[std::string(kEventTypeNames[size_t(i)])] = EventType(i + 1);
+    for (auto& [k, v] : d.event_types) type_map[k] = *canonical_event_type(v);
+    std::optional<EventType> default_type;
+    if (!d.default_event_type.empty()) default_type = canonical_event_type(d.default_event_type);
+
+    std::vector<std::string_view> fields;
+    std::vector<std::string> scratch, json_vals(kNumFields);
+    std::string text_buf;
+    uint64_t bytes_done_before = 0;
+
+    for (uint32_t fi = 0; fi < files.size(); ++fi) {
+      if (owner[fi] != rank) continue;
+      const std::string& fname = file_names[fi];
+      QuarantineSegment quar(wpath("q1", fi, ".jsonl"), rejects1);
+      const std::string fmt_name = format_of(files[fi], d.format);
+      const bool is_json = fmt_name == "jsonl";
+      const char sep = fmt_name == "tsv" ? '\t' : ',';
+      RecordReader rr(files[fi], !is_json);
+      std::string_view rec;
+      int64_t line;
+      int col[kNumFields];
+      std::fill(std::begin(col), std::end(col), -1);
+      size_t ncols = 0;
+      std::vector<std::string> header;
+      std::string jkey[kNumFields];
       for (int k = 0; k < kNumFields; ++k) {
-        if (jkey[k].empty()) continue;
-        auto it = std::find(header.begin(), header.end(), jkey[k]);
-        if (it != header.end()) {
-          col[k] = int(it - header.begin());
-        } else if (k == kUser || k == kTs || k == kItem || (k == kType && need_type_col)) {
-          std::string hint = cfg::did_you_mean(jkey[k], header);
-          throw DataError("input file '" + fname + "' line 1: no column '" + jkey[k] +
-                          "' for field '" + kFieldNames[k] + "' (data.columns." + kFieldNames[k] +
-                          "); header has: " + fmt::format("{}", fmt::join(header, ", ")) +
-                          (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
-        }
+        auto it = d.columns.find(kFieldNames[k]);
+        if (it != d.columns.end()) jkey[k] = it->second;
       }
-    }
-
-    while (rr.next(rec, line)) {
-      if (rec.empty() || (rec.size() == 1 && rec[0] == '\r')) {
-        ++blank_lines;
-        continue;
-      }
-      ++sum.rows;
-      ++seq;
-      if ((sum.rows & 0xffff) == 0) bar.set(bytes_done_before + uint64_t(rr.bytes_read()));
-
-      std::string_view v[kNumFields];
-      bool parsed = false;      // fields available (for redaction)
-      bool shape_ok = false;
-      nlohmann::json j;
-      if (is_json) {
-        j = nlohmann::json::parse(rec, nullptr, false);
-        if (!j.is_discarded() && j.is_object()) {
-          parsed = shape_ok = true;
-          for (int k = 0; k < kNumFields; ++k) {
-            json_vals[size_t(k)].clear();
-            if (jkey[k].empty()) continue;
-            auto it = j.find(jkey[k]);
-            if (it == j.end() || it->is_null()) continue;
-            if (it->is_string()) json_vals[size_t(k)] = it->get<std::string>();
-            else json_vals[size_t(k)] = it->dump();
-          }
-          for (int k = 0; k < kNumFields; ++k) v[k] = json_vals[size_t(k)];
-        }
-      } else if (split_csv(rec, sep, fields, scratch)) {
-        parsed = true;
-        shape_ok = fields.size() == ncols;
-        for (int k = 0; k < kNumFields; ++k)
-          if (col[k] >= 0 && size_t(col[k]) < fields.size()) v[k] = fields[size_t(col[k])];
-      }
-
-      auto redact = [&]() -> std::string {
-        // The record with the raw user id replaced by its pseudonym.
-        if (parsed && !v[kUser].empty() && valid_utf8(v[kUser])) {
-          std::string ps = "u:" + pseudo_of(v[kUser]).hex();
-          if (is_json) {
-            j[jkey[kUser]] = ps;
-            return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-          }
-          std::string out;
-          for (size_t i = 0; i < fields.size(); ++i) {
-            if (i) out.push_back(sep);
-            append_csv_field(out, int(i) == col[kUser] ? std::string_view(ps) : fields[i], sep);
-          }
-          return out;
-        }
-        if (d.quarantine_raw_lines) return std::string(rec);
-        return "<withheld: the user id could not be located to pseudonymize it; set "
-               "data.privacy.quarantine_raw_lines=true to keep raw rows>";
-      };
-      auto reject = [&](Reject r, std::string_view field, std::string detail) {
-        quar.add(r, fname, line, field, detail, redact());
-      };
-
-      if (!valid_utf8(rec)) {
-        reject(Reject::kInvalidUtf8, "", "row contains bytes that are not valid UTF-8");
-        continue;
-      }
-      if (!shape_ok) {
-        if (is_json) reject(Reject::kMalformedRow, "", "not a JSON object");
-        else if (!parsed) reject(Reject::kMalformedRow, "", "unbalanced or misplaced quote");
-        else reject(Reject::kMalformedRow, "", fmt::format("{} fields, header has {}", fields.size(), ncols));
-        continue;
-      }
-      int too_long = -1;
-      for (int k = 0; k < kNumFields; ++k)
-        if (int64_t(v[k].size()) > d.max_field_length) { too_long = k; break; }
-      if (too_long >= 0) {
-        reject(Reject::kFieldTooLong, kFieldNames[too_long],
-               fmt::format("{} bytes > data.clean.max_field_length = {}", v[too_long].size(), d.max_field_length));
-        continue;
-      }
-      int missing = -1;
+      const bool need_type_col = !default_type.has_value();
       for (int k : {kUser, kTs, kItem})
-        if (v[k].empty()) { missing = k; break; }
-      if (missing < 0 && need_type_col && v[kType].empty()) missing = kType;
-      if (missing >= 0) {
-        reject(Reject::kMissingField, kFieldNames[missing], "empty or absent");
-        continue;
-      }
-      int64_t ts;
-      if (!parse_timestamp_ms(v[kTs], ts)) {
-        reject(Reject::kBadTimestamp, "timestamp", fmt::format("'{}' is not unix s/ms or ISO-8601", v[kTs]));
-        continue;
-      }
-      if (ts < min_ms || ts >= max_ms) {
-        reject(Reject::kTimestampOutOfRange, "timestamp",
-               fmt::format("{} outside [{}, {})", format_iso8601(ts / 1000), d.min_time, d.max_time));
-        continue;
-      }
-      EventType type;
-      if (v[kType].empty()) {
-        type = *default_type;
-      } else {
-        auto it = type_map.find(std::string(v[kType]));
-        if (it == type_map.end()) {
-          reject(Reject::kUnknownEventType, "event_type",
-                 fmt::format("'{}' is not view/click/cart/purchase/review nor mapped in data.event_types", v[kType]));
-          continue;
-        }
-        type = it->second;
-      }
-      float price = NAN, rating = NAN;
-      if (!v[kPrice].empty()) {
-        double x;
-        if (!parse_double(v[kPrice], x) || x < 0 || x > d.max_price) {
-          reject(Reject::kBadPrice, "price", fmt::format("'{}' is not a number in [0, {}]", v[kPrice], d.max_price));
-          continue;
-        }
-        price = float(x);
-      }
-      if (!v[kRating].empty()) {
-        double x;
-        if (!parse_double(v[kRating], x) || x < d.rating_min || x > d.rating_max) {
-          reject(Reject::kBadRating, "rating",
-                 fmt::format("'{}' is not a number in [{}, {}]", v[kRating], d.rating_min, d.rating_max));
-          continue;
-        }
-        rating = float(x);
-      }
-      // Accepted.
-      std::string_view cat = v[kCat];
-      if ((cat.empty() || std::isnan(price)) && !catalogue.items.empty()) {
-        auto it = catalogue.items.find(std::string(v[kItem]));
-        if (it != catalogue.items.end()) {
-          if (cat.empty()) cat = it->second.first;
-          if (std::isnan(price)) price = it->second.second;
-        }
-      }
-      std::string_view text = v[kReview];
-      if (!text.empty() && d.mask_pii) {
-        text_buf = mask_pii(text, d.min_digit_run, &pii);
-        text = text_buf;
-      }
-      Pseudo ps = pseudo_of(v[kUser]);
-      SpillFile& sf = *spills[ps.h() % uint64_t(P)];
-      encode_rec(sf.buf(), ps, ts, uint8_t(type), price, rating, fi, line, seq, v[kItem], cat, text);
-      sf.maybe_flush();
-    }
-    bytes_done_before += uint64_t(fs::file_size(files[fi]));
-    bar.set(bytes_done_before);
-  }
-  for (auto& s : spills) s->close();
-  bar.finish();
-  sum.read_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  sum.pii_masked = pii.email + pii.url + pii.phone + pii.digits;
-  PLOG_INFO("read {} rows from {} files: {} rejected so far, {} PII spans masked", sum.rows,
-            files.size(), quar.total, sum.pii_masked);
-  if (blank_lines) PLOG_INFO("skipped {} blank lines", blank_lines);
-  auto check_fraction = [&]() {
-    if (sum.rows > 0 && double(quar.total) > d.max_reject_fraction * double(sum.rows)) {
-      quar.out.commit();
-      std::string reasons;
-      for (auto& [k, n] : quar.counts)
-        if (n) reasons += fmt::format(" {}={}", k, n);
-      throw DataError(fmt::format(
-          "{} of {} rows ({:.2f}%) were rejected, above data.clean.max_reject_fraction = {}:{}. "
-          "See {} for every rejected row with its file, line and reason.",
-          quar.total, sum.rows, 100.0 * double(quar.total) / double(sum.rows),
-          d.max_reject_fraction, reasons, (out_dir / "quarantine.jsonl").string()));
-    }
-  };
-  check_fraction();
-
-  PLOG_INFO("prep: phase 1 done, peak RSS {:.0f} MB", peak_rss_mb());
-  // ---- Phase 2: per partition order, de-dup, bots, minimum; vocab counts ---------------------
-  std::unordered_map<std::string, int64_t> item_counts, cat_counts;
-  int64_t max_ts = INT64_MIN;
-  TextWriter reviews(out_dir / "reviews.txt", false);
-  int64_t review_lines = 0;
-  auto quarantine_rec = [&](Reject r, const Rec& e, std::string_view detail) {
-    std::string s = "u:" + e.user.hex() + "," + std::to_string(e.ts) + "," +
-                    std::string(event_type_name(EventType(e.type))) + ",";
-    append_csv_field(s, e.item);
-    s += ",";
-    append_csv_field(s, e.cat);
-    quar.add(r, file_names[e.file], e.line, "", detail, s);
-  };
-  Progress bar2("prep clean", uint64_t(P), "partitions", pp);
-  for (int part = 0; part < P; ++part) {
-    std::vector<Rec> recs = read_spill(spills[size_t(part)]->path());
-    fs::remove(spills[size_t(part)]->path());
-    std::sort(recs.begin(), recs.end(), [](const Rec& a, const Rec& b) {
-      int c = std::memcmp(a.user.b, b.user.b, 16);
-      if (c != 0) return c < 0;
-      if (a.ts != b.ts) return a.ts < b.ts;
-      return a.seq < b.seq;
-    });
-    SpillFile clean(spill_dir / fmt::format("clean_{:05d}.bin", part));
-    std::vector<size_t> kept;
-    for (size_t a = 0; a < recs.size();) {
-      size_t b = a;
-      while (b < recs.size() && recs[b].user == recs[a].user) ++b;
-      kept.clear();
-      size_t group_start = 0;  // index into kept of the first event with the current ts
-      for (size_t i = a; i < b; ++i) {
-        const Rec& e = recs[i];
-        if (!kept.empty() && recs[kept.back()].ts != e.ts) group_start = kept.size();
-        bool dup = false;
-        for (size_t k = group_start; k < kept.size() && !dup; ++k) {
-          const Rec& o = recs[kept[k]];
-          dup = o.ts == e.ts && o.type == e.type && o.item == e.item && o.cat == e.cat &&
-                same_bits(o.price, e.price) && same_bits(o.rating, e.rating) && o.text == e.text;
-          if (dup)
-            quarantine_rec(Reject::kDuplicate, e,
-                           fmt::format("same as {} line {}", file_names[o.file], o.line));
-        }
-        if (!dup) kept.push_back(i);
-      }
-      if (int64_t(kept.size()) > d.max_events_per_user) {
-        std::string detail = fmt::format("user has {} events > data.clean.max_events_per_user = {}",
-                                         kept.size(), d.max_events_per_user);
-        for (size_t i : kept) quarantine_rec(Reject::kBotUser, recs[i], detail);
-      } else if (int64_t(kept.size()) < d.min_events_per_user) {
-        std::string detail = fmt::format("user has {} events < data.privacy.min_events_per_user = {}",
-                                         kept.size(), d.min_events_per_user);
-        for (size_t i : kept) quarantine_rec(Reject::kTooFewEvents, recs[i], detail);
-      } else {
-        ++sum.users;
-        for (size_t i : kept) {
-          const Rec& e = recs[i];
-          encode_rec(clean.buf(), e.user, e.ts, e.type, e.price, e.rating, e.file, e.line, e.seq,
-                     e.item, e.cat, e.text);
-          ++item_counts[e.item];
-          if (!e.cat.empty()) ++cat_counts[e.cat];
-          max_ts = std::max(max_ts, e.ts);
-          if (!e.text.empty()) {
-            std::string t = e.text;
-            std::replace(t.begin(), t.end(), '\n', ' ');
-            std::replace(t.begin(), t.end(), '\r', ' ');
-            reviews.write(t);
-            reviews.put('\n');
-            ++review_lines;
+        if (jkey[k].empty())
+          throw ConfigError(std::string("config key 'data.columns.") + kFieldNames[k] + "' must name a column");
+      if (need_type_col && jkey[kType].empty())
+        throw ConfigError("config key 'data.columns.event_type' is empty: set it or data.default_event_type");
+      if (!is_json) {
+        if (!rr.next(rec, line))
+          throw DataError("input file '" + fname + "' is empty (expected a header line)");
+        if (!split_csv(rec, sep, fields, scratch))
+          throw DataError("input file '" + fname + "' line 1: cannot parse the header");
+        header.assign(fields.begin(), fields.end());
+        if (!header.empty() && header[0].rfind("\xEF\xBB\xBF", 0) == 0) header[0] = header[0].substr(3);
+        ncols = header.size();
+        for (int k = 0; k < kNumFields; ++k) {
+          if (jkey[k].empty()) continue;
+          auto it = std::find(header.begin(), header.end(), jkey[k]);
+          if (it != header.end()) {
+            col[k] = int(it - header.begin());
+          } else if (k == kUser || k == kTs || k == kItem || (k == kType && need_type_col)) {
+            std::string hint = cfg::did_you_mean(jkey[k], header);
+            throw DataError("input file '" + fname + "' line 1: no column '" + jkey[k] +
+                            "' for field '" + kFieldNames[k] + "' (data.columns." + kFieldNames[k] +
+                            "); header has: " + fmt::format("{}", fmt::join(header, ", ")) +
+                            (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
           }
         }
-        sum.accepted_events += int64_t(kept.size());
-        clean.maybe_flush();
       }
-      a = b;
-    }
-    clean.close();
-    bar2.add(1);
-  }
-  bar2.finish();
-  reviews.commit();
-  sum.rejects = quar.counts;
-  sum.quarantined = quar.total;
-  check_fraction();
-  quar.out.commit();
-  if (!d.id_map_path.empty()) {
-    TextWriter m(d.id_map_path, false);
-    m.write("raw_user_id,pseudonym\n");
-    std::vector<std::pair<std::string, std::string>> rows(id_map.begin(), id_map.end());
-    std::sort(rows.begin(), rows.end());
-    for (auto& [r, ps] : rows) {
-      std::string l;
-      append_csv_field(l, r);
-      m.write(l + "," + ps + "\n");
-    }
-    m.commit();
-    PLOG_INFO("wrote the raw-id map ({} users) to {} as configured by data.privacy.id_map_path",
-              rows.size(), d.id_map_path);
-  }
-  if (sum.users == 0) throw DataError("no users left after cleaning; see the quarantine file " +
-                                      (out_dir / "quarantine.jsonl").string());
 
-  PLOG_INFO("prep: phase 2 done, peak RSS {:.0f} MB", peak_rss_mb());
-  // ---- Phase 3: tokenizer, vocabularies, sequences, shards -----------------------------------
-  tok::Tokenizer tokenizer;
-  if (p.train_tokenizer && p.text_len > 0 && review_lines > 0) {
-    tokenizer = tok::Tokenizer::train_from_file(out_dir / "reviews.txt", p.tokenizer);
-    tokenizer.save(out_dir / "tokenizer.model");
-    sum.tokenizer_sha256 = tokenizer.sha256();
-    PLOG_INFO("tokenizer: vocab {} sha256 {}, peak RSS {:.0f} MB", tokenizer.vocab_size(),
-              sum.tokenizer_sha256, peak_rss_mb());
-  }
-  auto build_vocab = [](const std::unordered_map<std::string, int64_t>& counts, int64_t min_count,
-                        std::vector<std::string>& names, std::vector<int64_t>& cnt,
-                        std::unordered_map<std::string, int32_t>& ids) {
-    std::vector<std::pair<std::string, int64_t>> v(counts.begin(), counts.end());
-    std::sort(v.begin(), v.end(), [](auto& a, auto& b) {
-      return a.second != b.second ? a.second > b.second : a.first < b.first;
-    });
-    names = {"<pad>", "<oov>"};
-    cnt = {0, 0};
-    for (auto& [n, c] : v) {
-      if (c >= min_count) {
-        ids[n] = int32_t(names.size());
-        names.push_back(n);
-        cnt.push_back(c);
-      } else {
-        cnt[1] += c;
+      while (rr.next(rec, line)) {
+        if (rec.empty() || (rec.size() == 1 && rec[0] == '\r')) {
+          ++my_blank;
+          continue;
+        }
+        ++my_rows;
+        if ((my_rows & 0xffff) == 0) bar.set(bytes_done_before + uint64_t(rr.bytes_read()));
+
+        std::string_view v[kNumFields];
+        bool parsed = false;      // fields available (for redaction)
+        bool shape_ok = false;
+        nlohmann::json j;
+        if (is_json) {
+          j = nlohmann::json::parse(rec, nullptr, false);
+          if (!j.is_discarded() && j.is_object()) {
+            parsed = shape_ok = true;
+            for (int k = 0; k < kNumFields; ++k) {
+              json_vals[size_t(k)].clear();
+              if (jkey[k].empty()) continue;
+              auto it = j.find(jkey[k]);
+              if (it == j.end() || it->is_null()) continue;
+              if (it->is_string()) json_vals[size_t(k)] = it->get<std::string>();
+              else json_vals[size_t(k)] = it->dump();
+            }
+            for (int k = 0; k < kNumFields; ++k) v[k] = json_vals[size_t(k)];
+          }
+        } else if (split_csv(rec, sep, fields, scratch)) {
+          parsed = true;
+          shape_ok = fields.size() == ncols;
+          for (int k = 0; k < kNumFields; ++k)
+            if (col[k] >= 0 && size_t(col[k]) < fields.size()) v[k] = fields[size_t(col[k])];
+        }
+
+        auto redact = [&]() -> std::string {
+          // The record with the raw user id replaced by its pseudonym.
+          if (parsed && !v[kUser].empty() && valid_utf8(v[kUser])) {
+            std::string ps = "u:" + pseudo_of(v[kUser]).hex();
+            if (is_json) {
+              j[jkey[kUser]] = ps;
+              return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+            }
+            std::string out;
+            for (size_t i = 0; i < fields.size(); ++i) {
+              if (i) out.push_back(sep);
+              append_csv_field(out, int(i) == col[kUser] ? std::string_view(ps) : fields[i], sep);
+            }
+            return out;
+          }
+          if (d.quarantine_raw_lines) return std::string(rec);
+          return "<withheld: the user id could not be located to pseudonymize it; set "
+                 "data.privacy.quarantine_raw_lines=true to keep raw rows>";
+        };
+        auto reject = [&](Reject r, std::string_view field, std::string detail) {
+          quar.add(r, fname, line, field, detail, redact());
+        };
+
+        if (!valid_utf8(rec)) {
+          reject(Reject::kInvalidUtf8, "", "row contains bytes that are not valid UTF-8");
+          continue;
+        }
+        if (!shape_ok) {
+          if (is_json) reject(Reject::kMalformedRow, "", "not a JSON object");
+          else if (!parsed) reject(Reject::kMalformedRow, "", "unbalanced or misplaced quote");
+          else reject(Reject::kMalformedRow, "", fmt::format("{} fields, header has {}", fields.size(), ncols));
+          continue;
+        }
+        int too_long = -1;
+        for (int k = 0; k < kNumFields; ++k)
+          if (int64_t(v[k].size()) > d.max_field_length) { too_long = k; break; }
+        if (too_long >= 0) {
+          reject(Reject::kFieldTooLong, kFieldNames[too_long],
+                 fmt::format("{} bytes > data.clean.max_field_length = {}", v[too_long].size(), d.max_field_length));
+          continue;
+        }
+        int missing = -1;
+        for (int k : {kUser, kTs, kItem})
+          if (v[k].empty()) { missing = k; break; }
+        if (missing < 0 && need_type_col && v[kType].empty()) missing = kType;
+        if (missing >= 0) {
+          reject(Reject::kMissingField, kFieldNames[missing], "empty or absent");
+          continue;
+        }
+        int64_t ts;
+        if (!parse_timestamp_ms(v[kTs], ts)) {
+          reject(Reject::kBadTimestamp, "timestamp", fmt::format("'{}' is not unix s/ms or ISO-8601", v[kTs]));
+          continue;
+        }
+        if (ts < min_ms || ts >= max_ms) {
+          reject(Reject::kTimestampOutOfRange, "timestamp",
+                 fmt::format("{} outside [{}, {})", format_iso8601(ts / 1000), d.min_time, d.max_time));
+          continue;
+        }
+        EventType type;
+        if (v[kType].empty()) {
+          type = *default_type;
+        } else {
+          auto it = type_map.find(std::string(v[kType]));
+          if (it == type_map.end()) {
+            reject(Reject::kUnknownEventType, "event_type",
+                   fmt::format("'{}' is not view/click/cart/purchase/review nor mapped in data.event_types", v[kType]));
+            continue;
+          }
+          type = it->second;
+        }
+        float price = NAN, rating = NAN;
+        if (!v[kPrice].empty()) {
+          double x;
+          if (!parse_double(v[kPrice], x) || x < 0 || x > d.max_price) {
+            reject(Reject::kBadPrice, "price", fmt::format("'{}' is not a number in [0, {}]", v[kPrice], d.max_price));
+            continue;
+          }
+          price = float(x);
+        }
+        if (!v[kRating].empty()) {
+          double x;
+          if (!parse_double(v[kRating], x) || x < d.rating_min || x > d.rating_max) {
+            reject(Reject::kBadRating, "rating",
+                   fmt::format("'{}' is not a number in [{}, {}]", v[kRating], d.rating_min, d.rating_max));
+            continue;
+          }
+          rating = float(x);
+        }
+        // Accepted.
+        std::string_view cat = v[kCat];
+        if ((cat.empty() || std::isnan(price)) && !catalogue.items.empty()) {
+          auto it = catalogue.items.find(std::string(v[kItem]));
+          if (it != catalogue.items.end()) {
+            if (cat.empty()) cat = it->second.first;
+            if (std::isnan(price)) price = it->second.second;
+          }
+        }
+        std::string_view text = v[kReview];
+        if (!text.empty() && d.mask_pii) {
+          text_buf = mask_pii(text, d.min_digit_run, &pii);
+          text = text_buf;
+        }
+        Pseudo ps = pseudo_of(v[kUser]);
+        SpillFile& sf = *spills[ps.h() % uint64_t(P)];
+        encode_ev(sf.buf(), ps, ts, uint8_t(type), price, rating, fi, line, v[kItem], cat, text);
+        sf.maybe_flush();
       }
+      quar.out.commit();
+      bytes_done_before += file_bytes[fi];
+      bar.set(bytes_done_before);
+    }
+    for (auto& s : spills) s->close();
+    for (auto& s : id_spills) s->close();
+    bar.finish();
+  }
+  const double my_read_seconds = since(t0);
+  {
+    nlohmann::json st;
+    st["rows"] = my_rows;
+    st["blank_lines"] = my_blank;
+    st["rejects"] = rejects1;
+    st["pii"] = {pii.email, pii.url, pii.phone, pii.digits};
+    st["read_seconds"] = my_read_seconds;
+    write_file_atomic(wpath("stats1", rank, ".json"), st.dump());
+  }
+  barrier("prep-read");
+  // Every rank sums the same files, so every rank takes the same decisions below.
+  std::map<std::string, int64_t> rejects = zero_reject_counts();
+  int64_t blank_lines = 0;
+  int64_t pii_kind[4] = {0, 0, 0, 0};
+  for (int r = 0; r < world; ++r) {
+    auto st = read_json(wpath("stats1", r, ".json"));
+    sum.rows += st["rows"].get<int64_t>();
+    blank_lines += st["blank_lines"].get<int64_t>();
+    for (auto& [k, n] : st["rejects"].items()) rejects[k] += n.get<int64_t>();
+    for (int k = 0; k < 4; ++k) pii_kind[k] += st["pii"][size_t(k)].get<int64_t>();
+    sum.read_seconds = std::max(sum.read_seconds, st["read_seconds"].get<double>());
+  }
+  sum.pii_masked = pii_kind[0] + pii_kind[1] + pii_kind[2] + pii_kind[3];
+  auto total_rejects = [&] {
+    int64_t n = 0;
+    for (auto& [k, c] : rejects) n += c;
+    return n;
+  };
+  PLOG_INFO("read {} rows from {} files: {} rejected so far, {} PII spans masked, peak RSS {:.0f} MB",
+            sum.rows, files.size(), total_rejects(), sum.pii_masked, peak_rss_mb());
+  if (blank_lines) PLOG_INFO("skipped {} blank lines", blank_lines);
+
+  // quarantine.jsonl = phase-1 segments in input-file order, then phase-2 segments in
+  // partition order: the same bytes whatever the number of ranks.
+  auto assemble_quarantine = [&](bool with_phase2) {
+    TextWriter q(out_dir / "quarantine.jsonl", false);
+    for (size_t fi = 0; fi < files.size(); ++fi) append_file(q, wpath("q1", int64_t(fi), ".jsonl"));
+    if (with_phase2)
+      for (int part = 0; part < P; ++part) append_file(q, wpath("q2", part, ".jsonl"));
+    q.commit();
+  };
+  auto abort_run = [&](bool with_phase2, const std::string& msg) {
+    barrier("prep-abort");  // every rank has read the statistics before rank 0 cleans up
+    if (rank == 0) assemble_quarantine(with_phase2);
+    throw DataError(msg);
+  };
+  auto check_fraction = [&](bool with_phase2) {
+    const int64_t q = total_rejects();
+    if (sum.rows > 0 && double(q) > d.max_reject_fraction * double(sum.rows)) {
+      std::string reasons;
+      for (auto& [k, n] : rejects)
+        if (n) reasons += fmt::format(" {}={}", k, n);
+      abort_run(with_phase2,
+                fmt::format("{} of {} rows ({:.2f}%) were rejected, above data.clean.max_reject_fraction "
+                            "= {}:{}. See {} for every rejected row with its file, line and reason.",
+                            q, sum.rows, 100.0 * double(q) / double(sum.rows), d.max_reject_fraction,
+                            reasons, (out_dir / "quarantine.jsonl").string()));
     }
   };
-  ShardContents base;
-  std::unordered_map<std::string, int32_t> item_ids, cat_ids;
-  build_vocab(item_counts, p.min_item_count, base.items, base.item_counts, item_ids);
-  build_vocab(cat_counts, p.min_category_count, base.categories, base.category_counts, cat_ids);
-  item_counts.clear();
-  cat_counts.clear();
-  base.event_types = {"<pad>"};
-  for (auto n : kEventTypeNames) base.event_types.emplace_back(n);
-  sum.items = int64_t(base.items.size());
-  sum.categories = int64_t(base.categories.size());
+  check_fraction(false);
 
+  // ---- Phase 2 (this rank's partitions): order, de-dup, bots, minimum ----------------------
+  std::map<std::string, int64_t> rejects2 = zero_reject_counts();
+  {
+    int64_t my_users = 0, my_events = 0, my_max_ts = INT64_MIN;
+    Progress bar2("prep clean", uint64_t((P - rank + world - 1) / world), "partitions", pp);
+    std::vector<std::string> bufs(static_cast<size_t>(world));
+    std::vector<Ev> evs;
+    std::vector<size_t> kept;
+    for (int part = 0; part < P; ++part) {
+      if (!mine(part)) continue;
+      evs.clear();
+      for (int r = 0; r < world; ++r) {
+        bufs[size_t(r)] = read_file(wpath2("raw", part, r));
+        fs::remove(wpath2("raw", part, r));
+        decode_evs(bufs[size_t(r)], evs);
+      }
+      std::sort(evs.begin(), evs.end(), [](const Ev& a, const Ev& b) {
+        int c = std::memcmp(a.user.b, b.user.b, 16);
+        if (c != 0) return c < 0;
+        if (a.ts != b.ts) return a.ts < b.ts;
+        if (a.file != b.file) return a.file < b.file;
+        return a.line < b.line;
+      });
+      QuarantineSegment quar(wpath("q2", part, ".jsonl"), rejects2);
+      auto quarantine_ev = [&](Reject r, const Ev& e, std::string_view detail) {
+        std::string s = "u:" + e.user.hex() + "," + std::to_string(e.ts) + "," +
+                        std::string(event_type_name(EventType(e.type))) + ",";
+        append_csv_field(s, e.item);
+        s += ",";
+        append_csv_field(s, e.cat);
+        quar.add(r, file_names[e.file], e.line, "", detail, s);
+      };
+      SpillFile clean(wpath("clean", part, ".bin"), 1 << 20);
+      for (size_t a = 0; a < evs.size();) {
+        size_t b = a;
+        while (b < evs.size() && evs[b].user == evs[a].user) ++b;
+        kept.clear();
+        size_t group_start = 0;  // index into kept of the first event with the current ts
+        for (size_t i = a; i < b; ++i) {
+          const Ev& e = evs[i];
+          if (!kept.empty() && evs[kept.back()].ts != e.ts) group_start = kept.size();
+          bool dup = false;
+          for (size_t k = group_start; k < kept.size() && !dup; ++k) {
+            const Ev& o = evs[kept[k]];
+            dup = o.ts == e.ts && o.type == e.type && o.item == e.item && o.cat == e.cat &&
+                  same_bits(o.price, e.price) && same_bits(o.rating, e.rating) && o.text == e.text;
+            if (dup)
+              quarantine_ev(Reject::kDuplicate, e,
+                            fmt::format("same as {} line {}", file_names[o.file], o.line));
+          }
+          if (!dup) kept.push_back(i);
+        }
+        if (int64_t(kept.size()) > d.max_events_per_user) {
+          std::string detail = fmt::format("user has {} events > data.clean.max_events_per_user = {}",
+                                           kept.size(), d.max_events_per_user);
+          for (size_t i : kept) quarantine_ev(Reject::kBotUser, evs[i], detail);
+        } else if (int64_t(kept.size()) < d.min_events_per_user) {
+          std::string detail = fmt::format("user has {} events < data.privacy.min_events_per_user = {}",
+                                           kept.size(), d.min_events_per_user);
+          for (size_t i : kept) quarantine_ev(Reject::kTooFewEvents, evs[i], detail);
+        } else {
+          ++my_users;
+          for (size_t i : kept) {
+            encode_ev(clean.buf(), evs[i]);
+            my_max_ts = std::max(my_max_ts, evs[i].ts);
+          }
+          my_events += int64_t(kept.size());
+          clean.maybe_flush();
+        }
+        a = b;
+      }
+      clean.close();
+      quar.out.commit();
+      if (want_id_map) {
+        // This partition's raw ids, sorted and unique (the bounded pseudonym cache may have
+        // emitted an id more than once).
+        std::vector<std::pair<std::string_view, Pseudo>> ids;
+        for (int r = 0; r < world; ++r) {
+          bufs[size_t(r)] = read_file(wpath2("ids", part, r));
+          fs::remove(wpath2("ids", part, r));
+          const std::string& b = bufs[size_t(r)];
+          for (size_t i = 0; i < b.size();) {
+            uint32_t n;
+            std::memcpy(&n, b.data() + i, 4);
+            std::pair<std::string_view, Pseudo> e{std::string_view(b.data() + i + 4, n), {}};
+            std::memcpy(e.second.b, b.data() + i + 4 + n, 16);
+            i += 4 + n + 16;
+            ids.push_back(e);
+          }
+        }
+        std::sort(ids.begin(), ids.end(), [](auto& x, auto& y) { return x.first < y.first; });
+        ids.erase(std::unique(ids.begin(), ids.end(), [](auto& x, auto& y) { return x.first == y.first; }),
+                  ids.end());
+        TextWriter m(wpath("ids", part, ".csv"), false);
+        std::string l;
+        for (auto& [raw, ps] : ids) {
+          l.clear();
+          append_csv_field(l, raw);
+          m.write(l + "," + ps.hex() + "\n");
+        }
+        m.commit();
+      }
+      for (auto& b : bufs) std::string().swap(b);
+      bar2.add(1);
+    }
+    std::vector<Ev>().swap(evs);
+    bar2.finish();
+    nlohmann::json st;
+    st["users"] = my_users;
+    st["events"] = my_events;
+    st["max_ts"] = my_max_ts;
+    st["rejects"] = rejects2;
+    write_file_atomic(wpath("stats2", rank, ".json"), st.dump());
+  }
+  barrier("prep-clean");
+  int64_t max_ts = INT64_MIN;
+  for (int r = 0; r < world; ++r) {
+    auto st = read_json(wpath("stats2", r, ".json"));
+    sum.users += st["users"].get<int64_t>();
+    sum.accepted_events += st["events"].get<int64_t>();
+    max_ts = std::max(max_ts, st["max_ts"].get<int64_t>());
+    for (auto& [k, n] : st["rejects"].items()) rejects[k] += n.get<int64_t>();
+  }
+  sum.rejects = rejects;
+  sum.quarantined = total_rejects();
+  check_fraction(true);
+  if (sum.users == 0)
+    abort_run(true, "no users left after cleaning; see the quarantine file " +
+                        (out_dir / "quarantine.jsonl").string());
+  PLOG_INFO("prep: phase 2 done ({} users, {} events), peak RSS {:.0f} MB", sum.users,
+            sum.accepted_events, peak_rss_mb());
+
+  // ---- Cut-offs --------------------------------------------------------------------------
   const int64_t window_ms = int64_t(std::llround(p.label_window_days * 86400000.0));
   int64_t cut[3];
   cut[2] = p.test_cutoff == "auto" ? max_ts + 1 - window_ms : parse_time_config("prep.test_cutoff", p.test_cutoff);
@@ -884,6 +1142,116 @@ PrepSummary run_prep(const PrepParams& p) {
   PLOG_INFO("cut-offs: train {} val {} test {}, label window {} days", format_iso8601(cut[0] / 1000),
             format_iso8601(cut[1] / 1000), format_iso8601(cut[2] / 1000), p.label_window_days);
 
+  // ---- Phase 3a: vocabulary counts and tokenizer text, from training inputs only ----------
+  // Only events strictly before the train cut-off count: item/category frequencies (the
+  // popularity baseline, logQ correction) and the tokenizer's corpus never see the label,
+  // validation or test windows. An item first seen after the cut-off is out of vocabulary.
+  {
+    CountMap item_counts, cat_counts;
+    std::vector<Ev> evs;
+    for (int part = 0; part < P; ++part) {
+      if (!mine(part)) continue;
+      const std::string data = read_file(wpath("clean", part, ".bin"));
+      evs.clear();
+      decode_evs(data, evs);
+      TextWriter rv(wpath("reviews", part, ".txt"), false);
+      std::string t;
+      for (const Ev& e : evs) {
+        if (e.ts >= cut[0]) continue;
+        count_add(item_counts, e.item, 1);
+        if (!e.cat.empty()) count_add(cat_counts, e.cat, 1);
+        if (!e.text.empty()) {
+          t.assign(e.text);
+          std::replace(t.begin(), t.end(), '\n', ' ');
+          std::replace(t.begin(), t.end(), '\r', ' ');
+          t.push_back('\n');
+          rv.write(t);
+        }
+      }
+      rv.commit();
+    }
+    std::string b;
+    put_table(b, rows_of(item_counts));
+    put_table(b, rows_of(cat_counts));
+    write_file_atomic(wpath("counts", rank, ".bin"), b);
+  }
+  barrier("prep-counts");
+  if (rank == 0) {
+    CountMap item_counts, cat_counts;
+    for (int r = 0; r < world; ++r) {
+      const std::string b = read_file(wpath("counts", r, ".bin"));
+      size_t i = get_table(b, 0, [&](std::string_view k, int64_t v) { count_add(item_counts, k, v); });
+      get_table(b, i, [&](std::string_view k, int64_t v) { count_add(cat_counts, k, v); });
+    }
+    std::vector<std::string> names;
+    std::vector<int64_t> cnt;
+    std::string vb;
+    auto put_vocab = [&](const CountMap& m, int64_t min_count) {
+      build_vocab(m, min_count, names, cnt);
+      std::vector<std::pair<std::string_view, int64_t>> rows;
+      for (size_t i = 0; i < names.size(); ++i) rows.emplace_back(names[i], cnt[i]);
+      put_table(vb, rows);
+    };
+    put_vocab(item_counts, p.min_item_count);
+    put_vocab(cat_counts, p.min_category_count);
+    // reviews.txt (the tokenizer corpus) in partition order; the training sample stays bounded.
+    SentenceSample sample(p.tokenizer.max_sentences, p.tokenizer.seed, size_t(p.tokenizer.max_sentence_length));
+    {
+      TextWriter reviews(out_dir / "reviews.txt", false);
+      for (int part = 0; part < P; ++part) {
+        const std::string seg = read_file(wpath("reviews", part, ".txt"));
+        reviews.write(seg);
+        for (size_t a = 0; a < seg.size();) {
+          size_t e = seg.find('\n', a);
+          if (e == std::string::npos) e = seg.size();
+          sample.add(std::string_view(seg).substr(a, e - a));
+          a = e + 1;
+        }
+      }
+      reviews.commit();
+    }
+    std::string sha;
+    if (p.train_tokenizer && p.text_len > 0 && sample.seen() > 0) {
+      const int64_t seen = sample.seen();
+      tok::Tokenizer t = tok::Tokenizer::train(sample.take(), p.tokenizer);
+      t.save(out_dir / "tokenizer.model");
+      sha = t.sha256();
+      PLOG_INFO("tokenizer: vocab {} from {} review lines before the train cut-off, sha256 {}, "
+                "peak RSS {:.0f} MB", t.vocab_size(), seen, sha, peak_rss_mb());
+    }
+    put_str(vb, sha);
+    write_file_atomic(work / "vocab.bin", vb);
+  }
+  barrier("prep-vocab");
+
+  ShardContents base;
+  IdOf item_ids, cat_ids;
+  tok::Tokenizer tokenizer;
+  {
+    const std::string vb = read_file(work / "vocab.bin");
+    size_t i = get_table(vb, 0, [&](std::string_view k, int64_t v) {
+      if (base.items.size() >= 2) item_ids.emplace(std::string(k), int32_t(base.items.size()));
+      base.items.emplace_back(k);
+      base.item_counts.push_back(v);
+    });
+    i = get_table(vb, i, [&](std::string_view k, int64_t v) {
+      if (base.categories.size() >= 2) cat_ids.emplace(std::string(k), int32_t(base.categories.size()));
+      base.categories.emplace_back(k);
+      base.category_counts.push_back(v);
+    });
+    uint32_t n;
+    std::memcpy(&n, vb.data() + i, 4);
+    sum.tokenizer_sha256.assign(vb.data() + i + 4, n);
+  }
+  if (!sum.tokenizer_sha256.empty()) {
+    tokenizer = tok::Tokenizer::load(out_dir / "tokenizer.model");
+    if (tokenizer.sha256() != sum.tokenizer_sha256)
+      throw DataError("tokenizer.model in " + out_dir.string() + " changed while prep was running");
+  }
+  base.event_types = {"<pad>"};
+  for (auto n : kEventTypeNames) base.event_types.emplace_back(n);
+  sum.items = int64_t(base.items.size());
+  sum.categories = int64_t(base.categories.size());
   base.str_attrs["tokenizer_sha256"] = sum.tokenizer_sha256;
   base.str_attrs["prep_config"] = p.config_yaml;
   base.int_attrs["seq_len"] = p.seq_len;
@@ -891,105 +1259,140 @@ PrepSummary run_prep(const PrepParams& p) {
   base.int_attrs["label_window_ms"] = window_ms;
   base.int_attrs["num_shards"] = P;
   for (int s = 0; s < 3; ++s) base.int_attrs[std::string(kSplitNames[s]) + "_cutoff_ms"] = cut[s];
+  std::vector<uint8_t> target_types(kNumEventTypes + 1, 0);
+  for (auto& t : p.target_event_types) target_types[size_t(*canonical_event_type(t))] = 1;
 
-  Progress bar3("prep shards", uint64_t(P), "shards", pp);
-  for (int part = 0; part < P; ++part) {
-    if (part % p.world != p.rank) continue;
-    std::vector<Rec> recs = read_spill(spill_dir / fmt::format("clean_{:05d}.bin", part));
-    // Encode all review texts of the partition at once (multithreaded).
-    std::vector<std::string> texts;
-    std::vector<int64_t> text_of(recs.size(), -1);
-    if (tokenizer.loaded()) {
-      for (size_t i = 0; i < recs.size(); ++i)
-        if (!recs[i].text.empty()) {
-          text_of[i] = int64_t(texts.size());
-          texts.push_back(recs[i].text);
-        }
-    }
-    auto encoded = tokenizer.loaded() ? tokenizer.encode_batch(texts, p.threads)
-                                      : std::vector<std::vector<int32_t>>{};
-    ShardContents sc;
-    sc.str_attrs = base.str_attrs;
-    sc.int_attrs = base.int_attrs;
-    sc.int_attrs["shard_index"] = part;
-    sc.items = base.items;
-    sc.item_counts = base.item_counts;
-    sc.categories = base.categories;
-    sc.category_counts = base.category_counts;
-    sc.event_types = base.event_types;
-    std::vector<int32_t> ei(recs.size()), ec(recs.size());
-    for (size_t i = 0; i < recs.size(); ++i) {
-      auto it = item_ids.find(recs[i].item);
-      ei[i] = it == item_ids.end() ? kOovToken : it->second;
-      auto ct = cat_ids.find(recs[i].cat);
-      ec[i] = ct == cat_ids.end() ? kOovToken : ct->second;
-    }
-    std::vector<int32_t> tbuf;
-    for (size_t a = 0; a < recs.size();) {
-      size_t b = a;
-      while (b < recs.size() && recs[b].user == recs[a].user) ++b;
-      const int32_t uidx = int32_t(sc.user_ids.size());
-      sc.user_ids.push_back(recs[a].user.hex());
-      for (int s = 0; s < 3; ++s) {
-        SplitArrays& A = sc.splits[s];
-        // Events are sorted by ts: k = first event at/after the cut-off.
-        size_t k = a;
-        while (k < b && recs[k].ts < cut[s]) ++k;
-        if (int64_t(k - a) < p.min_input_events) continue;
-        A.user.push_back(uidx);
-        size_t from = k - std::min<size_t>(k - a, size_t(p.seq_len));
-        for (size_t i = from; i < k; ++i) {
-          const Rec& e = recs[i];
-          A.input_item.push_back(ei[i]);
-          A.input_category.push_back(ec[i]);
-          A.input_event.push_back(e.type);
-          A.input_gap.push_back(gap_bucket(i > a ? e.ts - recs[i - 1].ts : 0, i == a));
-          A.input_price.push_back(price_bucket(e.price));
-          A.input_ts.push_back(e.ts);
-        }
-        A.input_offsets.push_back(int64_t(A.input_item.size()));
-        // Text: most recent reviews before the cut-off, newest kept when over budget.
-        tbuf.clear();
-        if (tokenizer.loaded()) {
-          for (size_t i = k; i-- > a && int(tbuf.size()) < p.text_len;) {
-            if (text_of[i] < 0) continue;
-            const auto& ids = encoded[size_t(text_of[i])];
-            std::vector<int32_t> piece(ids.begin(), ids.end());
-            piece.push_back(tok::kEosId);
-            tbuf.insert(tbuf.begin(), piece.begin(), piece.end());
+  // ---- Phase 3b (this rank's partitions): sequences, labels, shards -----------------------
+  {
+    int64_t my_split_users[3] = {0, 0, 0};
+    Progress bar3("prep shards", uint64_t((P - rank + world - 1) / world), "shards", pp);
+    std::vector<Ev> evs;
+    for (int part = 0; part < P; ++part) {
+      if (!mine(part)) continue;
+      const std::string data = read_file(wpath("clean", part, ".bin"));
+      fs::remove(wpath("clean", part, ".bin"));
+      evs.clear();
+      decode_evs(data, evs);
+      // Encode all review texts of the partition at once (multithreaded).
+      std::vector<std::string> texts;
+      std::vector<int64_t> text_of(evs.size(), -1);
+      if (tokenizer.loaded()) {
+        for (size_t i = 0; i < evs.size(); ++i)
+          if (!evs[i].text.empty() && evs[i].ts < cut[2]) {
+            text_of[i] = int64_t(texts.size());
+            texts.emplace_back(evs[i].text);
           }
-          if (int(tbuf.size()) > p.text_len) tbuf.erase(tbuf.begin(), tbuf.end() - p.text_len);
-        }
-        A.text_tokens.insert(A.text_tokens.end(), tbuf.begin(), tbuf.end());
-        A.text_offsets.push_back(int64_t(A.text_tokens.size()));
-        // Targets within [cut, cut + window).
-        std::set<int32_t> bought;
-        for (size_t i = k; i < b && recs[i].ts < cut[s] + window_ms; ++i) {
-          const Rec& e = recs[i];
-          if (target_types[e.type]) {
-            A.target_item.push_back(ei[i]);
-            A.target_category.push_back(ec[i]);
-            A.target_event.push_back(e.type);
-            A.target_ts.push_back(e.ts);
-          }
-          if (EventType(e.type) == EventType::kPurchase) bought.insert(ec[i]);
-        }
-        A.target_offsets.push_back(int64_t(A.target_item.size()));
-        A.purchase_category.insert(A.purchase_category.end(), bought.begin(), bought.end());
-        A.purchase_offsets.push_back(int64_t(A.purchase_category.size()));
       }
-      a = b;
+      auto encoded = tokenizer.loaded() ? tokenizer.encode_batch(texts, p.threads)
+                                        : std::vector<std::vector<int32_t>>{};
+      std::vector<std::string>().swap(texts);
+      ShardContents sc;
+      sc.str_attrs = base.str_attrs;
+      sc.int_attrs = base.int_attrs;
+      sc.int_attrs["shard_index"] = part;
+      sc.items = base.items;
+      sc.item_counts = base.item_counts;
+      sc.categories = base.categories;
+      sc.category_counts = base.category_counts;
+      sc.event_types = base.event_types;
+      std::vector<int32_t> ei(evs.size()), ec(evs.size());
+      for (size_t i = 0; i < evs.size(); ++i) {
+        auto it = item_ids.find(evs[i].item);
+        ei[i] = it == item_ids.end() ? kOovToken : it->second;
+        auto ct = cat_ids.find(evs[i].cat);
+        ec[i] = ct == cat_ids.end() ? kOovToken : ct->second;
+      }
+      std::vector<int32_t> tbuf;
+      for (size_t a = 0; a < evs.size();) {
+        size_t b = a;
+        while (b < evs.size() && evs[b].user == evs[a].user) ++b;
+        const int32_t uidx = int32_t(sc.user_ids.size());
+        sc.user_ids.push_back(evs[a].user.hex());
+        for (int s = 0; s < 3; ++s) {
+          SplitArrays& A = sc.splits[s];
+          // Events are sorted by ts: k = first event at/after the cut-off.
+          size_t k = a;
+          while (k < b && evs[k].ts < cut[s]) ++k;
+          if (int64_t(k - a) < p.min_input_events) continue;
+          A.user.push_back(uidx);
+          size_t from = k - std::min<size_t>(k - a, size_t(p.seq_len));
+          for (size_t i = from; i < k; ++i) {
+            const Ev& e = evs[i];
+            A.input_item.push_back(ei[i]);
+            A.input_category.push_back(ec[i]);
+            A.input_event.push_back(e.type);
+            A.input_gap.push_back(gap_bucket(i > a ? e.ts - evs[i - 1].ts : 0, i == a));
+            A.input_price.push_back(price_bucket(e.price));
+            A.input_ts.push_back(e.ts);
+          }
+          A.input_offsets.push_back(int64_t(A.input_item.size()));
+          // Text: most recent reviews before the cut-off, newest kept when over budget.
+          tbuf.clear();
+          if (tokenizer.loaded()) {
+            for (size_t i = k; i-- > a && int(tbuf.size()) < p.text_len;) {
+              if (text_of[i] < 0) continue;
+              const auto& ids = encoded[size_t(text_of[i])];
+              std::vector<int32_t> piece(ids.begin(), ids.end());
+              piece.push_back(tok::kEosId);
+              tbuf.insert(tbuf.begin(), piece.begin(), piece.end());
+            }
+            if (int(tbuf.size()) > p.text_len) tbuf.erase(tbuf.begin(), tbuf.end() - p.text_len);
+          }
+          A.text_tokens.insert(A.text_tokens.end(), tbuf.begin(), tbuf.end());
+          A.text_offsets.push_back(int64_t(A.text_tokens.size()));
+          // Targets within [cut, cut + window).
+          std::set<int32_t> bought;
+          for (size_t i = k; i < b && evs[i].ts < cut[s] + window_ms; ++i) {
+            const Ev& e = evs[i];
+            if (target_types[e.type]) {
+              A.target_item.push_back(ei[i]);
+              A.target_category.push_back(ec[i]);
+              A.target_event.push_back(e.type);
+              A.target_ts.push_back(e.ts);
+            }
+            if (EventType(e.type) == EventType::kPurchase) bought.insert(ec[i]);
+          }
+          A.target_offsets.push_back(int64_t(A.target_item.size()));
+          A.purchase_category.insert(A.purchase_category.end(), bought.begin(), bought.end());
+          A.purchase_offsets.push_back(int64_t(A.purchase_category.size()));
+        }
+        a = b;
+      }
+      for (int s = 0; s < 3; ++s) my_split_users[s] += int64_t(sc.splits[s].size());
+      sc.int_attrs["num_users"] = int64_t(sc.user_ids.size());
+      write_shard(out_dir / fmt::format("shard_{:05d}.h5", part), sc);
+      bar3.add(1);
     }
-    for (int s = 0; s < 3; ++s) sum.users_per_split[s] += int64_t(sc.splits[s].size());
-    sc.int_attrs["num_users"] = int64_t(sc.user_ids.size());
-    fs::path shard = out_dir / fmt::format("shard_{:05d}.h5", part);
-    write_shard(shard, sc);
-    sum.shards.push_back(shard.string());
-    bar3.add(1);
+    bar3.finish();
+    nlohmann::json st;
+    st["users_per_split"] = {my_split_users[0], my_split_users[1], my_split_users[2]};
+    write_file_atomic(wpath("stats3", rank, ".json"), st.dump());
   }
-  bar3.finish();
+  barrier("prep-shards");
+  for (int r = 0; r < world; ++r) {
+    auto st = read_json(wpath("stats3", r, ".json"));
+    for (int s = 0; s < 3; ++s) sum.users_per_split[s] += st["users_per_split"][size_t(s)].get<int64_t>();
+  }
+  for (int part = 0; part < P; ++part)
+    sum.shards.push_back((out_dir / fmt::format("shard_{:05d}.h5", part)).string());
+  barrier("prep-done");  // every rank has read the statistics; rank 0 may clean up
+  sum.seconds = since(t0);
+  if (rank != 0) return sum;
 
-  sum.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  assemble_quarantine(true);
+  if (want_id_map) {
+    TextWriter m(d.id_map_path, false);
+    m.write("raw_user_id,pseudonym\n");
+    for (int part = 0; part < P; ++part) append_file(m, wpath("ids", part, ".csv"));
+    m.commit();
+    PLOG_INFO("wrote the raw-id map to {} as configured by data.privacy.id_map_path", d.id_map_path);
+  }
+  // Shards of an earlier run with more partitions would be read as part of this one.
+  for (auto& f : list_shards(out_dir))
+    if (std::find(sum.shards.begin(), sum.shards.end(), f.string()) == sum.shards.end()) {
+      PLOG_WARN("removing {}: left by an earlier prep run with more partitions", f.string());
+      fs::remove(f);
+    }
   nlohmann::json js;
   js["rows"] = sum.rows;
   js["accepted_events"] = sum.accepted_events;
@@ -1001,19 +1404,23 @@ PrepSummary run_prep(const PrepParams& p) {
                            {"test", sum.users_per_split[2]}};
   js["cutoff_ms"] = {{"train", cut[0]}, {"val", cut[1]}, {"test", cut[2]}};
   js["label_window_ms"] = window_ms;
-  js["vocab"] = {{"items", sum.items}, {"categories", sum.categories}};
-  js["pii_masked"] = {{"email", pii.email}, {"url", pii.url}, {"phone", pii.phone}, {"digits", pii.digits}};
+  js["vocab"] = {{"items", sum.items}, {"categories", sum.categories},
+                 {"counted_before_ms", cut[0]}};
+  js["pii_masked"] = {{"email", pii_kind[0]}, {"url", pii_kind[1]}, {"phone", pii_kind[2]},
+                      {"digits", pii_kind[3]}};
   js["tokenizer_sha256"] = sum.tokenizer_sha256;
   js["shards"] = sum.shards;
+  js["world_size"] = world;
   js["seconds"] = sum.seconds;
   js["read_seconds"] = sum.read_seconds;
   js["input_files"] = file_names;
   write_file_atomic(out_dir / "prep_summary.json", js.dump(2) + "\n");
   std::string table;
   for (auto& [k, n] : sum.rejects) table += fmt::format("\n  {:<24} {:>12}", k, n);
-  PLOG_INFO("prep done in {:.1f}s: {} rows, {} events kept, {} users, {} quarantined ({:.3f}%):{}",
+  PLOG_INFO("prep done in {:.1f}s: {} rows, {} events kept, {} users, {} quarantined ({:.3f}%), "
+            "peak RSS {:.0f} MB:{}",
             sum.seconds, sum.rows, sum.accepted_events, sum.users, sum.quarantined,
-            sum.rows ? 100.0 * double(sum.quarantined) / double(sum.rows) : 0.0, table);
+            sum.rows ? 100.0 * double(sum.quarantined) / double(sum.rows) : 0.0, peak_rss_mb(), table);
   return sum;
 }
 

@@ -1,20 +1,29 @@
 // `portrait prep`: raw event logs -> cleaned, pseudonymized, tokenized HDF5 training shards.
 //
-// Phases (memory is bounded by the largest partition, not by the input):
-//   1. read every input file (CSV/TSV/JSONL, gzip or not), validate each row, mask PII in
-//      review text, pseudonymize the user id (HMAC-SHA256), and spill accepted rows into
-//      `partitions` binary files by user hash; rejected rows go to quarantine.jsonl.
-//   2. per partition: order each user's events by time (ties keep input order), drop exact
-//      duplicates, quarantine bot users and users below the minimum, count vocabularies,
-//      collect cleaned review text.
-//   3. train the SentencePiece tokenizer on the cleaned text, build vocabularies, and write one
-//      shard per partition with train/val/test inputs and future-window labels.
+// Phases (memory is bounded by the largest partition plus the vocabularies, not by the input:
+// no per-user state outlives a partition):
+//   1. read this rank's input files (CSV/TSV/JSONL, gzip or not), validate each row, mask PII
+//      in review text, pseudonymize the user id (HMAC-SHA256 behind a fixed-size cache) and
+//      spill accepted rows into `partitions` binary files by pseudonym hash; rejected rows go
+//      to the file's quarantine segment.
+//   2. per partition: order each user's events by time (ties keep input order: file, line),
+//      drop exact duplicates, quarantine bot users and users below the minimum.
+//   3. cut-offs from the cleaned data; item/category counts and the tokenizer corpus from the
+//      events strictly before the TRAIN cut-off only (no label/val/test leakage: an item first
+//      seen after it is out of vocabulary and has no count); train SentencePiece on a bounded
+//      sample; write one shard per partition with train/val/test inputs and labels.
 // Outputs in output_dir: shard_NNNNN.h5, tokenizer.model(+.sha256), quarantine.jsonl,
-// prep_summary.json, reviews.txt (masked review text). Partition p can be handled by rank
-// p % world (see PrepParams::rank / world).
+// prep_summary.json, reviews.txt (masked review text before the train cut-off = the
+// tokenizer corpus). Work files live in output_dir/.prep.<pid>.<n>/ and are removed.
+//
+// Several processes (torchrun): rank r reads the input files assigned to it (by size) and
+// handles partitions p with p % world == r; ranks exchange statistics, counts and the
+// vocabulary through files in the shared output_dir, separated by barriers. The outputs are
+// byte-identical to a one-process run.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -55,7 +64,8 @@ struct DataParams {
   // Privacy.
   std::string key_file;                   ///< file holding the HMAC key (preferred)
   std::string key_env = "PORTRAIT_HASH_KEY";  ///< else this environment variable
-  std::string id_map_path;                ///< write raw id -> pseudonym here ("" = never)
+  std::string id_map_path;                ///< write raw id -> pseudonym here ("" = never);
+                                          ///< rows grouped by shard, raw ids sorted within
   bool mask_pii = true;                   ///< mask emails/URLs/phones/digit runs in reviews
   int min_digit_run = 9;                  ///< digit runs at least this long become <num>
   int64_t min_events_per_user = 1;        ///< fewer (after cleaning): quarantined
@@ -79,12 +89,19 @@ struct PrepParams {
   double label_window_days = 14;
   std::vector<std::string> target_event_types = {"click", "cart", "purchase"};
   int64_t min_input_events = 1;     ///< users with fewer inputs are left out of a split
-  int64_t min_item_count = 2;       ///< rarer items map to the OOV id 1
+  int64_t min_item_count = 2;       ///< rarer items (counted before train_cutoff) map to the
+                                    ///< OOV id 1, as do items first seen after it
   int64_t min_category_count = 1;
   bool train_tokenizer = true;      ///< false: no text tokens
   tok::TokenizerTrainParams tokenizer;
   bool progress = true;
-  int rank = 0, world = 1;          ///< phase 3: this process writes partitions p % world == rank
+  /// Multi-process prep: this process's rank and the world size. With world > 1 every rank
+  /// must see output_dir (shared file system) and both functions below must be set.
+  int rank = 0, world = 1;
+  /// Every rank arrives before any leaves; `name` is the same on every rank.
+  std::function<void(const std::string& name)> barrier;
+  /// Rank 0's `value` on every rank.
+  std::function<std::string(const std::string& name, const std::string& value)> broadcast;
   DataParams data;
   // Set by the caller, not from config:
   std::string config_yaml;          ///< resolved config text stored in every shard
@@ -104,14 +121,19 @@ struct PrepSummary {
   int64_t users = 0;              ///< users kept
   int64_t users_per_split[3] = {0, 0, 0};
   int64_t cutoff_ms[3] = {0, 0, 0};
-  int64_t items = 0, categories = 0;  ///< vocabulary sizes (incl. pad/oov)
+  int64_t items = 0, categories = 0;  ///< vocabulary sizes (incl. pad/oov); counted before
+                                      ///< the train cut-off only
   int64_t pii_masked = 0;
   std::string tokenizer_sha256;
-  std::vector<std::string> shards;
-  double seconds = 0;              ///< wall time of the whole run
+  std::vector<std::string> shards;  ///< every shard of the run (all ranks')
+  double seconds = 0;              ///< wall time of the whole run (this rank)
   double read_seconds = 0;         ///< phase 1: parse + validate + mask + pseudonymize + spill
+                                   ///< (the slowest rank)
 };
 
+/// Runs prep (this rank's share when world > 1). Every rank returns the same summary; rank 0
+/// writes the run-level outputs (quarantine.jsonl, prep_summary.json, reviews.txt, tokenizer,
+/// id map).
 PrepSummary run_prep(const PrepParams& p);
 
 /// HMAC-SHA256(key, raw_id) as 32 lower-case hex chars (the first 16 bytes).

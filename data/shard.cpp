@@ -36,11 +36,24 @@ template <typename T> hid_t h5type();
 template <> hid_t h5type<int32_t>() { return H5T_NATIVE_INT32; }
 template <> hid_t h5type<int64_t>() { return H5T_NATIVE_INT64; }
 
+// Object creation properties without modification times, so the same contents always give
+// the same bytes (reruns, and one-process vs multi-rank prep, produce identical shards).
+hid_t untimed(hid_t cls) {
+  static hid_t dcpl = -1, gcpl = -1;  // callers hold h5_mutex()
+  hid_t& h = cls == H5P_DATASET_CREATE ? dcpl : gcpl;
+  if (h < 0) {
+    h = H5Pcreate(cls);
+    H5Pset_obj_track_times(h, false);
+  }
+  return h;
+}
+
 template <typename T>
 void write_vec(hid_t loc, const char* name, const std::vector<T>& v) {
   hsize_t dims[1] = {hsize_t(v.size())};
   H space(H5Screate_simple(1, dims, nullptr), H5Sclose);
-  H ds(H5Dcreate2(loc, name, h5type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  H ds(H5Dcreate2(loc, name, h5type<T>(), space, H5P_DEFAULT, untimed(H5P_DATASET_CREATE), H5P_DEFAULT),
+       H5Dclose);
   if (ds < 0) throw std::runtime_error(std::string("HDF5: cannot create dataset ") + name);
   if (!v.empty()) check(H5Dwrite(ds, h5type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), name);
 }
@@ -59,7 +72,7 @@ void write_strings(hid_t loc, const char* name, const std::vector<std::string>& 
   hsize_t dims[1] = {hsize_t(v.size())};
   H space(H5Screate_simple(1, dims, nullptr), H5Sclose);
   H t = str_type();
-  H ds(H5Dcreate2(loc, name, t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  H ds(H5Dcreate2(loc, name, t, space, H5P_DEFAULT, untimed(H5P_DATASET_CREATE), H5P_DEFAULT), H5Dclose);
   if (ds < 0) throw std::runtime_error(std::string("HDF5: cannot create dataset ") + name);
   if (!v.empty()) check(H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()), name);
 }
@@ -154,7 +167,7 @@ void write_shard(const std::filesystem::path& path, const ShardContents& c) {
     for (auto& [k, v] : c.int_attrs)
       if (k != "format_version") attr_int(f, k, v);
     {
-      H g(H5Gcreate2(f, "vocab", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+      H g(H5Gcreate2(f, "vocab", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
       write_strings(g, "items", c.items);
       write_vec(g, "item_counts", c.item_counts);
       write_strings(g, "categories", c.categories);
@@ -162,12 +175,12 @@ void write_shard(const std::filesystem::path& path, const ShardContents& c) {
       write_strings(g, "event_types", c.event_types);
     }
     {
-      H g(H5Gcreate2(f, "users", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+      H g(H5Gcreate2(f, "users", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
       write_strings(g, "id", c.user_ids);
     }
     for (int s = 0; s < 3; ++s) {
       const SplitArrays& a = c.splits[s];
-      H g(H5Gcreate2(f, kSplitNames[s], H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+      H g(H5Gcreate2(f, kSplitNames[s], H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
       write_vec(g, "user", a.user);
       write_vec(g, "input_offsets", a.input_offsets);
       write_vec(g, "input_item", a.input_item);

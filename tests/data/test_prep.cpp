@@ -5,6 +5,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
+#include <condition_variable>
+#include <mutex>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -273,6 +276,7 @@ TEST(Prep, PiiInReviewTextIsMaskedBeforeTokenization) {
   csv += "u1,1700000000,review,i1,c1,1,5,\"mail a.b@x.com or call 138-1234-5678, card 4111 1111 1111 1111 https://x.io/a\"\n";
   write(d / "ev.csv", csv);
   auto p = params(d, (d / "ev.csv").string());
+  p.train_cutoff = p.val_cutoff = p.test_cutoff = "1800000000";  // reviews.txt: inputs only
   auto s = run_prep(p);
   EXPECT_EQ(s.pii_masked, 4);
   std::string r = portrait::read_file(fs::path(p.output_dir) / "reviews.txt");
@@ -348,5 +352,187 @@ print("OK", n)
   int rc = pclose(pipe);
   EXPECT_EQ(rc, 0) << out;
   EXPECT_EQ(out, "OK 5\n");
+  fs::remove_all(d);
+}
+
+TEST(Prep, VocabularyCountsComeOnlyFromEventsBeforeTheTrainCutoff) {
+  // Item frequencies feed the popularity baseline and the logQ correction: counting label,
+  // validation or test events would leak the future into training. Items first seen after the
+  // train cut-off are out of vocabulary (id 1) everywhere and have no count of their own.
+  auto d = tmpdir("leak");
+  std::string csv = kHeader;
+  csv += "u1,1700000000,view,i_old,c_old,1,,\n";
+  csv += "u1,1700000100,purchase,i_old,c_old,1,,\n";
+  csv += "u1,1700000200,review,i_old,c_old,1,5,early words\n";
+  csv += "u1,1700150000,view,i_new,c_new,1,,\n";          // after the train cut-off
+  csv += "u1,1700250000,purchase,i_new,c_new,1,,\n";      // after the val cut-off
+  csv += "u2,1700000000,view,i_old,c_old,1,,\n";
+  csv += "u2,1700000050,click,i_both,c_old,1,,\n";
+  csv += "u2,1700160000,click,i_both,c_old,1,,\n";        // after: not counted
+  csv += "u2,1700160001,click,i_both,c_old,1,,\n";        // after: not counted
+  csv += "u2,1700160002,review,i_both,c_old,1,4,zebra future text\n";
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  p.train_cutoff = "1700100000";
+  p.val_cutoff = "1700200000";
+  p.test_cutoff = "1700300000";
+  p.label_window_days = 3;
+  auto s = run_prep(p);
+  ASSERT_EQ(s.users, 2);
+  auto c = read_shard(list_shards(p.output_dir).at(0));
+  EXPECT_EQ(c.items, (std::vector<std::string>{"<pad>", "<oov>", "i_old", "i_both"}));
+  EXPECT_EQ(c.item_counts, (std::vector<int64_t>{0, 0, 4, 1}));
+  EXPECT_EQ(c.categories, (std::vector<std::string>{"<pad>", "<oov>", "c_old"}));
+  EXPECT_EQ(c.category_counts, (std::vector<int64_t>{0, 0, 5}));
+  EXPECT_EQ(s.items, 4);
+  EXPECT_EQ(s.categories, 3);
+  // i_new reaches the val inputs and the train targets as OOV.
+  int64_t new_in_val = 0, new_in_targets = 0;
+  for (auto& f : list_shards(p.output_dir)) {
+    auto sc = read_shard(f);
+    auto& val = sc.splits[1];
+    for (size_t k = 0; k < val.input_ts.size(); ++k)
+      if (val.input_ts[k] == 1700150000000LL) {
+        EXPECT_EQ(val.input_item[k], kOovToken);
+        EXPECT_EQ(val.input_category[k], kOovToken);
+        ++new_in_val;
+      }
+    auto& tr = sc.splits[0];
+    for (size_t k = 0; k < tr.target_ts.size(); ++k)
+      if (tr.target_ts[k] == 1700250000000LL || tr.target_ts[k] == 1700150000000LL) {
+        EXPECT_EQ(tr.target_item[k], kOovToken);
+        ++new_in_targets;
+      }
+  }
+  EXPECT_EQ(new_in_val, 1);
+  EXPECT_EQ(new_in_targets, 1);  // the purchase inside the train label window, as OOV
+  // The tokenizer corpus holds only review text from before the train cut-off.
+  EXPECT_EQ(portrait::read_file(fs::path(p.output_dir) / "reviews.txt"), "early words\n");
+  auto js = nlohmann::json::parse(portrait::read_file(fs::path(p.output_dir) / "prep_summary.json"));
+  EXPECT_EQ(js["vocab"]["counted_before_ms"], 1700100000000LL);
+  fs::remove_all(d);
+}
+
+namespace {
+
+// In-process stand-in for the torchrun store: named barriers and rank-0 broadcasts.
+struct Rendezvous {
+  explicit Rendezvous(int w) : world(w) {}
+  void barrier(const std::string& n) {
+    std::unique_lock<std::mutex> l(m);
+    if (++arrived[n] >= world) cv.notify_all();
+    else cv.wait(l, [&] { return arrived[n] >= world; });
+  }
+  std::string broadcast(int rank, const std::string& n, const std::string& v) {
+    std::unique_lock<std::mutex> l(m);
+    if (rank == 0) {
+      values[n] = v;
+      cv.notify_all();
+      return v;
+    }
+    cv.wait(l, [&] { return values.count(n) > 0; });
+    return values[n];
+  }
+  int world;
+  std::mutex m;
+  std::condition_variable cv;
+  std::map<std::string, int> arrived;
+  std::map<std::string, std::string> values;
+};
+
+// Runs prep with `world` ranks as threads; returns rank 0's summary.
+PrepSummary run_ranks(PrepParams p, int world) {
+  Rendezvous rv(world);
+  std::vector<PrepSummary> sums(static_cast<size_t>(world));
+  std::vector<std::string> errors(static_cast<size_t>(world));
+  std::vector<std::thread> ts;
+  for (int r = 0; r < world; ++r)
+    ts.emplace_back([&, r] {
+      PrepParams q = p;
+      q.rank = r;
+      q.world = world;
+      q.barrier = [&](const std::string& n) { rv.barrier(n); };
+      q.broadcast = [&, r](const std::string& n, const std::string& v) { return rv.broadcast(r, n, v); };
+      try {
+        sums[size_t(r)] = run_prep(q);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : ts) t.join();
+  for (int r = 0; r < world; ++r) EXPECT_EQ(errors[size_t(r)], "") << "rank " << r;
+  for (int r = 1; r < world; ++r) {
+    EXPECT_EQ(sums[size_t(r)].rows, sums[0].rows);
+    EXPECT_EQ(sums[size_t(r)].users, sums[0].users);
+    EXPECT_EQ(sums[size_t(r)].rejects, sums[0].rejects);
+    EXPECT_EQ(sums[size_t(r)].shards.size(), sums[0].shards.size());
+  }
+  return sums[0];
+}
+
+}  // namespace
+
+TEST(Prep, RanksSplitTheWorkAndProduceTheBytesOfAOneProcessRun) {
+  auto d = tmpdir("ranks");
+  SynthParams sp;
+  sp.output_dir = (d / "syn").string();
+  sp.users = 300;
+  sp.items = 400;
+  sp.days = 60;
+  sp.files = 3;
+  sp.fault_fraction = 0.03;
+  sp.bot_users = 1;
+  sp.bot_events = 5100;
+  run_synth(sp);
+  auto base = params(d, (d / "syn/events_*").string());
+  base.catalogue = (d / "syn/catalogue.csv").string();
+  base.partitions = 5;
+  base.data.max_reject_fraction = 0.5;
+  base.train_tokenizer = true;
+  base.tokenizer.vocab_size = 600;
+  base.config_yaml = "prep: {partitions: 5}\n";
+  std::map<int, fs::path> outs;
+  std::map<int, PrepSummary> sums;
+  for (int world : {1, 2, 3}) {
+    auto p = base;
+    p.output_dir = (d / ("out" + std::to_string(world))).string();
+    p.data.id_map_path = (d / ("ids" + std::to_string(world) + ".csv")).string();
+    sums[world] = world == 1 ? run_prep(p) : run_ranks(p, world);
+    outs[world] = p.output_dir;
+  }
+  ASSERT_EQ(sums[1].shards.size(), 5u);
+  EXPECT_GT(sums[1].users, 250);
+  EXPECT_FALSE(sums[1].tokenizer_sha256.empty());
+  for (int world : {2, 3}) {
+    SCOPED_TRACE("world " + std::to_string(world));
+    EXPECT_EQ(sums[world].rows, sums[1].rows);
+    EXPECT_EQ(sums[world].rejects, sums[1].rejects);
+    EXPECT_EQ(sums[world].users_per_split[0], sums[1].users_per_split[0]);
+    std::vector<std::string> names;
+    for (auto& e : fs::directory_iterator(outs[1])) names.push_back(e.path().filename().string());
+    std::sort(names.begin(), names.end());
+    std::vector<std::string> names_w;
+    for (auto& e : fs::directory_iterator(outs[world])) names_w.push_back(e.path().filename().string());
+    std::sort(names_w.begin(), names_w.end());
+    EXPECT_EQ(names_w, names);  // no work files left behind
+    for (auto& n : names) {
+      if (n == "prep_summary.json") continue;
+      EXPECT_TRUE(portrait::read_file(outs[1] / n) == portrait::read_file(outs[world] / n)) << n;
+    }
+    auto j1 = nlohmann::json::parse(portrait::read_file(outs[1] / "prep_summary.json"));
+    auto jw = nlohmann::json::parse(portrait::read_file(outs[world] / "prep_summary.json"));
+    for (auto* k : {"seconds", "read_seconds", "world_size", "shards"}) {
+      j1.erase(k);
+      jw.erase(k);
+    }
+    EXPECT_EQ(j1, jw);
+    EXPECT_EQ(portrait::read_file(d / "ids1.csv"), portrait::read_file(d / ("ids" + std::to_string(world) + ".csv")));
+  }
+  // Reruns are byte-identical too (no timestamps inside the HDF5 files).
+  auto p = base;
+  p.output_dir = (d / "again").string();
+  run_prep(p);
+  for (auto& f : list_shards(outs[1]))
+    EXPECT_TRUE(portrait::read_file(f) == portrait::read_file(fs::path(p.output_dir) / f.filename())) << f;
   fs::remove_all(d);
 }
