@@ -126,4 +126,18 @@ void topk_cpu(const float* queries, int64_t q, const float* database, int64_t n,
   }, 1);
 }
 
+void topk_cpu(const bf16_bits* queries, int64_t q, const bf16_bits* database, int64_t n, int d,
+              const TopKParams& params, float* out_scores, int64_t* out_ids) {
+  topk_validate(q, n, d, params);
+  auto widen = [&](const bf16_bits* x, int64_t rows) {
+    std::vector<float> v(static_cast<size_t>(rows) * d);
+    parallel_for(rows, params.num_threads, [&](int64_t b, int64_t e) {
+      for (int64_t i = b * d; i < e * d; ++i) v[i] = bf16_to_float(x[i]);
+    }, 4096);
+    return v;
+  };
+  const std::vector<float> qf = widen(queries, q), xf = widen(database, n);
+  topk_cpu(qf.data(), q, xf.data(), n, d, params, out_scores, out_ids);
+}
+
 }  // namespace portrait::kernels

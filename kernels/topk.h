@@ -1,4 +1,5 @@
-// Exact top-k similarity search: queries [q, d] against a database [n, d] (row-major fp32).
+// Exact top-k similarity search: queries [q, d] against a database [n, d] (row-major fp32, or
+// bf16 for both).
 //
 // Result contract (CPU and CUDA alike):
 //  * out_scores / out_ids are [q, k] row-major, best first. IP / cosine return similarities
@@ -40,8 +41,18 @@ struct TopKParams {
   const int64_t* exclude_offsets = nullptr;
   /// See exclude_offsets.
   const int64_t* exclude_ids = nullptr;
-  /// CPU threads (0 = all cores). Ignored by the CUDA launchers.
+  /// CPU threads (0 = all cores). CUDA: only the host-streaming path uses them (staging
+  /// copies into pinned buffers).
   int num_threads = 0;
+  /// CUDA only: arithmetic of the score GEMM (see MathMode in common.h). kAuto = kTf32x3 for
+  /// fp32 input and kBf16 for bf16 input (kSimt on GPUs below sm_80). Why: exact search
+  /// promises recall 1.0 against an fp32 reference (ties aside). 3xTF32 keeps scores at
+  /// fp32-SIMT accuracy while running on tensor cores; plain kTf32 (2-3x faster again) makes
+  /// scores ~1e-3 relative approximate, so near-ties at the k-th boundary may swap (recall
+  /// slightly below 1 on dense data) and reported scores carry that error. With bf16 queries
+  /// and database every product is exact in BF16/TF32 MMAs, so kAuto loses nothing there
+  /// (kTf32x3 is treated as kTf32 for bf16 input).
+  MathMode math = MathMode::kAuto;
 };
 
 /// Fill score for empty result slots: -inf for similarities, +inf for L2 distances.
@@ -53,6 +64,10 @@ void topk_validate(int64_t q, int64_t n, int d, const TopKParams& params);
 /// CPU reference and multithreaded fallback (parallel over queries, a size-k heap each).
 /// queries [q, d], database [n, d]; out_scores [q, k], out_ids [q, k] (host pointers).
 void topk_cpu(const float* queries, int64_t q, const float* database, int64_t n, int d,
+              const TopKParams& params, float* out_scores, int64_t* out_ids);
+/// Same with bf16 queries and database (raw bits, see common.h), widened exactly to fp32:
+/// the reference for the CUDA bf16 paths. Holds an fp32 copy of both inputs.
+void topk_cpu(const bf16_bits* queries, int64_t q, const bf16_bits* database, int64_t n, int d,
               const TopKParams& params, float* out_scores, int64_t* out_ids);
 
 }  // namespace portrait::kernels
