@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/params.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -35,6 +36,10 @@ namespace portrait::data {
 
 namespace {
 // Peak resident set so far, for the phase log lines (memory must not grow with input size).
+// Hands freed heap pages back to the system between partitions, so each partition starts
+// from the same footprint (glibc keeps freed memory otherwise, and fragments it).
+void release_free_memory() { malloc_trim(0); }
+
 double peak_rss_mb() {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
@@ -299,6 +304,22 @@ void encode_ev(std::string& b, const Pseudo& u, int64_t ts, uint8_t type, float 
 }
 void encode_ev(std::string& b, const Ev& e) {
   encode_ev(b, e.user, e.ts, e.type, e.price, e.rating, e.file, e.line, e.item, e.cat, e.text);
+}
+
+/// Number of events encoded in `data` (to reserve exactly: a doubling vector would hold up to
+/// twice the partition).
+size_t count_evs(const std::string& data) {
+  constexpr size_t kFixed = 16 + 8 + 1 + 4 + 4 + 4 + 8;
+  size_t n = 0;
+  for (size_t i = 0; i < data.size(); ++n) {
+    i += kFixed;
+    for (int k = 0; k < 3; ++k) {
+      uint32_t len;
+      std::memcpy(&len, data.data() + i, 4);
+      i += 4 + len;
+    }
+  }
+  return n;
 }
 
 /// Appends the events encoded in `data` to `out` (views into `data`).
@@ -706,8 +727,9 @@ PrepSummary run_prep(const PrepParams& p) {
   int64_t my_rows = 0, my_blank = 0;
   {
     Catalogue catalogue = load_catalogue(p.catalogue, d);
-    // Spill buffers share a fixed budget, so their memory does not grow with partitions.
-    const size_t flush_bytes = std::clamp<size_t>((size_t(64) << 20) / size_t(P), 64 << 10, 1 << 20);
+    // Spill buffers share a fixed budget (8 MiB), so their memory does not grow with the
+    // number of partitions, i.e. with the input.
+    const size_t flush_bytes = std::max<size_t>((size_t(8) << 20) / size_t(P), 64 << 10);
     std::vector<std::unique_ptr<SpillFile>> spills, id_spills;
     for (int i = 0; i < P; ++i) {
       spills.push_back(std::make_unique<SpillFile>(wpath2("raw", i, rank), flush_bytes));
@@ -936,6 +958,7 @@ PrepSummary run_prep(const PrepParams& p) {
     for (auto& s : id_spills) s->close();
     bar.finish();
   }
+  release_free_memory();
   const double my_read_seconds = since(t0);
   {
     nlohmann::json st;
@@ -1008,12 +1031,15 @@ PrepSummary run_prep(const PrepParams& p) {
     std::vector<size_t> kept;
     for (int part = 0; part < P; ++part) {
       if (!mine(part)) continue;
-      evs.clear();
+      std::vector<Ev>().swap(evs);
+      size_t n = 0;
       for (int r = 0; r < world; ++r) {
         bufs[size_t(r)] = read_file(wpath2("raw", part, r));
         fs::remove(wpath2("raw", part, r));
-        decode_evs(bufs[size_t(r)], evs);
+        n += count_evs(bufs[size_t(r)]);
       }
+      evs.reserve(n);
+      for (int r = 0; r < world; ++r) decode_evs(bufs[size_t(r)], evs);
       std::sort(evs.begin(), evs.end(), [](const Ev& a, const Ev& b) {
         int c = std::memcmp(a.user.b, b.user.b, 16);
         if (c != 0) return c < 0;
@@ -1101,6 +1127,8 @@ PrepSummary run_prep(const PrepParams& p) {
         m.commit();
       }
       for (auto& b : bufs) std::string().swap(b);
+      std::vector<Ev>().swap(evs);
+      release_free_memory();
       bar2.add(1);
     }
     std::vector<Ev>().swap(evs);
@@ -1152,7 +1180,8 @@ PrepSummary run_prep(const PrepParams& p) {
     for (int part = 0; part < P; ++part) {
       if (!mine(part)) continue;
       const std::string data = read_file(wpath("clean", part, ".bin"));
-      evs.clear();
+      std::vector<Ev>().swap(evs);
+      evs.reserve(count_evs(data));
       decode_evs(data, evs);
       TextWriter rv(wpath("reviews", part, ".txt"), false);
       std::string t;
@@ -1169,6 +1198,8 @@ PrepSummary run_prep(const PrepParams& p) {
         }
       }
       rv.commit();
+      std::vector<Ev>().swap(evs);
+      release_free_memory();
     }
     std::string b;
     put_table(b, rows_of(item_counts));
@@ -1271,7 +1302,8 @@ PrepSummary run_prep(const PrepParams& p) {
       if (!mine(part)) continue;
       const std::string data = read_file(wpath("clean", part, ".bin"));
       fs::remove(wpath("clean", part, ".bin"));
-      evs.clear();
+      std::vector<Ev>().swap(evs);
+      evs.reserve(count_evs(data));
       decode_evs(data, evs);
       // Encode all review texts of the partition at once (multithreaded).
       std::vector<std::string> texts;
@@ -1361,6 +1393,9 @@ PrepSummary run_prep(const PrepParams& p) {
       for (int s = 0; s < 3; ++s) my_split_users[s] += int64_t(sc.splits[s].size());
       sc.int_attrs["num_users"] = int64_t(sc.user_ids.size());
       write_shard(out_dir / fmt::format("shard_{:05d}.h5", part), sc);
+      sc = ShardContents{};
+      std::vector<Ev>().swap(evs);
+      release_free_memory();
       bar3.add(1);
     }
     bar3.finish();
