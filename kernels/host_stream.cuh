@@ -55,6 +55,9 @@ class ChunkStreamer {
         if (!pinned_)
           CUDA_CHECK(cudaHostAlloc(reinterpret_cast<void**>(&stage_[s]), bytes,
                                    cudaHostAllocDefault));
+        // Record both events once so every later wait/synchronize has a defined target.
+        CUDA_CHECK(cudaEventRecord(copied_[s], copy_));
+        CUDA_CHECK(cudaEventRecord(consumed_[s], compute_));
       }
     } catch (...) {
       release();
@@ -93,8 +96,7 @@ class ChunkStreamer {
     const size_t row_bytes = sizeof(T) * static_cast<size_t>(d_);
     const T* src = host_ + b * d_;
     if (!pinned_) {
-      // staging[slot] was last read by the H2D copy of chunk j-2 (an event that was never
-      // recorded counts as complete).
+      // staging[slot] was last read by the H2D copy of chunk j-2.
       CUDA_CHECK(cudaEventSynchronize(copied_[slot]));
       T* dst = stage_[slot];
       parallel_for(rows, threads_, [&](int64_t r0, int64_t r1) {

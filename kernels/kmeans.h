@@ -61,8 +61,10 @@ struct KMeansParams {
   /// among near-equidistant ones (|d1 - d2| within ~2u * sum_j |x_j c_j|, u = 2^-11 for TF32,
   /// 2^-9 for bf16); `dist`, inertia, sums and counts are always computed in fp32 for the
   /// chosen centroid, so inertia and the stopping rule keep fp32 accuracy, and results stay
-  /// bit-reproducible run to run on the same GPU model. Use kSimt (or kTf32x3) to match the
-  /// CPU twin's assignments on data with near-ties.
+  /// bit-reproducible run to run on the same GPU model. A near-tie flip can make inertia
+  /// rise by at most that bound per flipped point (Lloyd's monotonicity holds only up to
+  /// it); the stopping rule treats a rise like convergence. Use kSimt (or kTf32x3) to match
+  /// the CPU twin's assignments on data with near-ties.
   MathMode math = MathMode::kAuto;
 };
 

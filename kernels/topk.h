@@ -51,7 +51,10 @@ struct TopKParams {
   /// scores ~1e-3 relative approximate, so near-ties at the k-th boundary may swap (recall
   /// slightly below 1 on dense data) and reported scores carry that error. With bf16 queries
   /// and database every product is exact in BF16/TF32 MMAs, so kAuto loses nothing there
-  /// (kTf32x3 is treated as kTf32 for bf16 input).
+  /// (kTf32x3 is treated as kTf32 for bf16 input). Non-finite inputs: NaN coordinates are
+  /// never selected in any mode; an explicit +-inf coordinate can become a NaN score under
+  /// kTf32x3 (inf * 0 in a correction product) and is then dropped, where kSimt / kTf32 /
+  /// kBf16 rank an inf similarity first as described above.
   MathMode math = MathMode::kAuto;
 };
 
