@@ -85,36 +85,74 @@ __device__ __forceinline__ void mma_bf16_16x8x16(float (&c)[4], const uint32_t (
 #endif
 }
 
-// 8 consecutive elements of row `row`, columns [col, col + 8), as fp32 (0 outside).
-__device__ __forceinline__ void load8(const float* __restrict__ X, int64_t rows, int d,
-                                      int64_t row, int col, bool vec, float (&v)[8]) {
+// 8 consecutive input elements of one row held in registers in their raw input format
+// between the global load and the smem store (conversion to the smem type happens at store
+// time, after the MMAs, so it never waits on an in-flight load): 8 floats, or 8 bf16 packed
+// two per word (lower column in the low half, as in memory).
+template <typename T> struct Raw8;
+template <> struct Raw8<float> { float v[8]; };
+template <> struct Raw8<__nv_bfloat16> { uint32_t w[4]; };
+
+// Row `row`, columns [col, col + 8); 0 outside [0, rows) x [0, d).
+__device__ __forceinline__ void load_raw8(const float* __restrict__ X, int64_t rows, int d,
+                                          int64_t row, int col, bool vec, Raw8<float>& o) {
   if (row < rows && vec && col + 8 <= d) {
     const float4* p = reinterpret_cast<const float4*>(X + row * d + col);
     const float4 lo = __ldg(p), hi = __ldg(p + 1);
-    v[0] = lo.x; v[1] = lo.y; v[2] = lo.z; v[3] = lo.w;
-    v[4] = hi.x; v[5] = hi.y; v[6] = hi.z; v[7] = hi.w;
+    o.v[0] = lo.x; o.v[1] = lo.y; o.v[2] = lo.z; o.v[3] = lo.w;
+    o.v[4] = hi.x; o.v[5] = hi.y; o.v[6] = hi.z; o.v[7] = hi.w;
     return;
   }
 #pragma unroll
   for (int u = 0; u < 8; ++u)
-    v[u] = (row < rows && col + u < d) ? __ldg(X + row * d + col + u) : 0.f;
+    o.v[u] = (row < rows && col + u < d) ? __ldg(X + row * d + col + u) : 0.f;
 }
 
-__device__ __forceinline__ void load8(const __nv_bfloat16* __restrict__ X, int64_t rows, int d,
-                                      int64_t row, int col, bool vec, float (&v)[8]) {
+__device__ __forceinline__ void load_raw8(const __nv_bfloat16* __restrict__ X, int64_t rows,
+                                          int d, int64_t row, int col, bool vec,
+                                          Raw8<__nv_bfloat16>& o) {
   if (row < rows && vec && col + 8 <= d) {
     const uint4 w = __ldg(reinterpret_cast<const uint4*>(X + row * d + col));
-    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
-#pragma unroll
-    for (int u = 0; u < 4; ++u) {  // low half = lower column (little endian)
-      v[2 * u] = __uint_as_float(ws[u] << 16);
-      v[2 * u + 1] = __uint_as_float(ws[u] & 0xffff0000u);
-    }
+    o.w[0] = w.x; o.w[1] = w.y; o.w[2] = w.z; o.w[3] = w.w;
     return;
   }
 #pragma unroll
-  for (int u = 0; u < 8; ++u)
-    v[u] = (row < rows && col + u < d) ? __bfloat162float(X[row * d + col + u]) : 0.f;
+  for (int u = 0; u < 4; ++u) {
+    const int c = col + 2 * u;
+    const uint32_t lo =
+        (row < rows && c < d) ? __bfloat16_as_ushort(X[row * d + c]) : 0u;  // 0 = +0.0
+    const uint32_t hi =
+        (row < rows && c + 1 < d) ? __bfloat16_as_ushort(X[row * d + c + 1]) : 0u;
+    o.w[u] = lo | (hi << 16);
+  }
+}
+
+// Widen / narrow to the smem element type and store 8 elements (16-byte aligned p).
+__device__ __forceinline__ void store8(float* p, const Raw8<float>& o) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(o.v[0], o.v[1], o.v[2], o.v[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(o.v[4], o.v[5], o.v[6], o.v[7]);
+}
+__device__ __forceinline__ void store8(float* p, const Raw8<__nv_bfloat16>& o) {
+  float v[8];
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {  // bf16 -> fp32 is exact: the bits move up
+    v[2 * u] = __uint_as_float(o.w[u] << 16);
+    v[2 * u + 1] = __uint_as_float(o.w[u] & 0xffff0000u);
+  }
+  reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo, RN
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+__device__ __forceinline__ void store8(__nv_bfloat16* p, const Raw8<float>& o) {
+  *reinterpret_cast<uint4*>(p) =
+      make_uint4(pack_bf16x2(o.v[0], o.v[1]), pack_bf16x2(o.v[2], o.v[3]),
+                 pack_bf16x2(o.v[4], o.v[5]), pack_bf16x2(o.v[6], o.v[7]));
+}
+__device__ __forceinline__ void store8(__nv_bfloat16* p, const Raw8<__nv_bfloat16>& o) {
+  *reinterpret_cast<uint4*>(p) = make_uint4(o.w[0], o.w[1], o.w[2], o.w[3]);
 }
 
 /// True when 16-byte vector loads of 8-element groups are valid for rows of width d.
@@ -171,7 +209,8 @@ struct TcTile {
         for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
     Elem* buf = reinterpret_cast<Elem*>(smem);
     constexpr int kBufElems = (BM + BN) * kRow;
-    float sa[kPerA][8], sb[kPerB][8];
+    Raw8<TA> sa[kPerA];
+    Raw8<TB> sb[kPerB];
     const int slabs = (d + kBK - 1) / kBK;
     load_slab(A, m, a0, d, 0, vec_a, kSlotsA, sa);
     load_slab(B, nb, b0, d, 0, vec_b, kSlotsB, sb);
@@ -201,41 +240,26 @@ struct TcTile {
   template <typename T, int PER>
   __device__ __forceinline__ static void load_slab(const T* __restrict__ X, int64_t rows,
                                                    int64_t base, int d, int k0, bool vec,
-                                                   int slots, float (&st)[PER][8]) {
+                                                   int slots, Raw8<T> (&st)[PER]) {
 #pragma unroll
     for (int i = 0; i < PER; ++i) {
       const int e = static_cast<int>(threadIdx.x) + i * kThreads;
       const int r = e / kGroups, g = e % kGroups;
       // Slots past the tile (only when slots % kThreads != 0) load nothing.
       const int64_t row = e < slots ? base + r : rows;
-      load8(X, rows, d, row, k0 + g * 8, vec, st[i]);
+      load_raw8(X, rows, d, row, k0 + g * 8, vec, st[i]);
     }
   }
 
-  template <int PER>
+  template <typename T, int PER>
   __device__ __forceinline__ static void store_slab(Elem* dst, int slots,
-                                                    const float (&st)[PER][8]) {
+                                                    const Raw8<T> (&st)[PER]) {
 #pragma unroll
     for (int i = 0; i < PER; ++i) {
       const int e = static_cast<int>(threadIdx.x) + i * kThreads;
       if (e >= slots) continue;
       const int r = e / kGroups, g = e % kGroups;
-      Elem* p = dst + r * kRow + g * 8;
-      if constexpr (kIsBf16) {
-        uint4 w;
-        __nv_bfloat162 h0 = __floats2bfloat162_rn(st[i][0], st[i][1]);
-        __nv_bfloat162 h1 = __floats2bfloat162_rn(st[i][2], st[i][3]);
-        __nv_bfloat162 h2 = __floats2bfloat162_rn(st[i][4], st[i][5]);
-        __nv_bfloat162 h3 = __floats2bfloat162_rn(st[i][6], st[i][7]);
-        w.x = *reinterpret_cast<uint32_t*>(&h0);
-        w.y = *reinterpret_cast<uint32_t*>(&h1);
-        w.z = *reinterpret_cast<uint32_t*>(&h2);
-        w.w = *reinterpret_cast<uint32_t*>(&h3);
-        *reinterpret_cast<uint4*>(p) = w;
-      } else {
-        reinterpret_cast<float4*>(p)[0] = make_float4(st[i][0], st[i][1], st[i][2], st[i][3]);
-        reinterpret_cast<float4*>(p)[1] = make_float4(st[i][4], st[i][5], st[i][6], st[i][7]);
-      }
+      store8(dst + r * kRow + g * 8, st[i]);
     }
   }
 
