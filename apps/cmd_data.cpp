@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "apps/commands.h"
+#include "apps/job_dist.h"
 #include "core/config/yaml_io.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -43,13 +44,28 @@ CommandSpec prep_command() {
       "with its file, line and reason, removes duplicates, pseudonymizes user ids with a keyed\n"
       "hash (key from data.privacy.key_file or $PORTRAIT_HASH_KEY), masks PII in review text,\n"
       "trains the SentencePiece tokenizer and writes HDF5 shards with a temporal split.\n\n"
+      "Under torchrun each rank reads its share of the input files and cleans and writes its\n"
+      "user-hash partitions; ranks meet through the store and files in prep.output_dir (which\n"
+      "must be on a file system every rank sees). The output equals a one-process run's.\n\n"
       "  PORTRAIT_HASH_KEY=... portrait prep prep.input='[logs/*.csv.gz]' prep.output_dir=shards\n"
-      "  portrait prep data=movielens prep.input='[ratings.csv]'";
+      "  portrait prep data=movielens prep.input='[ratings.csv]'\n"
+      "  torchrun --nproc-per-node=4 --no-python portrait prep prep.input='[logs/*.csv.gz]' ...";
   c.config_name = "prep";
   c.run = [](JobContext& ctx) {
     auto p = data::prep_params_from_config(ctx.cfg);
     p.config_yaml = cfg::to_yaml(ctx.cfg);
+    auto d = job_dist();
+    if (d->distributed()) {
+      p.rank = d->rank();
+      p.world = d->world_size();
+      p.barrier = [d](const std::string& name) { d->barrier("prep/" + name); };
+      p.broadcast = [d](const std::string& name, const std::string& value) {
+        return d->broadcast_string("prep/" + name, value);
+      };
+      if (p.rank != 0) p.progress = false;
+    }
     auto s = data::run_prep(p);
+    if (p.rank != 0) return kExitOk;
     std::cout << fmt::format(
         "prep: {} rows -> {} events of {} users (train/val/test {}/{}/{}), {} quarantined, "
         "{} items, {} categories, {:.1f}s\n",

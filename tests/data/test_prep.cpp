@@ -440,6 +440,29 @@ struct Rendezvous {
   std::map<std::string, std::string> values;
 };
 
+// Runs prep with `world` ranks as threads; `errors` gets each rank's exception message.
+std::vector<PrepSummary> run_ranks_raw(const PrepParams& p, int world, std::vector<std::string>& errors) {
+  Rendezvous rv(world);
+  std::vector<PrepSummary> sums(static_cast<size_t>(world));
+  errors.assign(static_cast<size_t>(world), "");
+  std::vector<std::thread> ts;
+  for (int r = 0; r < world; ++r)
+    ts.emplace_back([&, r] {
+      PrepParams q = p;
+      q.rank = r;
+      q.world = world;
+      q.barrier = [&](const std::string& n) { rv.barrier(n); };
+      q.broadcast = [&, r](const std::string& n, const std::string& v) { return rv.broadcast(r, n, v); };
+      try {
+        sums[size_t(r)] = run_prep(q);
+      } catch (const std::exception& e) {
+        errors[size_t(r)] = e.what();
+      }
+    });
+  for (auto& t : ts) t.join();
+  return sums;
+}
+
 // Runs prep with `world` ranks as threads; returns rank 0's summary.
 PrepSummary run_ranks(PrepParams p, int world) {
   Rendezvous rv(world);
@@ -534,5 +557,26 @@ TEST(Prep, RanksSplitTheWorkAndProduceTheBytesOfAOneProcessRun) {
   run_prep(p);
   for (auto& f : list_shards(outs[1]))
     EXPECT_TRUE(portrait::read_file(f) == portrait::read_file(fs::path(p.output_dir) / f.filename())) << f;
+  fs::remove_all(d);
+}
+
+TEST(Prep, EveryRankAbortsWithTheSameErrorWhenTooManyRowsAreRejected) {
+  auto d = tmpdir("ranks_abort");
+  write(d / "a.csv", std::string(kHeader) + "u1,1700000000,view,i1,c1,1,,\nu1,bad,view,i1,c1,1,,\n");
+  write(d / "b.csv", std::string(kHeader) + "u2,1700000000,view,i1,c1,1,,\nu2,1700000001,view,i1,c1,-1,,\n");
+  auto p = params(d, (d / "*.csv").string());
+  p.data.max_reject_fraction = 0.1;
+  std::vector<std::string> errors;
+  run_ranks_raw(p, 2, errors);
+  ASSERT_NE(errors[0], "");
+  EXPECT_EQ(errors[1], errors[0]);
+  EXPECT_NE(errors[0].find("bad_price=1 bad_timestamp=1"), std::string::npos) << errors[0];
+  auto q = quarantine(p);
+  ASSERT_EQ(q.size(), 2u);  // both ranks' rows, in input-file order
+  EXPECT_EQ(q[0]["file"], (d / "a.csv").string());
+  EXPECT_EQ(q[1]["file"], (d / "b.csv").string());
+  EXPECT_TRUE(list_shards(p.output_dir).empty());
+  for (auto& e : fs::directory_iterator(p.output_dir))
+    EXPECT_NE(e.path().filename().string().rfind(".prep.", 0), 0u) << "work dir left: " << e.path();
   fs::remove_all(d);
 }
