@@ -21,23 +21,44 @@ Loader::Loader(LoaderParams p) : p_(std::move(p)) {
   if (files.empty()) throw DataError("no shard_*.h5 files in '" + p_.shard_dir + "'");
   std::string sha;
   for (size_t i = 0; i < files.size(); ++i) {
-    shards_.push_back(read_shard(files[i], {p_.split}, /*with_vocab=*/i == 0));
-    auto& c = shards_.back();
+    int64_t rows;
+    std::map<std::string, std::string> str_attrs;
+    std::map<std::string, int64_t> int_attrs;
+    if (p_.lazy) {
+      readers_.push_back(std::make_unique<ShardSplitReader>(files[i], p_.split));
+      const auto& r = *readers_.back();
+      str_attrs = r.str_attrs();
+      int_attrs = r.int_attrs();
+      rows = r.rows();
+      if (i == 0) {
+        C_ = r.num_categories();
+        I_ = r.num_items();
+      }
+    } else {
+      shards_.push_back(read_shard(files[i], {p_.split}, /*with_vocab=*/i == 0));
+      auto& c = shards_.back();
+      str_attrs = c.str_attrs;
+      int_attrs = c.int_attrs;
+      rows = int64_t(c.splits[split_].size());
+      if (i == 0) {
+        C_ = int64_t(c.categories.size());
+        I_ = int64_t(c.items.size());
+      }
+    }
     if (i == 0) {
-      sha = c.str_attrs["tokenizer_sha256"];
-      L_ = c.int_attrs["seq_len"];
-      T_ = c.int_attrs["text_len"];
-      C_ = int64_t(c.categories.size());
-      I_ = int64_t(c.items.size());
-    } else if (c.str_attrs["tokenizer_sha256"] != sha || c.int_attrs["seq_len"] != L_) {
+      sha = str_attrs["tokenizer_sha256"];
+      L_ = int_attrs["seq_len"];
+      T_ = int_attrs["text_len"];
+    } else if (str_attrs["tokenizer_sha256"] != sha || int_attrs["seq_len"] != L_) {
       throw DataError("shard '" + files[i].string() +
                       "' comes from a different prep run (tokenizer or seq_len differs from " +
                       files[0].string() + ")");
     }
     starts_.push_back(total_);
-    total_ += int64_t(c.splits[split_].size());
+    total_ += rows;
   }
   starts_.push_back(total_);
+  ids_.resize(files.size());
 }
 
 Loader::~Loader() { stop_workers(); }
@@ -51,7 +72,14 @@ void Loader::locate(int64_t g, size_t& shard, size_t& row) const {
 const std::string& Loader::user_id(int64_t g) const {
   size_t s, r;
   locate(g, s, r);
-  return shards_[s].user_ids[size_t(shards_[s].splits[split_].user[r])];
+  if (!p_.lazy) return shards_[s].user_ids[size_t(shards_[s].splits[split_].user[r])];
+  std::lock_guard<std::mutex> lk(ids_mu_);
+  if (!ids_[s]) {
+    auto u = std::make_unique<UserIds>();
+    readers_[s]->read_user_ids(u->ids, u->user);
+    ids_[s] = std::move(u);
+  }
+  return ids_[s]->ids[size_t(ids_[s]->user[r])];
 }
 
 int64_t Loader::batches_per_epoch() const {
@@ -95,10 +123,8 @@ Batch Loader::make_batch(const std::vector<int64_t>& users) const {
   for (auto* v : {&b.target_item, &b.target_category, &b.target_event}) v->assign(size_t(B * M), 0);
   b.target_mask.assign(size_t(B * M), 0.f);
   b.purchase.assign(size_t(B * C), 0.f);
-  for (int64_t i = 0; i < B; ++i) {
-    size_t s, r;
-    locate(users[size_t(i)], s, r);
-    const SplitArrays& a = shards_[s].splits[split_];
+  // Row i of the batch comes from row `r` of split arrays `a`.
+  auto fill = [&](int64_t i, const SplitArrays& a, size_t r) {
     int64_t lo = a.input_offsets[r], hi = a.input_offsets[r + 1];
     int64_t n = std::min(hi - lo, L);
     lo = hi - n;  // most recent L
@@ -130,6 +156,28 @@ Batch Loader::make_batch(const std::vector<int64_t>& users) const {
       int32_t c = a.purchase_category[size_t(k)];
       if (c >= 0 && c < C) b.purchase[size_t(i * C + c)] = 1.f;
     }
+  };
+  if (!p_.lazy) {
+    for (int64_t i = 0; i < B; ++i) {
+      size_t s, r;
+      locate(users[size_t(i)], s, r);
+      fill(i, shards_[s].splits[split_], r);
+    }
+    return b;
+  }
+  // Lazy: one read per shard touched, with that shard's rows of the batch.
+  std::map<size_t, std::vector<std::pair<int64_t, int64_t>>> by_shard;  // shard -> (batch row, shard row)
+  for (int64_t i = 0; i < B; ++i) {
+    size_t s, r;
+    locate(users[size_t(i)], s, r);
+    by_shard[s].emplace_back(i, int64_t(r));
+  }
+  std::vector<int64_t> rows;
+  for (auto& [s, v] : by_shard) {
+    rows.clear();
+    for (auto& [i, r] : v) rows.push_back(r);
+    const SplitArrays a = readers_[s]->read_rows(rows);
+    for (size_t k = 0; k < v.size(); ++k) fill(v[k].first, a, k);
   }
   return b;
 }

@@ -2,6 +2,11 @@
 // a deterministic shuffle per (seed, epoch), sharding by GLOBAL position across ranks, and
 // background prefetch threads producing padded int32/float arrays.
 //
+// Memory: by default (LoaderParams::lazy) the loader keeps only per-shard metadata and reads
+// the rows of each batch from the HDF5 files (ShardSplitReader), so a split of any size costs
+// O(batch) memory; user_id() loads a shard's id list on first use. lazy = false loads every
+// shard's split up front (the original behaviour; fastest for small data).
+//
 // Global order: epoch e visits users in permutation perm(seed, e) of [0, N). Global batch b
 // is perm[b*G, (b+1)*G) with G = batch_size * world; rank r takes positions r, r+W, r+2W, ...
 // of it. Resuming at a sample offset (start_epoch(e, consumed)) continues the same global
@@ -23,6 +28,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -43,6 +49,7 @@ struct LoaderParams {
   int rank = 0, world = 1;
   int prefetch = 4;               ///< batches prepared ahead
   int threads = 2;                ///< worker threads
+  bool lazy = true;               ///< read batches from the files (false: load the split)
 };
 
 struct Batch {
@@ -93,7 +100,14 @@ class Loader {
   void locate(int64_t g, size_t& shard, size_t& row) const;
 
   LoaderParams p_;
-  std::vector<ShardContents> shards_;
+  std::vector<ShardContents> shards_;                       // lazy = false
+  std::vector<std::unique_ptr<ShardSplitReader>> readers_;  // lazy = true
+  struct UserIds {
+    std::vector<std::string> ids;
+    std::vector<int32_t> user;
+  };
+  mutable std::mutex ids_mu_;
+  mutable std::vector<std::unique_ptr<UserIds>> ids_;       // lazy: per shard, on first use
   std::vector<int64_t> starts_;  // prefix sums of users per shard
   int64_t total_ = 0, L_ = 0, T_ = 0, C_ = 0, I_ = 0;
   int split_ = 0;

@@ -1,6 +1,11 @@
 #include "data/shard.h"
 
+#include <fcntl.h>
 #include <hdf5.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
 
 #include <algorithm>
 #include <mutex>
@@ -258,6 +263,288 @@ ShardContents read_shard(const std::filesystem::path& path, const std::vector<st
                       "' has inconsistent offsets (corrupt file?)");
   }
   return c;
+}
+
+namespace {
+
+hsize_t dataset_length(hid_t loc, const std::string& name, const std::string& file) {
+  if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0)
+    throw DataError("shard '" + file + "' lacks dataset '" + name + "'");
+  H ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+  H space(H5Dget_space(ds), H5Sclose);
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space, &n, nullptr);
+  return n;
+}
+
+// Elements at `coords`, in that order.
+template <typename T>
+void read_points(hid_t ds, const std::string& name, const std::vector<hsize_t>& coords,
+                 std::vector<T>& out) {
+  out.resize(coords.size());
+  if (coords.empty()) return;
+  H fspace(H5Dget_space(ds), H5Sclose);
+  check(H5Sselect_elements(fspace, H5S_SELECT_SET, coords.size(), coords.data()), name);
+  hsize_t n = coords.size();
+  H mspace(H5Screate_simple(1, &n, nullptr), H5Sclose);
+  check(H5Dread(ds, h5type<T>(), mspace, fspace, H5P_DEFAULT, out.data()), name);
+}
+
+// The union of [lo, hi) ranges (increasing, disjoint, non-empty), concatenated.
+template <typename T>
+void read_ranges(hid_t ds, const std::string& name, const std::vector<std::pair<hsize_t, hsize_t>>& ranges,
+                 hsize_t total, std::vector<T>& out) {
+  out.resize(total);
+  if (total == 0) return;
+  H fspace(H5Dget_space(ds), H5Sclose);
+  check(H5Sselect_none(fspace), name);
+  for (auto [lo, hi] : ranges) {
+    hsize_t start = lo, count = hi - lo;
+    check(H5Sselect_hyperslab(fspace, H5S_SELECT_OR, &start, nullptr, &count, nullptr), name);
+  }
+  H mspace(H5Screate_simple(1, &total, nullptr), H5Sclose);
+  check(H5Dread(ds, h5type<T>(), mspace, fspace, H5P_DEFAULT, out.data()), name);
+}
+
+// One ragged family of a split: its offsets dataset and the arrays it indexes.
+struct Family {
+  const char* offsets;
+  std::vector<int64_t> SplitArrays::*out_offsets;
+  std::vector<std::pair<const char*, std::vector<int32_t> SplitArrays::*>> i32;
+  std::vector<std::pair<const char*, std::vector<int64_t> SplitArrays::*>> i64;
+};
+const std::vector<Family>& families() {
+  static const std::vector<Family> f = {
+      {"input_offsets", &SplitArrays::input_offsets,
+       {{"input_item", &SplitArrays::input_item}, {"input_category", &SplitArrays::input_category},
+        {"input_event", &SplitArrays::input_event}, {"input_gap", &SplitArrays::input_gap},
+        {"input_price", &SplitArrays::input_price}},
+       {{"input_ts", &SplitArrays::input_ts}}},
+      {"text_offsets", &SplitArrays::text_offsets, {{"text_tokens", &SplitArrays::text_tokens}}, {}},
+      {"target_offsets", &SplitArrays::target_offsets,
+       {{"target_item", &SplitArrays::target_item}, {"target_category", &SplitArrays::target_category},
+        {"target_event", &SplitArrays::target_event}},
+       {{"target_ts", &SplitArrays::target_ts}}},
+      {"purchase_offsets", &SplitArrays::purchase_offsets,
+       {{"purchase_category", &SplitArrays::purchase_category}}, {}},
+  };
+  return f;
+}
+
+}  // namespace
+
+ShardSplitReader::ShardSplitReader(std::filesystem::path path, const std::string& split)
+    : path_(std::move(path)), split_(split) {
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  ErrSilencer quiet;
+  const std::string file = path_.string();
+  H f(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (f < 0) throw DataError("cannot open shard '" + file + "' (missing or not an HDF5 file)");
+  ShardContents c;
+  hsize_t idx = 0;
+  H5Aiterate2(f, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr, &c);
+  if (c.str_attrs["format"] != kShardFormat)
+    throw DataError("'" + file + "' is not a portrait shard (attribute format = '" +
+                    c.str_attrs["format"] + "', expected '" + kShardFormat + "')");
+  if (c.int_attrs["format_version"] != kShardFormatVersion)
+    throw DataError("shard '" + file + "' has format_version " +
+                    std::to_string(c.int_attrs["format_version"]) + "; this build reads version " +
+                    std::to_string(kShardFormatVersion) + ". Re-run `portrait prep`.");
+  str_attrs_ = std::move(c.str_attrs);
+  int_attrs_ = std::move(c.int_attrs);
+  rows_ = int64_t(dataset_length(f, split_ + "/user", file));
+  if (int64_t(dataset_length(f, split_ + "/input_offsets", file)) != rows_ + 1)
+    throw DataError("shard '" + file + "' split '" + split_ + "' has inconsistent offsets (corrupt file?)");
+  items_ = int64_t(dataset_length(f, "vocab/items", file));
+  cats_ = int64_t(dataset_length(f, "vocab/categories", file));
+  // Byte extents for the pread() fast path (contiguous, native type, allocated when non-empty).
+  raw_ = true;
+  auto probe = [&](const std::string& name, hid_t native) {
+    const std::string full = split_ + "/" + name;
+    if (H5Lexists(f, full.c_str(), H5P_DEFAULT) <= 0)
+      throw DataError("shard '" + file + "' lacks dataset '" + full + "'");
+    H ds(H5Dopen2(f, full.c_str(), H5P_DEFAULT), H5Dclose);
+    H dcpl(H5Dget_create_plist(ds), H5Pclose);
+    H type(H5Dget_type(ds), H5Tclose);
+    H space(H5Dget_space(ds), H5Sclose);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(space, &n, nullptr);
+    const haddr_t off = H5Dget_offset(ds);
+    Extent e;
+    e.length = n;
+    e.offset = off == HADDR_UNDEF ? 0 : uint64_t(off);
+    if (H5Pget_layout(dcpl) != H5D_CONTIGUOUS || H5Tequal(type, native) <= 0 || (n > 0 && off == HADDR_UNDEF))
+      raw_ = false;
+    extents_[name] = e;
+  };
+  probe("user", H5T_NATIVE_INT32);
+  for (const Family& fam : families()) {
+    probe(fam.offsets, H5T_NATIVE_INT64);
+    for (auto& [name, member] : fam.i32) probe(name, H5T_NATIVE_INT32);
+    for (auto& [name, member] : fam.i64) probe(name, H5T_NATIVE_INT64);
+  }
+}
+
+namespace {
+constexpr int kMaxOpenShardFiles = 256;
+std::atomic<int> g_open_shard_files{0};
+
+void pread_full(int fd, void* dst, size_t n, uint64_t off, const std::string& file) {
+  char* p = static_cast<char*>(dst);
+  while (n > 0) {
+    ssize_t got = ::pread(fd, p, n, off_t(off));
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) throw DataError("cannot read shard '" + file + "' (truncated file?)");
+    p += got;
+    n -= size_t(got);
+    off += uint64_t(got);
+  }
+}
+}  // namespace
+
+ShardSplitReader::~ShardSplitReader() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    --g_open_shard_files;
+  }
+}
+
+int ShardSplitReader::acquire_fd(bool& temporary) const {
+  std::lock_guard<std::mutex> lk(fd_mu_);
+  temporary = false;
+  if (fd_ >= 0) return fd_;
+  int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw DataError("cannot open shard '" + path_.string() + "'");
+  if (g_open_shard_files.fetch_add(1) < kMaxOpenShardFiles) {
+    fd_ = fd;
+  } else {
+    --g_open_shard_files;
+    temporary = true;
+  }
+  return fd;
+}
+
+SplitArrays ShardSplitReader::read_rows(const std::vector<int64_t>& rows) const {
+  for (int64_t r : rows)
+    if (r < 0 || r >= rows_) throw std::out_of_range("shard row out of range");
+  std::vector<int64_t> u(rows);
+  std::sort(u.begin(), u.end());
+  u.erase(std::unique(u.begin(), u.end()), u.end());
+  SplitArrays got = raw_ ? read_rows_raw(u) : read_rows_hdf5(u);  // unique rows, increasing
+  if (u.size() == rows.size() && std::equal(u.begin(), u.end(), rows.begin())) return got;
+  // Requested order (repeats allowed).
+  SplitArrays out;
+  for (int64_t r : rows) {
+    const size_t i = size_t(std::lower_bound(u.begin(), u.end(), r) - u.begin());
+    out.user.push_back(got.user[i]);
+    for (const Family& fam : families()) {
+      const auto& go = got.*fam.out_offsets;
+      auto& oo = out.*fam.out_offsets;
+      const int64_t lo = go[i], hi = go[i + 1];
+      for (auto& [name, member] : fam.i32)
+        (out.*member).insert((out.*member).end(), (got.*member).begin() + lo, (got.*member).begin() + hi);
+      for (auto& [name, member] : fam.i64)
+        (out.*member).insert((out.*member).end(), (got.*member).begin() + lo, (got.*member).begin() + hi);
+      oo.push_back(oo.back() + (hi - lo));
+    }
+  }
+  return out;
+}
+
+SplitArrays ShardSplitReader::read_rows_raw(const std::vector<int64_t>& u) const {
+  bool temporary = false;
+  const int fd = acquire_fd(temporary);
+  struct Closer {
+    int fd;
+    bool on;
+    ~Closer() {
+      if (on) ::close(fd);
+    }
+  } closer{fd, temporary};
+  const std::string file = path_.string();
+  SplitArrays got;
+  const Extent& ue = extents_.at("user");
+  got.user.resize(u.size());
+  for (size_t i = 0; i < u.size(); ++i)
+    pread_full(fd, &got.user[i], 4, ue.offset + uint64_t(u[i]) * 4, file);
+  std::vector<int64_t> lo(u.size()), hi(u.size());
+  for (const Family& fam : families()) {
+    const Extent& oe = extents_.at(fam.offsets);
+    auto& oo = got.*fam.out_offsets;
+    oo.assign(1, 0);
+    for (size_t i = 0; i < u.size(); ++i) {
+      int64_t b[2];
+      pread_full(fd, b, 16, oe.offset + uint64_t(u[i]) * 8, file);
+      if (b[1] < b[0]) throw DataError("shard '" + file + "' has decreasing " + fam.offsets + " (corrupt file?)");
+      lo[i] = b[0];
+      hi[i] = b[1];
+      oo.push_back(oo.back() + (b[1] - b[0]));
+    }
+    auto read_all = [&](const char* name, auto& v) {
+      using T = typename std::remove_reference_t<decltype(v)>::value_type;
+      const Extent& e = extents_.at(name);
+      v.resize(size_t(oo.back()));
+      for (size_t i = 0; i < u.size(); ++i) {
+        if (hi[i] == lo[i]) continue;
+        if (uint64_t(hi[i]) > e.length) throw DataError("shard '" + file + "' has offsets past " + name + " (corrupt file?)");
+        pread_full(fd, v.data() + oo[i], size_t(hi[i] - lo[i]) * sizeof(T), e.offset + uint64_t(lo[i]) * sizeof(T), file);
+      }
+    };
+    for (auto& [name, member] : fam.i32) read_all(name, got.*member);
+    for (auto& [name, member] : fam.i64) read_all(name, got.*member);
+  }
+  return got;
+}
+
+SplitArrays ShardSplitReader::read_rows_hdf5(const std::vector<int64_t>& u) const {
+  std::vector<hsize_t> at(u.begin(), u.end()), bounds;
+  for (int64_t r : u) {
+    bounds.push_back(hsize_t(r));
+    bounds.push_back(hsize_t(r + 1));
+  }
+  SplitArrays got;
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  ErrSilencer quiet;
+  const std::string file = path_.string();
+  H fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
+  H5Pset_sieve_buf_size(fapl, 0);  // rows are small scattered ranges: no 64 KiB sieve reads
+  H f(H5Fopen(file.c_str(), H5F_ACC_RDONLY, fapl), H5Fclose);
+  if (f < 0) throw DataError("cannot open shard '" + file + "' (missing or not an HDF5 file)");
+  H g(H5Gopen2(f, split_.c_str(), H5P_DEFAULT), H5Gclose);
+  if (g < 0) throw DataError("shard '" + file + "' lacks split '" + split_ + "'");
+  auto ds = [&](const char* name) {
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    if (d < 0) throw DataError("shard '" + file + "' lacks dataset '" + split_ + "/" + name + "'");
+    return H(d, H5Dclose);
+  };
+  read_points(ds("user"), "user", at, got.user);
+  for (const Family& fam : families()) {
+    std::vector<int64_t> b;
+    read_points(ds(fam.offsets), fam.offsets, bounds, b);
+    std::vector<std::pair<hsize_t, hsize_t>> ranges;
+    auto& oo = got.*fam.out_offsets;
+    oo.assign(1, 0);
+    for (size_t i = 0; i < u.size(); ++i) {
+      const int64_t lo = b[2 * i], hi = b[2 * i + 1];
+      if (hi < lo) throw DataError("shard '" + file + "' has decreasing " + fam.offsets + " (corrupt file?)");
+      if (hi > lo) ranges.emplace_back(hsize_t(lo), hsize_t(hi));
+      oo.push_back(oo.back() + (hi - lo));
+    }
+    const hsize_t total = hsize_t(oo.back());
+    for (auto& [name, member] : fam.i32) read_ranges(ds(name), name, ranges, total, got.*member);
+    for (auto& [name, member] : fam.i64) read_ranges(ds(name), name, ranges, total, got.*member);
+  }
+  return got;
+}
+
+void ShardSplitReader::read_user_ids(std::vector<std::string>& ids, std::vector<int32_t>& user) const {
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  ErrSilencer quiet;
+  const std::string file = path_.string();
+  H f(H5Fopen(file.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (f < 0) throw DataError("cannot open shard '" + file + "' (missing or not an HDF5 file)");
+  ids = read_strings(f, "users/id", file);
+  user = read_vec<int32_t>(f, split_ + "/user", file);
 }
 
 std::vector<std::filesystem::path> list_shards(const std::filesystem::path& dir) {

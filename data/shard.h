@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,53 @@ void write_shard(const std::filesystem::path& path, const ShardContents& c);
 ShardContents read_shard(const std::filesystem::path& path,
                          const std::vector<std::string>& splits = {"train", "val", "test"},
                          bool with_vocab = true);
+
+/// Random access to the rows of one split of one shard without loading the split: each
+/// read_rows() opens the file and reads only the requested rows (point selections for the
+/// offsets, one hyperslab union per data array), so memory is O(rows read), not O(split).
+/// Thread-safe (HDF5 calls are serialized).
+class ShardSplitReader {
+ public:
+  /// Reads the attributes and the split's row count; throws DataError like read_shard.
+  ShardSplitReader(std::filesystem::path path, const std::string& split);
+  /// Closes the file descriptor read_rows() keeps (at most 256 shard files stay open per
+  /// process; beyond that each read opens and closes its file).
+  ~ShardSplitReader();
+  ShardSplitReader(const ShardSplitReader&) = delete;
+  ShardSplitReader& operator=(const ShardSplitReader&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  const std::map<std::string, std::string>& str_attrs() const { return str_attrs_; }
+  const std::map<std::string, int64_t>& int_attrs() const { return int_attrs_; }
+  int64_t rows() const { return rows_; }
+  int64_t num_items() const { return items_; }        ///< /vocab/items length
+  int64_t num_categories() const { return cats_; }    ///< /vocab/categories length
+  /// The given rows (any order, repeats allowed) as SplitArrays whose row i is rows[i].
+  SplitArrays read_rows(const std::vector<int64_t>& rows) const;
+  /// /users/id of the shard and the split's /user column (row -> index into /users/id).
+  void read_user_ids(std::vector<std::string>& ids, std::vector<int32_t>& user) const;
+
+ private:
+  std::filesystem::path path_;
+  std::string split_;
+  std::map<std::string, std::string> str_attrs_;
+  std::map<std::string, int64_t> int_attrs_;
+  int64_t rows_ = 0, items_ = 0, cats_ = 0;
+  // Fast path: every array of the split is stored contiguously, uncompressed, in the native
+  // type (as write_shard writes them), so rows are read with pread() at byte offsets found
+  // once: no HDF5 call and no lock per read, and prefetch threads read in parallel. Other
+  // layouts fall back to HDF5 hyperslab reads under the HDF5 mutex.
+  struct Extent {
+    uint64_t offset = 0;  // byte offset of element 0 in the file
+    uint64_t length = 0;  // elements
+  };
+  bool raw_ = false;
+  std::map<std::string, Extent> extents_;
+  mutable std::mutex fd_mu_;
+  mutable int fd_ = -1;
+  int acquire_fd(bool& temporary) const;
+  SplitArrays read_rows_raw(const std::vector<int64_t>& u) const;
+  SplitArrays read_rows_hdf5(const std::vector<int64_t>& u) const;
+};
 
 /// Shard files in a directory ("shard_*.h5"), sorted.
 std::vector<std::filesystem::path> list_shards(const std::filesystem::path& dir);

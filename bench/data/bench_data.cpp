@@ -6,6 +6,8 @@
 //                                        <dir>/syn (gzip-compressed with "gz")
 //   bench_data prep  <dir> [partitions]  prep <dir>/syn -> <dir>/out; prints one JSON line
 //   bench_data smoke <dir>               synth 300 users + prep (ctest, label slow)
+//   bench_data loader <dir> lazy|memory  one shuffled epoch of <dir>/out's train split
+//                                        (batch 256, 2 threads): users/s and peak RSS
 //
 // Baselines (single thread, same files, page cache warmed by an untimed pass first):
 //   floor  = read + record split (gzip inflate when compressed, quote-aware line joining):
@@ -25,6 +27,7 @@
 #include <vector>
 
 #include "data/io.h"
+#include "data/loader.h"
 #include "data/prep.h"
 #include "data/synth.h"
 
@@ -109,6 +112,32 @@ int run_prep_bench(const fs::path& dir, int partitions, bool smoke) {
   return 0;
 }
 
+int run_loader_bench(const fs::path& dir, bool lazy) {
+  auto t0 = std::chrono::steady_clock::now();
+  portrait::data::LoaderParams p;
+  p.shard_dir = (dir / "out").string();
+  p.batch_size = 256;
+  p.lazy = lazy;
+  portrait::data::Loader l(p);
+  const double open_s = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  l.start_epoch(0);
+  portrait::data::Batch b;
+  int64_t users = 0, events = 0;
+  while (l.next(b)) {
+    users += b.rows;
+    for (int32_t n : b.length) events += n;
+  }
+  const double s = seconds_since(t0);
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("{\"lazy\": %s, \"users\": %lld, \"events\": %lld, \"open_seconds\": %.2f, "
+              "\"epoch_seconds\": %.2f, \"users_per_s\": %.0f, \"peak_rss_mb\": %.1f}\n",
+              lazy ? "true" : "false", (long long)users, (long long)events, open_s, s, double(users) / s,
+              double(ru.ru_maxrss) / 1024.0);
+  return 0;
+}
+
 void synth(const fs::path& dir, int64_t users, bool gz) {
   portrait::data::SynthParams p;
   p.output_dir = (dir / "syn").string();
@@ -138,6 +167,7 @@ int bench_main(int argc, char** argv) {
     fs::remove_all(dir);
     return rc;
   }
+  if (mode == "loader") return run_loader_bench(dir, !(argc > 3 && std::string(argv[3]) == "memory"));
   if (mode == "prep") return run_prep_bench(dir, argc > 3 ? std::atoi(argv[3]) : 0, false);
   std::fprintf(stderr, "bench_data: unknown mode '%s'\n", mode.c_str());
   return 2;
