@@ -31,6 +31,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -45,10 +46,27 @@ enum class TcKind { kTf32, kTf32x3, kBf16 };
 /// Bytes per smem slab row (see file comment).
 constexpr int kTcRowBytes = 80;
 
+#if !defined(__CUDACC__)
+// Host-only compilation of this header (tests/kernels/tc_tile_emulation_test.cpp checks the
+// tile's indexing with a warp emulator, no GPU): the emulator defines these, following the
+// PTX ISA fragment layouts.
+void tc_emulate_mma_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+void tc_emulate_mma_bf16(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+#endif
+
+/// fp32 -> TF32 (cvt.rna: round to nearest, ties away from zero), as fp32 bits with the low
+/// 13 mantissa bits cleared.
 __device__ __forceinline__ uint32_t f32_to_tf32(float x) {
+#if defined(__CUDACC__)
   uint32_t r;
   asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
   return r;
+#else  // host emulation: same rounding on the bit pattern (inf / NaN pass through)
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7f800000u) == 0x7f800000u) return u;
+  return (u + 0x1000u) & 0xffffe000u;
+#endif
 }
 
 // big + small TF32 split of x (3xTF32). Non-finite values keep small = 0 so that inf - inf
@@ -67,8 +85,10 @@ __device__ __forceinline__ void mma_tf32_16x8x8(float (&c)[4], const uint32_t (&
       "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
+#elif defined(__CUDACC__)
   __trap();  // host code never launches tensor-core kernels below sm_80
+#else
+  tc_emulate_mma_tf32(c, a, b);
 #endif
 }
 
@@ -80,8 +100,10 @@ __device__ __forceinline__ void mma_bf16_16x8x16(float (&c)[4], const uint32_t (
       "{%8,%9}, {%0,%1,%2,%3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-#else
+#elif defined(__CUDACC__)
   __trap();
+#else
+  tc_emulate_mma_bf16(c, a, b);
 #endif
 }
 
@@ -143,8 +165,9 @@ __device__ __forceinline__ void store8(float* p, const Raw8<__nv_bfloat16>& o) {
   reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
 }
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
-  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // .x (low half) = lo, RN
-  return *reinterpret_cast<const uint32_t*>(&h);
+  const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);  // one cvt.rn.bf16x2 on sm_80+
+  return static_cast<uint32_t>(__bfloat16_as_ushort(h.x)) |
+         (static_cast<uint32_t>(__bfloat16_as_ushort(h.y)) << 16);
 }
 __device__ __forceinline__ void store8(__nv_bfloat16* p, const Raw8<float>& o) {
   *reinterpret_cast<uint4*>(p) =
