@@ -1,6 +1,8 @@
 // Block-tiled SIMT fp32 GEMM building block shared by the fused kernels (top-k scores,
-// k-means distances, MLP hidden layer). Readable llm.c-style tiling, no tensor cores yet:
-// results match the CPU twins to fp32 rounding, which keeps top-k/argmin ties testable.
+// k-means distances, MLP hidden layer). Readable llm.c-style tiling on CUDA cores: results
+// match the CPU twins to fp32 rounding, which keeps top-k/argmin ties testable. It is the
+// MathMode::kSimt path of k-means and top-k (and the only path of the heads); the tensor-core
+// paths use tc_tile.cuh.
 #pragma once
 
 #include <cuda_bf16.h>
