@@ -123,18 +123,21 @@ bool check_topk(pk::Metric m, pk::MathMode math) {
   int64_t* di = dev_alloc<int64_t>(q * k);
   pk::topk_cuda(dq, q, ddb, n, d, p, ds, di, nullptr);
   const auto gs = to_host(ds, q * k);
-  double worst = 0;
-  for (size_t i = 0; i < gs.size(); ++i) worst = std::max(worst, double(std::fabs(gs[i] - cs[i])));
+  double worst = 0;  // rank-wise score gap relative to max(1, |score|)
+  for (size_t i = 0; i < gs.size(); ++i)
+    worst = std::max(worst, std::fabs(double(gs[i]) - cs[i]) / std::max(1.0, std::fabs(double(cs[i]))));
   cudaFree(dq);
   cudaFree(ddb);
   cudaFree(ds);
   cudaFree(di);
-  // Rank-wise score gap: fp32-grade modes ~1e-5; TF32 / BF16 carry ~2u * sum|q x| (<= 0.05
-  // at d = 64 for BF16).
-  const double tol = (math == pk::MathMode::kTf32 || math == pk::MathMode::kBf16) ? 0.05 : 1e-3;
-  return check(worst < tol, (std::string("topk ") + pk::metric_name(m) + " " +
-                             pk::math_mode_name(math))
-                                .c_str());
+  // fp32-grade modes: ~1e-6. TF32 / BF16 scores carry ~2u * sum|q x| (u = 2^-11 / 2^-9):
+  // at d = 64 typically 1e-3 / 5e-3 of the score.
+  const bool approx = math == pk::MathMode::kTf32 || math == pk::MathMode::kBf16;
+  std::printf("      topk %s %s: worst relative rank-wise score gap %.2e\n", pk::metric_name(m),
+              pk::math_mode_name(math), worst);
+  return check(worst < (approx ? 0.02 : 1e-4), (std::string("topk ") + pk::metric_name(m) + " " +
+                                                pk::math_mode_name(math))
+                                                   .c_str());
 }
 
 bool check_kmeans_assign(pk::MathMode math) {
