@@ -306,6 +306,27 @@ void encode_ev(std::string& b, const Ev& e) {
   encode_ev(b, e.user, e.ts, e.type, e.price, e.rating, e.file, e.line, e.item, e.cat, e.text);
 }
 
+/// A whole work file, read with one allocation of its exact size (core's read_file grows a
+/// string through istreambuf_iterator: slow, and up to twice the file in memory).
+std::string read_whole(const fs::path& p) {
+  FILE* f = std::fopen(p.c_str(), "rb");
+  if (!f) throw std::runtime_error("cannot read work file " + p.string());
+  std::string s;
+  if (std::fseek(f, 0, SEEK_END) == 0) {
+    const long n = std::ftell(f);
+    std::rewind(f);
+    if (n > 0) {
+      s.resize(size_t(n));
+      if (std::fread(s.data(), 1, size_t(n), f) != size_t(n)) {
+        std::fclose(f);
+        throw std::runtime_error("short read of work file " + p.string());
+      }
+    }
+  }
+  std::fclose(f);
+  return s;
+}
+
 /// Number of events encoded in `data` (to reserve exactly: a doubling vector would hold up to
 /// twice the partition).
 size_t count_evs(const std::string& data) {
@@ -1034,7 +1055,7 @@ PrepSummary run_prep(const PrepParams& p) {
       std::vector<Ev>().swap(evs);
       size_t n = 0;
       for (int r = 0; r < world; ++r) {
-        bufs[size_t(r)] = read_file(wpath2("raw", part, r));
+        bufs[size_t(r)] = read_whole(wpath2("raw", part, r));
         fs::remove(wpath2("raw", part, r));
         n += count_evs(bufs[size_t(r)]);
       }
@@ -1102,7 +1123,7 @@ PrepSummary run_prep(const PrepParams& p) {
         // emitted an id more than once).
         std::vector<std::pair<std::string_view, Pseudo>> ids;
         for (int r = 0; r < world; ++r) {
-          bufs[size_t(r)] = read_file(wpath2("ids", part, r));
+          bufs[size_t(r)] = read_whole(wpath2("ids", part, r));
           fs::remove(wpath2("ids", part, r));
           const std::string& b = bufs[size_t(r)];
           for (size_t i = 0; i < b.size();) {
@@ -1179,7 +1200,7 @@ PrepSummary run_prep(const PrepParams& p) {
     std::vector<Ev> evs;
     for (int part = 0; part < P; ++part) {
       if (!mine(part)) continue;
-      const std::string data = read_file(wpath("clean", part, ".bin"));
+      const std::string data = read_whole(wpath("clean", part, ".bin"));
       std::vector<Ev>().swap(evs);
       evs.reserve(count_evs(data));
       decode_evs(data, evs);
@@ -1210,7 +1231,7 @@ PrepSummary run_prep(const PrepParams& p) {
   if (rank == 0) {
     CountMap item_counts, cat_counts;
     for (int r = 0; r < world; ++r) {
-      const std::string b = read_file(wpath("counts", r, ".bin"));
+      const std::string b = read_whole(wpath("counts", r, ".bin"));
       size_t i = get_table(b, 0, [&](std::string_view k, int64_t v) { count_add(item_counts, k, v); });
       get_table(b, i, [&](std::string_view k, int64_t v) { count_add(cat_counts, k, v); });
     }
@@ -1230,7 +1251,7 @@ PrepSummary run_prep(const PrepParams& p) {
     {
       TextWriter reviews(out_dir / "reviews.txt", false);
       for (int part = 0; part < P; ++part) {
-        const std::string seg = read_file(wpath("reviews", part, ".txt"));
+        const std::string seg = read_whole(wpath("reviews", part, ".txt"));
         reviews.write(seg);
         for (size_t a = 0; a < seg.size();) {
           size_t e = seg.find('\n', a);
@@ -1259,7 +1280,7 @@ PrepSummary run_prep(const PrepParams& p) {
   IdOf item_ids, cat_ids;
   tok::Tokenizer tokenizer;
   {
-    const std::string vb = read_file(work / "vocab.bin");
+    const std::string vb = read_whole(work / "vocab.bin");
     size_t i = get_table(vb, 0, [&](std::string_view k, int64_t v) {
       if (base.items.size() >= 2) item_ids.emplace(std::string(k), int32_t(base.items.size()));
       base.items.emplace_back(k);
@@ -1300,7 +1321,7 @@ PrepSummary run_prep(const PrepParams& p) {
     std::vector<Ev> evs;
     for (int part = 0; part < P; ++part) {
       if (!mine(part)) continue;
-      const std::string data = read_file(wpath("clean", part, ".bin"));
+      const std::string data = read_whole(wpath("clean", part, ".bin"));
       fs::remove(wpath("clean", part, ".bin"));
       std::vector<Ev>().swap(evs);
       evs.reserve(count_evs(data));
@@ -1318,7 +1339,7 @@ PrepSummary run_prep(const PrepParams& p) {
       auto encoded = tokenizer.loaded() ? tokenizer.encode_batch(texts, p.threads)
                                         : std::vector<std::vector<int32_t>>{};
       std::vector<std::string>().swap(texts);
-      ShardContents sc;
+      ShardContents sc;  // header: attributes, vocabularies, user ids; splits written one by one
       sc.str_attrs = base.str_attrs;
       sc.int_attrs = base.int_attrs;
       sc.int_attrs["shard_index"] = part;
@@ -1334,19 +1355,47 @@ PrepSummary run_prep(const PrepParams& p) {
         auto ct = cat_ids.find(evs[i].cat);
         ec[i] = ct == cat_ids.end() ? kOovToken : ct->second;
       }
-      std::vector<int32_t> tbuf;
+      std::vector<size_t> first;  // first event of each user; first.back() = end
       for (size_t a = 0; a < evs.size();) {
         size_t b = a;
         while (b < evs.size() && evs[b].user == evs[a].user) ++b;
-        const int32_t uidx = int32_t(sc.user_ids.size());
+        first.push_back(a);
         sc.user_ids.push_back(evs[a].user.hex());
-        for (int s = 0; s < 3; ++s) {
-          SplitArrays& A = sc.splits[s];
-          // Events are sorted by ts: k = first event at/after the cut-off.
+        a = b;
+      }
+      first.push_back(evs.size());
+      sc.int_attrs["num_users"] = int64_t(sc.user_ids.size());
+      ShardWriter writer(out_dir / fmt::format("shard_{:05d}.h5", part), sc);
+      sc = ShardContents{};
+      std::vector<int32_t> tbuf;
+      for (int s = 0; s < 3; ++s) {
+        // One split at a time, sized exactly: the shard's memory is one split's arrays.
+        auto first_at_cut = [&](size_t a, size_t b) {  // events are sorted by ts
           size_t k = a;
           while (k < b && evs[k].ts < cut[s]) ++k;
+          return k;
+        };
+        size_t n_rows = 0, n_in = 0, n_tgt = 0;
+        for (size_t u = 0; u + 1 < first.size(); ++u) {
+          const size_t a = first[u], b = first[u + 1], k = first_at_cut(a, b);
           if (int64_t(k - a) < p.min_input_events) continue;
-          A.user.push_back(uidx);
+          ++n_rows;
+          n_in += std::min<size_t>(k - a, size_t(p.seq_len));
+          for (size_t i = k; i < b && evs[i].ts < cut[s] + window_ms; ++i) n_tgt += target_types[evs[i].type];
+        }
+        SplitArrays A;
+        A.user.reserve(n_rows);
+        for (auto* v : {&A.input_offsets, &A.text_offsets, &A.target_offsets, &A.purchase_offsets})
+          v->reserve(n_rows + 1);
+        for (auto* v : {&A.input_item, &A.input_category, &A.input_event, &A.input_gap, &A.input_price})
+          v->reserve(n_in);
+        A.input_ts.reserve(n_in);
+        for (auto* v : {&A.target_item, &A.target_category, &A.target_event}) v->reserve(n_tgt);
+        A.target_ts.reserve(n_tgt);
+        for (size_t u = 0; u + 1 < first.size(); ++u) {
+          const size_t a = first[u], b = first[u + 1], k = first_at_cut(a, b);
+          if (int64_t(k - a) < p.min_input_events) continue;
+          A.user.push_back(int32_t(u));
           size_t from = k - std::min<size_t>(k - a, size_t(p.seq_len));
           for (size_t i = from; i < k; ++i) {
             const Ev& e = evs[i];
@@ -1388,12 +1437,10 @@ PrepSummary run_prep(const PrepParams& p) {
           A.purchase_category.insert(A.purchase_category.end(), bought.begin(), bought.end());
           A.purchase_offsets.push_back(int64_t(A.purchase_category.size()));
         }
-        a = b;
+        my_split_users[s] += int64_t(A.size());
+        writer.write_split(s, A);
       }
-      for (int s = 0; s < 3; ++s) my_split_users[s] += int64_t(sc.splits[s].size());
-      sc.int_attrs["num_users"] = int64_t(sc.user_ids.size());
-      write_shard(out_dir / fmt::format("shard_{:05d}.h5", part), sc);
-      sc = ShardContents{};
+      writer.commit();
       std::vector<Ev>().swap(evs);
       release_free_memory();
       bar3.add(1);

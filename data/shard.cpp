@@ -158,55 +158,78 @@ struct ErrSilencer {  // HDF5 prints its error stack by default; we report our o
 
 }  // namespace
 
-void write_shard(const std::filesystem::path& path, const ShardContents& c) {
+ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardContents& c) {
   std::lock_guard<std::mutex> lk(h5_mutex());
   std::filesystem::create_directories(path.parent_path().empty() ? "." : path.parent_path());
-  AtomicOutput out(path);
+  out_ = std::make_unique<AtomicOutput>(path);
+  hid_t f = H5Fcreate(out_->temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) throw std::runtime_error("cannot create HDF5 file " + out_->temp_path().string());
+  file_ = f;
+  attr_str(f, "format", kShardFormat);
+  attr_int(f, "format_version", kShardFormatVersion);
+  for (auto& [k, v] : c.str_attrs)
+    if (k != "format") attr_str(f, k, v);
+  for (auto& [k, v] : c.int_attrs)
+    if (k != "format_version") attr_int(f, k, v);
   {
-    H f(H5Fcreate(out.temp_path().c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    if (f < 0) throw std::runtime_error("cannot create HDF5 file " + out.temp_path().string());
-    attr_str(f, "format", kShardFormat);
-    attr_int(f, "format_version", kShardFormatVersion);
-    for (auto& [k, v] : c.str_attrs)
-      if (k != "format") attr_str(f, k, v);
-    for (auto& [k, v] : c.int_attrs)
-      if (k != "format_version") attr_int(f, k, v);
-    {
-      H g(H5Gcreate2(f, "vocab", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
-      write_strings(g, "items", c.items);
-      write_vec(g, "item_counts", c.item_counts);
-      write_strings(g, "categories", c.categories);
-      write_vec(g, "category_counts", c.category_counts);
-      write_strings(g, "event_types", c.event_types);
-    }
-    {
-      H g(H5Gcreate2(f, "users", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
-      write_strings(g, "id", c.user_ids);
-    }
-    for (int s = 0; s < 3; ++s) {
-      const SplitArrays& a = c.splits[s];
-      H g(H5Gcreate2(f, kSplitNames[s], H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
-      write_vec(g, "user", a.user);
-      write_vec(g, "input_offsets", a.input_offsets);
-      write_vec(g, "input_item", a.input_item);
-      write_vec(g, "input_category", a.input_category);
-      write_vec(g, "input_event", a.input_event);
-      write_vec(g, "input_gap", a.input_gap);
-      write_vec(g, "input_price", a.input_price);
-      write_vec(g, "input_ts", a.input_ts);
-      write_vec(g, "text_offsets", a.text_offsets);
-      write_vec(g, "text_tokens", a.text_tokens);
-      write_vec(g, "target_offsets", a.target_offsets);
-      write_vec(g, "target_item", a.target_item);
-      write_vec(g, "target_category", a.target_category);
-      write_vec(g, "target_event", a.target_event);
-      write_vec(g, "target_ts", a.target_ts);
-      write_vec(g, "purchase_offsets", a.purchase_offsets);
-      write_vec(g, "purchase_category", a.purchase_category);
-    }
-    check(H5Fflush(f, H5F_SCOPE_GLOBAL), "flush");
+    H g(H5Gcreate2(f, "vocab", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
+    write_strings(g, "items", c.items);
+    write_vec(g, "item_counts", c.item_counts);
+    write_strings(g, "categories", c.categories);
+    write_vec(g, "category_counts", c.category_counts);
+    write_strings(g, "event_types", c.event_types);
   }
-  out.commit();
+  {
+    H g(H5Gcreate2(f, "users", H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
+    write_strings(g, "id", c.user_ids);
+  }
+}
+
+ShardWriter::~ShardWriter() {
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  if (file_ >= 0) H5Fclose(hid_t(file_));
+}
+
+void ShardWriter::write_split(int s, const SplitArrays& a) {
+  if (s != next_split_) throw std::logic_error("ShardWriter: splits must be written in order");
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  const hid_t f = hid_t(file_);
+  H g(H5Gcreate2(f, kSplitNames[s], H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
+  write_vec(g, "user", a.user);
+  write_vec(g, "input_offsets", a.input_offsets);
+  write_vec(g, "input_item", a.input_item);
+  write_vec(g, "input_category", a.input_category);
+  write_vec(g, "input_event", a.input_event);
+  write_vec(g, "input_gap", a.input_gap);
+  write_vec(g, "input_price", a.input_price);
+  write_vec(g, "input_ts", a.input_ts);
+  write_vec(g, "text_offsets", a.text_offsets);
+  write_vec(g, "text_tokens", a.text_tokens);
+  write_vec(g, "target_offsets", a.target_offsets);
+  write_vec(g, "target_item", a.target_item);
+  write_vec(g, "target_category", a.target_category);
+  write_vec(g, "target_event", a.target_event);
+  write_vec(g, "target_ts", a.target_ts);
+  write_vec(g, "purchase_offsets", a.purchase_offsets);
+  write_vec(g, "purchase_category", a.purchase_category);
+  ++next_split_;
+}
+
+void ShardWriter::commit() {
+  if (next_split_ != 3) throw std::logic_error("ShardWriter: commit before all three splits were written");
+  {
+    std::lock_guard<std::mutex> lk(h5_mutex());
+    check(H5Fflush(hid_t(file_), H5F_SCOPE_GLOBAL), "flush");
+    H5Fclose(hid_t(file_));
+    file_ = -1;
+  }
+  out_->commit();
+}
+
+void write_shard(const std::filesystem::path& path, const ShardContents& c) {
+  ShardWriter w(path, c);
+  for (int s = 0; s < 3; ++s) w.write_split(s, c.splits[s]);
+  w.commit();
 }
 
 ShardContents read_shard(const std::filesystem::path& path, const std::vector<std::string>& splits,

@@ -26,9 +26,14 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
+
+namespace portrait {
+class AtomicOutput;
+}
 
 namespace portrait::data {
 
@@ -64,6 +69,24 @@ struct ShardContents {
 
 /// Writes `c` to `path` atomically (temporary file + rename). Sets format/format_version.
 void write_shard(const std::filesystem::path& path, const ShardContents& c);
+
+/// Writes a shard one split at a time, so a writer holds one split's arrays at a time:
+/// attributes, vocabularies and user ids from `header` (its splits are ignored), then
+/// write_split(0), (1), (2) in order, then commit() (atomic rename). write_shard() is this.
+class ShardWriter {
+ public:
+  ShardWriter(const std::filesystem::path& path, const ShardContents& header);
+  ~ShardWriter();  ///< without commit(): the temporary file is removed
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+  void write_split(int split, const SplitArrays& a);
+  void commit();
+
+ private:
+  std::unique_ptr<AtomicOutput> out_;
+  int64_t file_ = -1;
+  int next_split_ = 0;
+};
 
 /// Reads a shard; throws DataError naming the file when it is not a portrait shard or has an
 /// unsupported format_version. `splits` selects which splits to read (others left empty);
