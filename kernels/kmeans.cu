@@ -578,7 +578,7 @@ class StreamingBackend final : public detail::KMeansBackend {
   static float to_f32(float v) { return v; }
   static float to_f32(bf16_bits v) { return bf16_to_float(v); }
   static int64_t chunk_rows(int64_t requested, int64_t n) {
-    int64_t c = requested > 0 ? requested : (int64_t{1} << 20);
+    int64_t c = requested > 0 ? requested : (int64_t{1} << 18);
     c = (c + kInertiaBlock - 1) / kInertiaBlock * kInertiaBlock;
     return std::max<int64_t>(1, std::min(c, std::max<int64_t>(n, 1)));
   }

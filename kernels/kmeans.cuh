@@ -32,7 +32,7 @@ KMeansResult kmeans_cuda(const float* x, int64_t n, int d, const KMeansParams& p
 KMeansResult kmeans_cuda(const bf16_bits* x, int64_t n, int d, const KMeansParams& params,
                          cudaStream_t stream);
 
-/// x: HOST [n, d] fp32, streamed to the GPU in chunks of params.chunk_rows (default 1<<20,
+/// x: HOST [n, d] fp32, streamed to the GPU in chunks of params.chunk_rows (default 1<<18,
 /// rounded up to a multiple of 4096 so inertia partials match the device path) every
 /// iteration, double-buffered: the H2D copy of chunk i+1 (from pinned staging buffers, or
 /// straight from x if x is already page-locked) overlaps the kernels of chunk i on a second,

@@ -51,8 +51,10 @@ struct KMeansParams {
   KMeansAllReduce allreduce = nullptr;
   /// CPU threads (0 = all cores); the CUDA backends use them only for host-side steps.
   int num_threads = 0;
-  /// CUDA host-streaming path only: points copied to the GPU per chunk (0 = 1<<20 rows),
+  /// CUDA host-streaming path only: points copied to the GPU per chunk (0 = 1<<18 rows),
   /// rounded up to a multiple of 4096 (the inertia block), so 4096 is the smallest chunk.
+  /// Two chunks live on the device and two in pinned host staging buffers (double
+  /// buffering): 4 x 128 MiB at the default for d = 128 fp32.
   int64_t chunk_rows = 0;
   /// CUDA backends only: arithmetic of the assignment GEMM (see MathMode in common.h).
   /// kAuto = kTf32 for fp32 input and kBf16 for bf16 input (kSimt on GPUs below sm_80).

@@ -519,7 +519,8 @@ void topk_streaming_impl(const P* queries, int64_t q, const P* database, int64_t
   const MathMode math = topk_math(p.math, is_bf16_v<P>);
   if (q == 0) return;
   if (chunk_rows <= 0)
-    chunk_rows = std::max<int64_t>(1, (int64_t{512} << 20) / (int64_t{sizeof(P)} * d));
+    // 256 MiB: two device chunks + two pinned staging chunks = 1 GiB in flight.
+    chunk_rows = std::max<int64_t>(1, (int64_t{256} << 20) / (int64_t{sizeof(P)} * d));
   chunk_rows = std::min({chunk_rows, std::max<int64_t>(n, 1), kMaxSliceRows});
   const int k = p.k;
   DeviceBuffer<P> Qd(static_cast<size_t>(q) * d, stream);

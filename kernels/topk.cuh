@@ -31,7 +31,7 @@ void topk_cuda(const bf16_bits* queries, int64_t q, const bf16_bits* database, i
 
 /// Database larger than GPU memory: every pointer (queries, database, exclusion lists,
 /// outputs) is a HOST pointer. The database is copied in chunks of `chunk_rows` rows
-/// (0 = about 512 MiB per chunk; any value >= 1 is allowed) and each chunk's top-k is merged
+/// (0 = about 256 MiB per chunk; any value >= 1 is allowed) and each chunk's top-k is merged
 /// into the running result on the device. Copies are double-buffered: chunk i+1 is staged
 /// into pinned memory (params.num_threads CPU threads) and copied on a second, non-blocking
 /// stream while chunk i is searched; results are identical to a non-overlapped loop.
