@@ -682,6 +682,15 @@ PrepSummary run_prep(const PrepParams& p) {
   }
   if (world > 1) work_name = p.broadcast("prep-work-dir", work_name);
   const fs::path work = out_dir / work_name;
+  if (!fs::is_directory(work))
+    throw ConfigError("prep.output_dir '" + out_dir.string() + "' is not shared: rank " + std::to_string(rank) +
+                      " cannot see rank 0's work directory " + work.string() +
+                      ". Under torchrun every rank must see prep.output_dir (a shared file system).");
+  if (rank == 0)
+    for (auto& e : fs::directory_iterator(out_dir))
+      if (e.is_directory() && e.path().filename().string().rfind(".prep.", 0) == 0 && e.path() != work)
+        PLOG_WARN("{} is left from an interrupted prep run (safe to delete when no prep is running)",
+                  e.path().string());
   struct Cleanup {
     fs::path d;
     bool own;
