@@ -20,7 +20,9 @@ void install_run_dir_agreement() {
   const char* ws = std::getenv("WORLD_SIZE");
   if (!ws || std::atoi(ws) <= 1) return;
   set_run_dir_agreement([](const std::filesystem::path& proposed) {
-    return std::filesystem::path(job_dist()->broadcast_string("run_dir", proposed.string()));
+    // The first attempt's directory: a job restarted by torchrun (--max-restarts) resumes
+    // from the checkpoints there.
+    return std::filesystem::path(job_dist()->first_attempt_string("run_dir", proposed.string()));
   });
 }
 

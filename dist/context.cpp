@@ -91,7 +91,12 @@ std::shared_ptr<DistContext> DistContext::create(const DistEnv& env, const DistP
   PLOG_INFO("dist: rank {}/{} connected to {}:{} ({} store, attempt {})", env.rank, env.world_size,
             env.master_addr, env.master_port, env.use_agent_store ? "agent" : "rank-0",
             env.restart_count);
-  return create_with_store(prefixed, env.rank, env.world_size, p, use_cuda, env.local_rank);
+  auto c = create_with_store(prefixed, env.rank, env.world_size, p, use_cuda, env.local_rank);
+  if (env.use_agent_store) {
+    c->job_store_ = tcp;
+    c->run_id_ = env.run_id;
+  }
+  return c;
 }
 
 DistContext::~DistContext() {
@@ -138,6 +143,19 @@ std::string DistContext::broadcast_string(const std::string& name, const std::st
   store_->wait({key}, timeout_);
   auto v = store_->get(key);
   return std::string(v.begin(), v.end());
+}
+
+std::string DistContext::first_attempt_string(const std::string& name, const std::string& value) {
+  if (world_ <= 1) return value;
+  std::string v = value;
+  if (rank_ == 0 && job_store_) {
+    // compareSet on a missing key with an empty expected value sets it; otherwise it returns
+    // what the first attempt stored.
+    const std::string key = fmt::format("/portrait/{}/first_attempt/{}", run_id_, name);
+    auto got = job_store_->compareSet(key, {}, std::vector<uint8_t>(value.begin(), value.end()));
+    v.assign(got.begin(), got.end());
+  }
+  return broadcast_string(name, v);
 }
 
 void DistContext::all_reduce_sum(std::vector<at::Tensor>& tensors) {

@@ -52,6 +52,11 @@ class DistContext {
   void barrier(const std::string& name);
   /// Rank 0's `value` on every rank (e.g. the run directory it picked).
   std::string broadcast_string(const std::string& name, const std::string& value);
+  /// Rank 0's `value` from the FIRST attempt of this torchrun job, on every rank and in every
+  /// later attempt (after --max-restarts restarts), so e.g. a restarted job finds the run
+  /// directory holding its checkpoints. Needs a store that outlives attempts (torchrun's
+  /// agent store, TORCHELASTIC_USE_AGENT_STORE=True); otherwise it is broadcast_string.
+  std::string first_attempt_string(const std::string& name, const std::string& value);
 
   /// In-place sum over ranks (same shapes and order on every rank).
   void all_reduce_sum(std::vector<at::Tensor>& tensors);
@@ -68,6 +73,8 @@ class DistContext {
   int rank_ = 0, world_ = 1;
   std::string backend_name_ = "none";
   c10::intrusive_ptr<c10d::Store> store_;
+  c10::intrusive_ptr<c10d::Store> job_store_;  ///< un-prefixed agent store (outlives attempts) or null
+  std::string run_id_;
   c10::intrusive_ptr<c10d::Backend> backend_;
   std::map<std::string, int> barrier_seq_;
   std::chrono::milliseconds timeout_{0};

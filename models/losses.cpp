@@ -13,34 +13,47 @@ torch::Tensor loss_precision(const torch::Tensor& t) {
 }
 }  // namespace
 
+torch::Tensor sampled_softmax_rows(const torch::Tensor& q, int64_t q_offset, const torch::Tensor& pos,
+                                   const torch::Tensor& pos_ids, const torch::Tensor& owner,
+                                   const torch::Tensor& neg, const torch::Tensor& neg_ids,
+                                   const torch::Tensor& log_q_pos, double log_q_uniform,
+                                   const torch::Tensor& inv_temperature) {
+  TORCH_CHECK(q.dim() == 2 && pos.dim() == 2 && q.size(1) == pos.size(1), "q [Nq, D] and pos [Nk, D] expected");
+  const int64_t Nq = q.size(0), Nk = pos.size(0);
+  TORCH_CHECK(q_offset >= 0 && q_offset + Nq <= Nk, "query rows must lie inside the candidate rows");
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  auto lopt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+  auto rows = torch::arange(q_offset, q_offset + Nq, lopt);  // each query's own column
+  auto q_owner = owner.index_select(0, rows), q_ids = pos_ids.index_select(0, rows);
+  auto in_batch = torch::matmul(q, pos.t()) * inv_temperature;  // [Nq, Nk]
+  if (log_q_pos.defined()) in_batch = in_batch - log_q_pos.to(in_batch.dtype()).view({1, Nk});
+  auto own_col = rows.view({Nq, 1}) == torch::arange(Nk, lopt).view({1, Nk});
+  auto same_owner = q_owner.view({Nq, 1}) == owner.view({1, Nk});
+  auto same_item = q_ids.view({Nq, 1}) == pos_ids.view({1, Nk});
+  // A user's own other positives and duplicates of the positive item are not negatives.
+  in_batch = in_batch.masked_fill((same_owner | same_item) & ~own_col, kNegInf);
+  torch::Tensor logits = in_batch;
+  if (neg.defined() && neg.size(0) > 0) {
+    const int64_t M = neg.size(0);
+    auto uni = torch::matmul(q, neg.t()) * inv_temperature;  // [Nq, M]
+    if (log_q_pos.defined()) uni = uni - log_q_uniform;
+    // Sampled item equal to any positive of the same user (row i's own included).
+    auto hit = (pos_ids.view({Nk, 1}) == neg_ids.view({1, M})).to(torch::kFloat);  // [Nk, M]
+    auto owner_hit = torch::matmul(same_owner.to(torch::kFloat), hit) > 0;     // [Nq, M]
+    uni = uni.masked_fill(owner_hit, kNegInf);
+    logits = torch::cat({in_batch, uni}, 1);
+  }
+  return F::cross_entropy(loss_precision(logits), rows, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+}
+
 torch::Tensor sampled_softmax_loss(const torch::Tensor& q, const torch::Tensor& pos,
                                    const torch::Tensor& pos_ids, const torch::Tensor& owner,
                                    const torch::Tensor& neg, const torch::Tensor& neg_ids,
                                    const torch::Tensor& log_q_pos, double log_q_uniform,
                                    const torch::Tensor& inv_temperature) {
   TORCH_CHECK(q.dim() == 2 && pos.sizes() == q.sizes(), "q and pos must be [N, D] alike");
-  const int64_t N = q.size(0);
-  const float kNegInf = -std::numeric_limits<float>::infinity();
-  auto in_batch = torch::matmul(q, pos.t()) * inv_temperature;  // [N, N]
-  if (log_q_pos.defined()) in_batch = in_batch - log_q_pos.to(in_batch.dtype()).view({1, N});
-  auto eye = torch::eye(N, torch::TensorOptions().dtype(torch::kBool).device(q.device()));
-  auto same_owner = owner.view({N, 1}) == owner.view({1, N});
-  auto same_item = pos_ids.view({N, 1}) == pos_ids.view({1, N});
-  // A user's own other positives and duplicates of the positive item are not negatives.
-  in_batch = in_batch.masked_fill((same_owner | same_item) & ~eye, kNegInf);
-  torch::Tensor logits = in_batch;
-  if (neg.defined() && neg.size(0) > 0) {
-    const int64_t M = neg.size(0);
-    auto uni = torch::matmul(q, neg.t()) * inv_temperature;  // [N, M]
-    if (log_q_pos.defined()) uni = uni - log_q_uniform;
-    // Sampled item equal to any positive of the same user (row i's own included).
-    auto hit = (pos_ids.view({N, 1}) == neg_ids.view({1, M})).to(torch::kFloat);  // [N(j), M]
-    auto owner_hit = torch::matmul(same_owner.to(torch::kFloat), hit) > 0;     // [N(i), M]
-    uni = uni.masked_fill(owner_hit, kNegInf);
-    logits = torch::cat({in_batch, uni}, 1);
-  }
-  auto target = torch::arange(N, torch::TensorOptions().dtype(torch::kLong).device(q.device()));
-  return F::cross_entropy(loss_precision(logits), target);
+  return sampled_softmax_rows(q, 0, pos, pos_ids, owner, neg, neg_ids, log_q_pos, log_q_uniform, inv_temperature)
+      .mean();
 }
 
 torch::Tensor purchase_bce_loss(const torch::Tensor& logits, const torch::Tensor& labels,
@@ -62,6 +75,24 @@ torch::Tensor clip_loss(const torch::Tensor& a, const torch::Tensor& b, const to
   auto logits = loss_precision(torch::matmul(av, bv.t()) * inv_temperature);
   auto target = torch::arange(idx.numel(), torch::TensorOptions().dtype(torch::kLong).device(a.device()));
   return 0.5 * (F::cross_entropy(logits, target) + F::cross_entropy(logits.t(), target));
+}
+
+torch::Tensor clip_loss_rows_sum(const torch::Tensor& a_loc, const torch::Tensor& b_loc,
+                                 const torch::Tensor& valid_loc, const torch::Tensor& a_all,
+                                 const torch::Tensor& b_all, const torch::Tensor& valid_all, int64_t offset,
+                                 const torch::Tensor& inv_temperature) {
+  auto vall = valid_all.to(torch::kBool);
+  auto idx_all = vall.nonzero().squeeze(1);
+  auto idx_loc = valid_loc.to(torch::kBool).nonzero().squeeze(1);
+  auto zero = (a_loc.sum() + b_loc.sum() + a_all.sum() + b_all.sum()) * 0.0;
+  if (idx_all.numel() < 2 || idx_loc.numel() == 0) return zero.to(torch::kFloat);
+  // Column of each local valid row among the global valid rows.
+  auto col = (vall.to(torch::kLong).cumsum(0) - 1).index_select(0, idx_loc + offset);
+  auto A = a_all.index_select(0, idx_all), B = b_all.index_select(0, idx_all);
+  auto ab = loss_precision(torch::matmul(a_loc.index_select(0, idx_loc), B.t()) * inv_temperature);
+  auto ba = loss_precision(torch::matmul(b_loc.index_select(0, idx_loc), A.t()) * inv_temperature);
+  auto sum = F::CrossEntropyFuncOptions().reduction(torch::kSum);
+  return F::cross_entropy(ab, col, sum) + F::cross_entropy(ba, col, sum);
 }
 
 torch::Tensor masked_item_loss(const torch::Tensor& states, const torch::Tensor& targets,

@@ -29,6 +29,17 @@ torch::Tensor sampled_softmax_loss(const torch::Tensor& q, const torch::Tensor& 
                                    const torch::Tensor& log_q_pos, double log_q_uniform,
                                    const torch::Tensor& inv_temperature);
 
+/// The same loss row by row, for distributed training where the candidate set is the
+/// global batch: the queries q [Nq, D] are rows [q_offset, q_offset + Nq) of the candidate
+/// set pos [Nk, D] / pos_ids [Nk] / owner [Nk] / log_q_pos [Nk] (gathered from every rank).
+/// Returns the per-query losses [Nq] (no reduction), so ranks can sum and normalise by the
+/// global count. sampled_softmax_loss(...) == sampled_softmax_rows(q, 0, ...).mean().
+torch::Tensor sampled_softmax_rows(const torch::Tensor& q, int64_t q_offset, const torch::Tensor& pos,
+                                   const torch::Tensor& pos_ids, const torch::Tensor& owner,
+                                   const torch::Tensor& neg, const torch::Tensor& neg_ids,
+                                   const torch::Tensor& log_q_pos, double log_q_uniform,
+                                   const torch::Tensor& inv_temperature);
+
 /// Multi-label purchase BCE: logits [B, C], labels [B, C] in {0,1}, optional weight [B, C]
 /// (0 = unknown label). Mean over weighted entries.
 torch::Tensor purchase_bce_loss(const torch::Tensor& logits, const torch::Tensor& labels,
@@ -39,6 +50,15 @@ torch::Tensor purchase_bce_loss(const torch::Tensor& logits, const torch::Tensor
 /// Returns 0 (with a graph) when fewer than 2 rows are valid.
 torch::Tensor clip_loss(const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& valid,
                         const torch::Tensor& inv_temperature);
+
+/// CLIP against a global batch: local rows a_loc/b_loc [n, D] with valid_loc [n] are rows
+/// [offset, offset + n) of the gathered a_all/b_all [N, D], valid_all [N]. Returns the SUM
+/// over the local valid rows of both directions' cross-entropies (a->b and b->a), so that
+/// clip_loss == 0.5 * sum over all ranks / (number of valid rows).
+torch::Tensor clip_loss_rows_sum(const torch::Tensor& a_loc, const torch::Tensor& b_loc,
+                                 const torch::Tensor& valid_loc, const torch::Tensor& a_all,
+                                 const torch::Tensor& b_all, const torch::Tensor& valid_all, int64_t offset,
+                                 const torch::Tensor& inv_temperature);
 
 /// Masked-item (BERT4Rec-style) loss with full softmax over items: states [N, D] at masked
 /// positions, targets [N] item ids, items [V, D] all item vectors.

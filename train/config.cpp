@@ -94,8 +94,20 @@ TrainParams train_params_from_config(const cfg::Node& root) {
   s.read("ckpt_every", p.ckpt_every, int64_t{0});
   s.read("keep_last", p.keep_last, int64_t{1});
   s.read("resume", p.resume);
+  s.read("stop_after", p.stop_after, int64_t{0});
   s.read("log_every", p.log_every, int64_t{1});
+  s.read("log_samples", p.log_samples);
   s.read("progress", p.progress);
+  {
+    cfg::Section d = s.sub("dist");
+    d.read_enum("backend", p.dist.backend, {"auto", "gloo", "nccl"});
+    d.read("bucket_cap_mb", p.dist.bucket_cap_mb, 0.0, 1e6);
+    d.read("first_bucket_mb", p.dist.first_bucket_mb, 0.0, 1e6);
+    d.read("overlap", p.dist.overlap);
+    d.read("timeout_s", p.dist.timeout_s, 1.0, 1e7);
+    d.read("verify_sync", p.dist.verify_sync);
+    d.finish();
+  }
   s.finish();
   if (p.shards.empty()) throw ConfigError("config key 'shards' is empty: set shards=<portrait prep output dir>");
   p.config_yaml = cfg::to_yaml(root);

@@ -61,10 +61,16 @@ void choose(std::vector<int64_t>& v, int64_t k, data::Rng& rng) {
 }
 }  // namespace
 
-Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, data::Rng& rng) {
+uint64_t row_seed(uint64_t seed, const data::Batch& b, int64_t r) {
+  const uint64_t user = size_t(r) < b.user_index.size() ? uint64_t(b.user_index[size_t(r)]) : uint64_t(r);
+  return data::mix64(seed, user + 0x7a11ULL);
+}
+
+Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, uint64_t seed) {
   Pairs out;
   std::vector<int64_t> cand, pos;
   for (int64_t r = 0; r < b.rows; ++r) {
+    data::Rng rng(row_seed(seed, b, r));
     const int64_t n = b.length[size_t(r)];
     const size_t base = size_t(r * b.L);
     auto positive = [&](int64_t j) {
@@ -93,10 +99,11 @@ Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window,
   return out;
 }
 
-Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, data::Rng& rng) {
+Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, uint64_t seed) {
   Pairs out;
   std::vector<int64_t> cand;
   for (int64_t r = 0; r < b.rows; ++r) {
+    data::Rng rng(row_seed(seed ^ 0xf17u, b, r));
     cand.clear();
     for (int64_t k = 0; k < b.M; ++k) {
       size_t s = size_t(r * b.M + k);
@@ -115,9 +122,10 @@ Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, data::Rng& rng
   return out;
 }
 
-Pairs apply_item_mask(data::Batch& b, double p, data::Rng& rng) {
+Pairs apply_item_mask(data::Batch& b, double p, uint64_t seed) {
   Pairs out;
   for (int64_t r = 0; r < b.rows; ++r) {
+    data::Rng rng(row_seed(seed ^ 0x3a5cu, b, r));
     for (int64_t i = 0; i < b.length[size_t(r)]; ++i) {
       size_t s = size_t(r * b.L + i);
       if (b.item[s] < kFirstRealItem) continue;

@@ -27,6 +27,11 @@ inline constexpr int32_t kFirstRealItem = 2;
 /// (the loader's L and T may be larger than the model's). Rows stay left-aligned.
 data::Batch trim_batch(const data::Batch& b, int64_t max_events, int64_t max_text);
 
+/// Sampling is seeded per row from (seed, the row's global user index): a user's pairs do not
+/// depend on which rank or batch position it lands in, so a 2-rank step samples exactly what
+/// a 1-rank step over the same global batch samples.
+uint64_t row_seed(uint64_t seed, const data::Batch& b, int64_t row);
+
 /// Query/target pairs for the contrastive losses.
 struct Pairs {
   std::vector<int64_t> owner;     ///< row index in the batch of each pair
@@ -38,15 +43,15 @@ struct Pairs {
 /// Dense all-action pairs: per row up to `per_user` distinct positions i with at least one
 /// positive real-item event among positions (i, i + window]; each gets one such positive
 /// at random.
-Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, data::Rng& rng);
+Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, uint64_t seed);
 
 /// Future-window pairs: per row up to `per_user` distinct valid targets (target_mask set,
 /// item >= kFirstRealItem), drawn without replacement.
-Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, data::Rng& rng);
+Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, uint64_t seed);
 
 /// Masked-item positions: each real event with a real item is masked with probability p.
 /// Returns flat positions (b*L + i) and the original items; sets those items to 0 in `b`.
-Pairs apply_item_mask(data::Batch& b, double p, data::Rng& rng);
+Pairs apply_item_mask(data::Batch& b, double p, uint64_t seed);
 
 /// Statistics of the training split of a shard directory.
 struct TrainStats {

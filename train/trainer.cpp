@@ -11,6 +11,12 @@
 #include <map>
 #include <memory>
 
+#include <signal.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+
+#include <atomic>
+#include <optional>
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -18,6 +24,9 @@
 #include "core/progress.h"
 #include "tokenizer/tokenizer.h"
 #include "train/internal.h"
+#include "dist/context.h"
+#include "dist/env.h"
+#include "dist/reducer.h"
 #include "train/sampling.h"
 
 namespace portrait::train {
@@ -110,6 +119,12 @@ struct Context {
   int64_t n_items = 0, n_categories = 0;
   torch::Tensor log_q;           ///< [n_items] log sampling probability of each positive
   torch::Tensor purchase_weight; ///< [C] 0 for padding / OOV categories
+  double purchase_wsum = 0;      ///< purchase_weight.sum()
+  /// Collectives of the loss (gathers of the global batch, loss values). Null or world 1:
+  /// everything is local. The gradient all-reduce runs on its own process group, so the
+  /// gradient buckets and the gathers' backward never interleave differently across ranks.
+  std::shared_ptr<dist::DistContext> comm;
+  int rank = 0, world = 1;
 };
 
 struct Losses {
@@ -117,22 +132,80 @@ struct Losses {
   std::vector<std::pair<std::string, torch::Tensor>> parts;  ///< unweighted
 };
 
-Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context& cx, data::Rng& rng) {
+/// Per-rank counts of this micro-batch, gathered so every rank knows the global batch.
+enum Count { kDense = 0, kFuture, kMasked, kRows, kNumCounts };
+using Counts = std::vector<std::array<int64_t, kNumCounts>>;  ///< [world]
+
+Counts gather_counts(const Context& cx, const std::array<int64_t, kNumCounts>& local) {
+  Counts out(size_t(cx.world));
+  if (cx.world <= 1) {
+    out[0] = local;
+    return out;
+  }
+  auto t = torch::tensor(std::vector<int64_t>(local.begin(), local.end()), torch::kLong).view({1, kNumCounts});
+  auto all = cx.comm->all_gather(t.to(cx.device)).cpu();  // [world, kNumCounts]
+  for (int r = 0; r < cx.world; ++r)
+    for (int k = 0; k < kNumCounts; ++k) out[size_t(r)][size_t(k)] = all[r][k].item<int64_t>();
+  return out;
+}
+
+int64_t global_count(const Counts& c, Count k) {
+  int64_t s = 0;
+  for (const auto& r : c) s += r[size_t(k)];
+  return s;
+}
+int64_t offset_of(const Counts& c, Count k, int rank) {
+  int64_t s = 0;
+  for (int r = 0; r < rank; ++r) s += c[size_t(r)][size_t(k)];
+  return s;
+}
+
+/// Every rank's rows concatenated in rank order: local [n_rank, ...] -> [sum n, ...].
+/// Ranks may hold different row counts (known from `c`): rows are padded to the largest
+/// count for the collective and the padding is dropped after. With `grad`, each rank's
+/// backward receives the gradient of its own rows summed over every rank's loss.
+torch::Tensor gather_rows(const Context& cx, const torch::Tensor& local, const Counts& c, Count k, bool grad) {
+  if (cx.world <= 1) return local;
+  int64_t most = 0;
+  for (const auto& r : c) most = std::max(most, r[size_t(k)]);
+  const int64_t n = local.size(0);
+  if (most == 0) return local;
+  torch::Tensor padded = local;
+  if (n < most) {
+    auto shape = local.sizes().vec();
+    shape[0] = most - n;
+    padded = torch::cat({local, torch::zeros(shape, local.options())}, 0);
+  }
+  auto all = grad ? dist::all_gather_with_grad(cx.comm, padded) : cx.comm->all_gather(padded);
+  std::vector<int64_t> keep;
+  for (int r = 0; r < cx.world; ++r)
+    for (int64_t i = 0; i < c[size_t(r)][size_t(k)]; ++i) keep.push_back(r * most + i);
+  return all.index_select(0, torch::tensor(keep, torch::kLong).to(local.device()));
+}
+
+Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context& cx, uint64_t seed) {
   const TrainParams& p = *cx.p;
   const LossParams& lp = p.loss;
   Pairs dense, future, masked;
-  if (lp.dense.enabled) dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, rng);
-  if (lp.future.enabled) future = sample_future_pairs(batch_in, lp.future_targets_per_user, rng);
+  if (lp.dense.enabled) dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, seed);
+  if (lp.future.enabled) future = sample_future_pairs(batch_in, lp.future_targets_per_user, seed);
   data::Batch masked_batch;
   const data::Batch* batch = &batch_in;
   if (lp.masked_item.enabled) {
     masked_batch = batch_in;
-    masked = apply_item_mask(masked_batch, lp.mask_prob, rng);
+    masked = apply_item_mask(masked_batch, lp.mask_prob, seed);
     batch = &masked_batch;
   }
+  // Uniform negatives: the same draw on every rank (the seed does not involve the rank).
+  data::Rng rng(seed);
   std::vector<int64_t> neg_ids_v(size_t(lp.uniform_negatives));
   const uint64_t span = uint64_t(std::max<int64_t>(cx.n_items - kFirstRealItem, 1));
   for (auto& id : neg_ids_v) id = kFirstRealItem + int64_t(rng.below(span));
+  const Counts counts = gather_counts(
+      cx, {int64_t(dense.size()), int64_t(future.size()), int64_t(masked.size()), batch->rows});
+  // Losses are sums over this rank's rows divided by the global count, times world: the
+  // gradient average over ranks is then exactly the gradient of the global-batch mean.
+  const double W = double(cx.world);
 
   const auto& dev = cx.device;
   AutocastGuard ac(cx.bf16);
@@ -149,37 +222,63 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
     out.total = out.total + w * loss.to(torch::kFloat);
   };
   torch::Tensor neg, neg_ids;
-  if ((dense.size() || future.size()) && lp.uniform_negatives > 0) {
+  if ((global_count(counts, kDense) > 1 || global_count(counts, kFuture) > 1) && lp.uniform_negatives > 0) {
     neg_ids = to_long(neg_ids_v, dev);
     neg = m.encoder->item_vectors(neg_ids);
   }
-  auto retrieval = [&](const Pairs& pr, const torch::Tensor& q) {
+  auto retrieval = [&](const Pairs& pr, const torch::Tensor& q, Count k) {
+    const int64_t n_global = global_count(counts, k);
     auto ids = to_long(pr.target, dev);
+    std::vector<int64_t> owners(pr.owner.size());
+    for (size_t i = 0; i < owners.size(); ++i) owners[i] = batch->user_index[size_t(pr.owner[i])];
+    auto own = to_long(owners, dev);
     auto pos = m.encoder->item_vectors(ids);
-    torch::Tensor lq = lp.logq ? cx.log_q.index_select(0, ids) : torch::Tensor();
-    return sampled_softmax_loss(q, pos, ids, to_long(pr.owner, dev), neg, neg_ids, lq, log_q_uniform, inv_t);
+    auto pos_all = gather_rows(cx, pos, counts, k, /*grad=*/true);
+    auto id_own = gather_rows(cx, torch::stack({ids, own}, 1), counts, k, /*grad=*/false);
+    auto ids_all = id_own.select(1, 0).contiguous(), own_all = id_own.select(1, 1).contiguous();
+    torch::Tensor lq = lp.logq ? cx.log_q.index_select(0, ids_all) : torch::Tensor();
+    auto rows = sampled_softmax_rows(q, offset_of(counts, k, cx.rank), pos_all, ids_all, own_all, neg, neg_ids, lq,
+                                     log_q_uniform, inv_t);
+    return rows.sum() * (W / double(n_global));
   };
-  if (dense.size() > 1) {
+  if (global_count(counts, kDense) > 1) {
     auto q = o.states.reshape({B * L, D}).index_select(0, to_long(dense.position, dev));
-    add("dense", retrieval(dense, q), lp.dense.weight);
+    add("dense", retrieval(dense, q, kDense), lp.dense.weight);
   }
-  if (future.size() > 1) {
+  if (global_count(counts, kFuture) > 1) {
     auto q = o.user.index_select(0, to_long(future.owner, dev));
-    add("future", retrieval(future, q), lp.future.weight);
+    add("future", retrieval(future, q, kFuture), lp.future.weight);
   }
-  if (lp.purchase.enabled && cx.n_categories > 0) {
+  const int64_t rows_global = global_count(counts, kRows);
+  if (lp.purchase.enabled && cx.n_categories > 0 && rows_global > 0) {
     auto logits = m.head->forward(o.user);
-    auto labels = torch::from_blob(const_cast<float*>(batch->purchase.data()), {B, batch->C}, torch::kFloat).to(dev, /*non_blocking=*/false, /*copy=*/true);
+    auto labels = torch::from_blob(const_cast<float*>(batch->purchase.data()), {B, batch->C}, torch::kFloat)
+                      .to(dev, /*non_blocking=*/false, /*copy=*/true);
     auto w = cx.purchase_weight.view({1, -1}).expand({B, batch->C});
-    add("purchase", purchase_bce_loss(logits, labels, w), lp.purchase.weight);
+    // purchase_bce_loss is the weighted mean over this rank's entries; renormalise it to the
+    // global number of weighted entries.
+    const double local_w = double(B) * cx.purchase_wsum;
+    const double global_w = double(rows_global) * cx.purchase_wsum;
+    const double scale = global_w > 0 ? std::max(local_w, 1.0) * W / global_w : 0.0;
+    add("purchase", purchase_bce_loss(logits, labels, w) * scale, lp.purchase.weight);
   }
   if (lp.clip.enabled && batch->T > 0) {
-    add("clip", clip_loss(o.behaviour, o.text, o.has_text & o.has_events, inv_t), lp.clip.weight);
+    auto valid = o.has_text & o.has_events;  // [B]
+    auto valid_all = gather_rows(cx, valid.to(torch::kLong), counts, kRows, false);
+    const int64_t n_valid = valid_all.sum().item<int64_t>();
+    if (n_valid >= 2) {
+      auto a_all = gather_rows(cx, o.behaviour, counts, kRows, true);
+      auto b_all = gather_rows(cx, o.text, counts, kRows, true);
+      auto s = clip_loss_rows_sum(o.behaviour, o.text, valid, a_all, b_all, valid_all,
+                                  offset_of(counts, kRows, cx.rank), inv_t);
+      add("clip", s * (0.5 * W / double(n_valid)), lp.clip.weight);
+    }
   }
-  if (lp.masked_item.enabled && masked.size() > 0) {
+  const int64_t masked_global = global_count(counts, kMasked);
+  if (lp.masked_item.enabled && masked_global > 0) {
     auto q = o.states.reshape({B * L, D}).index_select(0, to_long(masked.position, dev));
-    add("masked_item", masked_item_loss(q, to_long(masked.target, dev), m.encoder->all_item_vectors(), inv_t),
-        lp.masked_item.weight);
+    auto mean = masked_item_loss(q, to_long(masked.target, dev), m.encoder->all_item_vectors(), inv_t);
+    add("masked_item", mean * (double(masked.size()) * W / double(masked_global)), lp.masked_item.weight);
   }
   return out;
 }
@@ -253,14 +352,19 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const ModelBundl
   return final_dir;
 }
 
-torch::Device pick_device(const std::string& want) {
+/// CUDA device = LOCAL_RANK (torchrun starts one process per GPU of a node).
+torch::Device pick_device(const std::string& want, int local_rank) {
   if (want == "cpu") return torch::kCPU;
-  if (want == "cuda") {
-    if (!torch::cuda::is_available())
-      throw ConfigError("train.device=cuda but no CUDA device is available (use train.device=auto|cpu)");
-    return torch::Device(torch::kCUDA, 0);
-  }
-  return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  const bool cuda = torch::cuda::is_available();
+  if (want == "cuda" && !cuda)
+    throw ConfigError("train.device=cuda but no CUDA device is available (use train.device=auto|cpu)");
+  if (!cuda) return torch::kCPU;
+  const int n = int(torch::cuda::device_count());
+  if (local_rank >= n)
+    throw ConfigError(fmt::format("LOCAL_RANK={} but only {} CUDA device(s) are visible: start at most {} "
+                                  "processes per node (torchrun --nproc-per-node)",
+                                  local_rank, n, n));
+  return torch::Device(torch::kCUDA, c10::DeviceIndex(local_rank));
 }
 
 double finite_or_nan(double v) { return std::isfinite(v) ? v : std::numeric_limits<double>::quiet_NaN(); }
@@ -344,14 +448,78 @@ EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const st
 
 // ---- the loop -------------------------------------------------------------------------------
 
-TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
-  fs::create_directories(run_dir);
+namespace {
+
+// SIGTERM / SIGINT: finish the step, checkpoint, return. The handler only sets a flag; the
+// ranks agree on it through the per-step loss all-reduce.
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+class StopSignalGuard {
+ public:
+  StopSignalGuard() {
+    g_stop_signal.store(0);
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &old_term_);
+    sigaction(SIGINT, &sa, &old_int_);
+  }
+  ~StopSignalGuard() {
+    sigaction(SIGTERM, &old_term_, nullptr);
+    sigaction(SIGINT, &old_int_, nullptr);
+  }
+
+ private:
+  struct sigaction old_term_ {}, old_int_ {};
+};
+
+/// A flat fingerprint of the gradients (sum and sum of squares per parameter), compared
+/// across ranks by train.dist.verify_sync.
+torch::Tensor grad_fingerprint(const std::vector<torch::Tensor>& params) {
+  std::vector<double> v;
+  for (const auto& t : params) {
+    if (!t.grad().defined()) {
+      v.push_back(0);
+      v.push_back(0);
+      continue;
+    }
+    auto g = t.grad().to(torch::kDouble);
+    v.push_back(g.sum().item<double>());
+    v.push_back(g.square().sum().item<double>());
+  }
+  return torch::tensor(v, torch::kDouble);
+}
+
+}  // namespace
+
+TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::shared_ptr<dist::DistContext> job) {
   if (p.threads > 0) at::set_num_threads(int(p.threads));
-  const torch::Device device = pick_device(p.device);
+  const bool distributed = job && job->distributed();
+  const int world = distributed ? job->world_size() : 1, rank = distributed ? job->rank() : 0;
+  const int local_rank = distributed ? dist::read_dist_env().local_rank : 0;
+  const torch::Device device = pick_device(p.device, local_rank);
   const bool bf16 = p.precision == "bf16" || (p.precision == "auto" && device.is_cuda());
   if (bf16 && !device.is_cuda())
     throw ConfigError("train.precision=bf16 needs CUDA (bf16 autocast is CUDA-only); use fp32 or auto on CPU");
-  const int world = 1, rank = 0;
+  fs::create_directories(run_dir);
+
+  // Process groups: one for the gradient buckets, one for the losses' collectives.
+  std::shared_ptr<dist::DistContext> grad_pg, loss_pg;
+  if (distributed) {
+    dist::DistParams dp;
+    dp.backend = p.dist.backend;
+    dp.timeout = std::chrono::milliseconds(int64_t(p.dist.timeout_s * 1000));
+    auto store = job->store_ptr();
+    grad_pg = dist::DistContext::create_with_store(c10::make_intrusive<c10d::PrefixStore>("train/grad", store), rank,
+                                                   world, dp, device.is_cuda(), local_rank);
+    loss_pg = dist::DistContext::create_with_store(c10::make_intrusive<c10d::PrefixStore>("train/loss", store), rank,
+                                                   world, dp, device.is_cuda(), local_rank);
+    PLOG_INFO("train: rank {}/{} on {} ({} backend)", rank, world, device.str(), grad_pg->backend_name());
+  }
+  auto barrier = [&](const std::string& name) {
+    if (loss_pg) loss_pg->barrier(name);
+  };
 
   // Data.
   data::LoaderParams lp;
@@ -412,28 +580,37 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
   cx.bf16 = bf16;
   cx.n_items = mc.n_items;
   cx.n_categories = mc.n_categories;
+  cx.comm = loss_pg;
+  cx.rank = rank;
+  cx.world = world;
   {
     auto counts = torch::tensor(stats.item_positive_counts, torch::kLong).to(torch::kDouble).clamp_min(1.0);
     cx.log_q = (counts / counts.sum()).log().to(torch::kFloat).to(device);
     auto w = torch::ones({std::max<int64_t>(mc.n_categories, 1)});
     for (int64_t c = 0; c < std::min<int64_t>(mc.n_categories, 2); ++c) w[c] = 0.0;
+    cx.purchase_wsum = w.sum().item<double>();
     cx.purchase_weight = w.to(device);
   }
 
-  // Resume.
+  // Resume. Rank 0 picks the checkpoint; every rank loads it (a shared filesystem is assumed).
   TrainSummary sum;
+  sum.rank = rank;
+  sum.world = world;
   int64_t step = 0, nonfinite = 0;
   Position pos;
   fs::path resume_from;
-  if (p.resume == "auto") {
-    auto all = list_checkpoints(run_dir);
-    if (!all.empty()) resume_from = all.back();
-    else PLOG_INFO("train.resume=auto: no checkpoint in {}, starting fresh", (run_dir / "checkpoints").string());
-  } else if (!p.resume.empty()) {
-    resume_from = p.resume;
-    if (!fs::exists(resume_from / "state.json"))
-      throw ConfigError("train.resume=" + p.resume + " is not a checkpoint directory (no state.json)");
+  if (rank == 0) {
+    if (p.resume == "auto") {
+      auto all = list_checkpoints(run_dir);
+      if (!all.empty()) resume_from = all.back();
+      else PLOG_INFO("train.resume=auto: no checkpoint in {}, starting fresh", (run_dir / "checkpoints").string());
+    } else if (!p.resume.empty()) {
+      resume_from = p.resume;
+      if (!fs::exists(resume_from / "state.json"))
+        throw ConfigError("train.resume=" + p.resume + " is not a checkpoint directory (no state.json)");
+    }
   }
+  if (loss_pg) resume_from = loss_pg->broadcast_string("resume_from", resume_from.string());
   if (!resume_from.empty()) {
     auto st = nlohmann::json::parse(read_file(resume_from / "state.json"));
     {
@@ -447,6 +624,11 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
     nonfinite = st.value("nonfinite_skipped", int64_t{0});
     pos.epoch = st.at("epoch");
     pos.offset = st.at("sample_offset");
+    const int64_t old_world = st.value("world", int64_t{1});
+    if (old_world != world || st.value("global_batch", G) != G)
+      PLOG_INFO("resuming a checkpoint of world size {} (global batch {}) on world size {} (global batch {}): "
+                "the global sample order continues at sample {} of epoch {}",
+                old_world, st.value("global_batch", G), world, G, pos.offset, pos.epoch);
     if (pos.offset % G != 0) {
       // A different global batch: restart the epoch at the last whole global batch.
       PLOG_WARN("resume offset {} is not a multiple of the global batch {}; rounding down", pos.offset, G);
@@ -460,8 +642,25 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
   sum.start_step = step;
   const int64_t end_step = p.stop_after > 0 ? std::min(p.steps, p.stop_after) : p.steps;
 
-  MetricsWriter metrics((run_dir / "metrics.jsonl").string());
-  MetricsWriter evals((run_dir / "eval.jsonl").string());
+  // DDP-style gradient synchronisation (also makes rank 0's parameters everyone's).
+  std::unique_ptr<dist::GradReducer> reducer;
+  if (distributed) {
+    dist::ReducerParams rp;
+    rp.bucket_cap_bytes = std::max<int64_t>(int64_t(p.dist.bucket_cap_mb * (1 << 20)), 1);
+    rp.first_bucket_bytes = std::max<int64_t>(int64_t(p.dist.first_bucket_mb * (1 << 20)), 1);
+    rp.overlap = p.dist.overlap;
+    reducer = std::make_unique<dist::GradReducer>(grad_pg, all_params, rp);
+    reducer->broadcast_parameters();
+  }
+
+  std::optional<MetricsWriter> metrics, evals, samples;
+  if (rank == 0) {
+    metrics.emplace((run_dir / "metrics.jsonl").string());
+    evals.emplace((run_dir / "eval.jsonl").string());
+  }
+  if (p.log_samples) {
+    samples.emplace((run_dir / fmt::format("samples.rank{}.jsonl", rank)).string());
+  }
   auto state_json = [&]() {
     Position q = pos;
     if (q.offset / G >= loader.batches_per_epoch()) q = {q.epoch + 1, 0};
@@ -479,33 +678,51 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
                           {"device", device.str()},
                           {"precision", bf16 ? "bf16" : "fp32"}};
   };
+  // Checkpoints and evaluations are rank 0's; the others wait at a store barrier (not a
+  // collective, so no NCCL watchdog fires during long I/O).
+  auto checkpoint = [&]() {
+    fs::path out;
+    if (rank == 0) out = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last);
+    barrier("checkpoint");
+    return out;
+  };
   auto run_eval = [&](const std::string& split, int64_t max_users) {
     EvalReport r = evaluate_split(m, p.shards, split, max_users, p.eval_batch_size, p.eval_ks,
                                   stats.item_positive_counts, stats.purchase_rate, device, bf16, step);
-    evals.write(r.to_json());
+    evals->write(r.to_json());
     return r;
   };
 
   // Loop.
+  StopSignalGuard signals;
   loader.start_epoch(pos.epoch, pos.offset);
   const int64_t S = 1 + mc.max_events + (mc.n_text_tokens ? mc.max_text_tokens : 0);
   const double flops_per_token = mc.train_flops_per_token(S);
-  Progress bar("train", uint64_t(end_step), "steps", ProgressParams{.enabled = p.progress});
+  Progress bar("train", uint64_t(end_step), "steps", ProgressParams{.enabled = p.progress && rank == 0});
   bar.set(uint64_t(step));
   std::map<std::string, double> interval_loss;
-  double interval_total = 0, last_total = 0;
+  double interval_total = 0, last_total = 0, interval_comm_wait = 0;
   int64_t interval_steps = 0, interval_users = 0, interval_tokens = 0, interval_padded = 0;
   int64_t all_users = 0, all_tokens = 0;
   auto t_start = Clock::now(), t_interval = Clock::now();
   double eval_seconds = 0;
   fs::path last_ckpt;
   int64_t last_ckpt_step = -1;
+  bool stop_requested = false;
+  const int restart_count = distributed ? dist::read_dist_env().restart_count : 0;
 
-  while (step < end_step) {
+  while (step < end_step && !stop_requested) {
     const int64_t next_step = step + 1;
+    if (p.fault_kill_step == next_step && p.fault_kill_rank == rank && restart_count == 0) {
+      PLOG_WARN("fault injection: rank {} kills itself at step {}", rank, next_step);
+      ::raise(SIGKILL);
+    }
     const double lr = lr_at(p, next_step);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     opt.zero_grad(true);
+    // Dropout draws from a generator seeded by (seed, step, rank): a resumed or restarted run
+    // draws exactly what the uninterrupted run drew.
+    torch::manual_seed(data::mix64(step_seed(p.seed, next_step, 0), uint64_t(rank) + 1));
     bool bad = false;
     double step_total = 0;
     std::vector<std::pair<std::string, double>> parts;
@@ -519,14 +736,26 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
         loader.start_epoch(pos.epoch, 0);
       }
       pos.offset += G;
+      if (samples) samples->write({{"step", next_step}, {"micro", micro}, {"epoch", pos.epoch}, {"users", raw.user_index}});
       data::Batch b = trim_batch(raw, mc.max_events, mc.max_text_tokens);
       clamp_buckets(b, mc);
-      data::Rng rng(step_seed(p.seed, next_step, micro));
-      Losses L = compute_losses(m, b, cx, rng);
+      Losses L = compute_losses(m, b, cx, step_seed(p.seed, next_step, micro));
       if (std::find(p.fault_nonfinite_steps.begin(), p.fault_nonfinite_steps.end(), next_step) !=
           p.fault_nonfinite_steps.end())
         L.total = L.total * std::numeric_limits<float>::quiet_NaN();
-      const double tv = L.total.item<double>();
+      // Loss values (global means) and the stop flag, agreed on by every rank before backward:
+      // a non-finite loss anywhere skips the step everywhere.
+      std::vector<double> vals{L.total.item<double>()};
+      for (auto& [name, t] : L.parts) vals.push_back(t.item<double>());
+      vals.push_back(g_stop_signal.load() != 0 ? 1.0 : 0.0);
+      if (distributed) {
+        std::vector<at::Tensor> v{torch::tensor(vals, torch::kDouble).to(device)};
+        loss_pg->all_reduce_sum(v);
+        auto h = v[0].cpu();
+        for (size_t k = 0; k < vals.size(); ++k) vals[k] = h[int64_t(k)].item<double>() / (k + 1 < vals.size() ? world : 1);
+      }
+      if (vals.back() > 0) stop_requested = true;
+      const double tv = vals[0];
       for (int64_t r = 0; r < b.rows; ++r) {
         interval_tokens += 1 + b.length[size_t(r)];
         for (int64_t k = 0; k < b.T; ++k) interval_tokens += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
@@ -538,10 +767,12 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
         continue;  // keep consuming this step's micro-batches: the data order stays aligned
       }
       if (bad) continue;
+      if (reducer) reducer->set_sync(micro + 1 == p.grad_accum);
       (L.total / double(p.grad_accum)).backward();
       step_total += tv / double(p.grad_accum);
-      for (auto& [name, t] : L.parts) {
-        double v = t.item<double>() / double(p.grad_accum);
+      for (size_t k = 0; k < L.parts.size(); ++k) {
+        const std::string& name = L.parts[k].first;
+        double v = vals[k + 1] / double(p.grad_accum);
         auto it = std::find_if(parts.begin(), parts.end(), [&](auto& x) { return x.first == name; });
         if (it == parts.end()) parts.emplace_back(name, v);
         else it->second += v;
@@ -549,6 +780,21 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
     }
     double gnorm = 0;
     if (!bad) {
+      if (reducer) {
+        reducer->finalize();
+        interval_comm_wait += reducer->last_wait_seconds();
+        if (p.dist.verify_sync) {
+          auto fp = grad_fingerprint(all_params);
+          auto all = loss_pg->all_gather(fp.view({1, -1}).to(device)).cpu();  // [world, 2P]
+          const double diff = (all - all[0].unsqueeze(0)).abs().max().item<double>();
+          if (metrics) metrics->write({{"step", next_step}, {"event", "grad_sync"}, {"grad_sync_max_diff", diff}});
+          if (diff != 0.0)
+            throw std::runtime_error(fmt::format(
+                "train.dist.verify_sync: the synchronised gradients differ across ranks at step {} (max |diff| "
+                "of the per-parameter sums {}). This is a bug in the gradient reducer; please report it.",
+                next_step, diff));
+        }
+      }
       gnorm = torch::nn::utils::clip_grad_norm_(all_params, p.grad_clip > 0 ? p.grad_clip : 1e30);
       if (!std::isfinite(gnorm)) bad = true;
     }
@@ -558,7 +804,7 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
       opt.zero_grad(true);
       PLOG_WARN("step {}: non-finite loss or gradient; update skipped ({} of at most {} skips)", step, nonfinite,
                 p.max_nonfinite);
-      metrics.write({{"step", step}, {"event", "nonfinite_skip"}, {"nonfinite_skipped", nonfinite}});
+      if (metrics) metrics->write({{"step", step}, {"event", "nonfinite_skip"}, {"nonfinite_skipped", nonfinite}});
       if (nonfinite > p.max_nonfinite)
         throw std::runtime_error(fmt::format(
             "training diverged: {} steps had a non-finite loss or gradient (train.max_nonfinite = {}); "
@@ -573,16 +819,19 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
     }
     bar.set(uint64_t(step));
 
-    if (step % p.log_every == 0 || step == end_step) {
+    if (step % p.log_every == 0 || step == end_step || stop_requested) {
       const double dt = std::chrono::duration<double>(Clock::now() - t_interval).count();
       const double n = double(std::max<int64_t>(interval_steps, 1));
+      // Users and tokens are global (every rank processes the same amount per step).
+      const double users_s = double(interval_users * world) / std::max(dt, 1e-9);
+      const double tokens_s = double(interval_tokens * world) / std::max(dt, 1e-9);
       nlohmann::json rec = {{"step", step},
                             {"lr", lr},
                             {"loss", interval_total / n},
                             {"grad_norm", finite_or_nan(gnorm)},
                             {"temperature", 1.0 / m.temperature->forward().item<double>()},
-                            {"users_per_s", interval_users / std::max(dt, 1e-9)},
-                            {"tokens_per_s", interval_tokens / std::max(dt, 1e-9)},
+                            {"users_per_s", users_s},
+                            {"tokens_per_s", tokens_s},
                             {"nonfinite_skipped", nonfinite},
                             {"epoch", pos.epoch}};
       std::string postfix = fmt::format("loss={:.3f}", interval_total / n);
@@ -590,35 +839,39 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
         rec["loss_" + name] = v / n;
         postfix += fmt::format(" {}={:.3f}", name, v / n);
       }
+      if (distributed) rec["allreduce_wait_s"] = interval_comm_wait / n;
       if (device.is_cuda()) {
+        // Per-device MFU: this rank's padded tokens against one accelerator's peak.
         const double mfu = flops_per_token * double(interval_padded) / std::max(dt, 1e-9) / (p.peak_tflops * 1e12);
         rec["mfu"] = mfu;
         postfix += fmt::format(" mfu={:.1f}%", 100 * mfu);
       }
-      postfix += fmt::format(" {:.0f} users/s {:.0f} tok/s", interval_users / std::max(dt, 1e-9),
-                             interval_tokens / std::max(dt, 1e-9));
+      postfix += fmt::format(" {:.0f} users/s {:.0f} tok/s", users_s, tokens_s);
       bar.set_postfix(postfix);
-      metrics.write(rec);
+      if (metrics) metrics->write(rec);
       sum.final_loss = interval_total / n;
-      all_users += interval_users;
-      all_tokens += interval_tokens;
+      all_users += interval_users * world;
+      all_tokens += interval_tokens * world;
       interval_loss.clear();
-      interval_total = 0;
+      interval_total = interval_comm_wait = 0;
       interval_steps = interval_users = interval_tokens = interval_padded = 0;
       t_interval = Clock::now();
     }
-    if (p.eval_every > 0 && step % p.eval_every == 0 && step < p.steps) {
+    if (p.eval_every > 0 && step % p.eval_every == 0 && step < p.steps && !stop_requested) {
       auto t0 = Clock::now();
-      EvalReport r = run_eval("val", p.eval_max_users);
-      PLOG_INFO("step {}: val Recall@{} {:.4f} (popularity {:.4f}), purchase AUC {:.4f} [{}]", step,
-                r.model.ks.empty() ? 0 : r.model.ks[0], r.model.recall.empty() ? 0.0 : r.model.recall[0],
-                r.popularity.recall.empty() ? 0.0 : r.popularity.recall[0], r.purchase.mean_auc,
-                ranking_protocol(r.model.n_items));
+      if (rank == 0) {
+        EvalReport r = run_eval("val", p.eval_max_users);
+        PLOG_INFO("step {}: val Recall@{} {:.4f} (popularity {:.4f}), purchase AUC {:.4f} [{}]", step,
+                  r.model.ks.empty() ? 0 : r.model.ks[0], r.model.recall.empty() ? 0.0 : r.model.recall[0],
+                  r.popularity.recall.empty() ? 0.0 : r.popularity.recall[0], r.purchase.mean_auc,
+                  ranking_protocol(r.model.n_items));
+      }
+      barrier("eval");
       eval_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       t_interval += std::chrono::duration_cast<Clock::duration>(Clock::now() - t0);
     }
-    if ((p.ckpt_every > 0 && step % p.ckpt_every == 0) || step == end_step) {
-      last_ckpt = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last);
+    if ((p.ckpt_every > 0 && step % p.ckpt_every == 0) || step == end_step || stop_requested) {
+      last_ckpt = checkpoint();
       last_ckpt_step = step;
     }
   }
@@ -629,34 +882,44 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir) {
   sum.users_per_s = all_users / std::max(sum.seconds, 1e-9);
   sum.tokens_per_s = all_tokens / std::max(sum.seconds, 1e-9);
   if (sum.final_loss == 0) sum.final_loss = last_total;
-  if (last_ckpt_step != step)
-    last_ckpt = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last);
+  if (last_ckpt_step != step) last_ckpt = checkpoint();
+  if (stop_requested) {
+    sum.interrupted = true;
+    PLOG_WARN("stop signal received: checkpoint at step {} written{}; continue with train.resume=auto "
+              "(same hydra.run.dir) or train.resume=<checkpoint>",
+              step, rank == 0 ? " to " + last_ckpt.string() : "");
+    return sum;
+  }
   if (step < p.steps) {  // stopped early on purpose (stop_after): no artefact, no final eval
-    PLOG_INFO("stopped after step {} (checkpoint {})", step, last_ckpt.string());
+    if (rank == 0) PLOG_INFO("stopped after step {} (checkpoint {})", step, last_ckpt.string());
     return sum;
   }
 
-  m.meta = {{"tokenizer_sha256", stats.tokenizer_sha256},
-            {"step", step},
-            {"shards", p.shards},
-            {"train_users", stats.users},
-            {"seed", p.seed}};
   sum.model_dir = run_dir / "model";
-  save_model(m, sum.model_dir);
-  for (const auto& split : p.final_eval_splits) {
-    EvalReport r = run_eval(split, 0);
-    sum.final_eval[split] = r.to_json();
-    for (std::string line; const auto& c : r.table()) {
-      if (c == '\n') {
-        PLOG_INFO("{}", line);
-        line.clear();
-      } else {
-        line += c;
+  if (rank == 0) {
+    m.meta = {{"tokenizer_sha256", stats.tokenizer_sha256},
+              {"step", step},
+              {"shards", p.shards},
+              {"train_users", stats.users},
+              {"seed", p.seed},
+              {"world", world}};
+    save_model(m, sum.model_dir);
+    for (const auto& split : p.final_eval_splits) {
+      EvalReport r = run_eval(split, 0);
+      sum.final_eval[split] = r.to_json();
+      for (std::string line; const auto& c : r.table()) {
+        if (c == '\n') {
+          PLOG_INFO("{}", line);
+          line.clear();
+        } else {
+          line += c;
+        }
       }
     }
+    PLOG_INFO("trained {} steps in {} ({:.0f} users/s, {:.0f} tokens/s); model in {}", step - sum.start_step,
+              Progress::format_duration(sum.seconds), sum.users_per_s, sum.tokens_per_s, sum.model_dir.string());
   }
-  PLOG_INFO("trained {} steps in {} ({:.0f} users/s, {:.0f} tokens/s); model in {}", step - sum.start_step,
-            Progress::format_duration(sum.seconds), sum.users_per_s, sum.tokens_per_s, sum.model_dir.string());
+  barrier("final");
   return sum;
 }
 

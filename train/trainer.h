@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -33,7 +34,22 @@
 #include "core/config/node.h"
 #include "models/model_config.h"
 
+namespace portrait::dist {
+class DistContext;
+}
+
 namespace portrait::train {
+
+/// Multi-process training (torchrun). Ignored at world size 1.
+struct DistTrainParams {
+  std::string backend = "auto";   ///< auto (NCCL on CUDA, Gloo on CPU) | gloo | nccl
+  double bucket_cap_mb = 25.0;    ///< gradient bucket size (DDP's default)
+  double first_bucket_mb = 1.0;   ///< a small first bucket starts communication early
+  bool overlap = true;            ///< all-reduce buckets during backward (false: after it)
+  double timeout_s = 1800;        ///< collectives and store waits
+  bool verify_sync = false;       ///< every step, check the synchronised gradients are equal
+                                  ///< on every rank (one small extra collective; debugging)
+};
 
 /// One objective's switch and weight.
 struct LossTerm {
@@ -98,12 +114,19 @@ struct TrainParams {
   int64_t ckpt_every = 200;      ///< checkpoint every N steps (and at the end); 0 = end only
   int64_t keep_last = 3;         ///< checkpoints kept (older ones are pruned)
   std::string resume;            ///< "" = fresh | auto = newest in run_dir | path to a checkpoint
+  int64_t stop_after = 0;        ///< stop (with a checkpoint) after this step, keeping the
+                                 ///< schedule of `steps` (train in chunks); 0 = off
   int64_t log_every = 10;        ///< metrics.jsonl line every N steps
+  bool log_samples = false;      ///< samples.rank<R>.jsonl: global user indices of every step
   bool progress = true;          ///< progress bar on stderr
+  DistTrainParams dist;          ///< torchrun jobs (train.dist.*)
   // ---- set by the caller / tests, not read from `train.*` ----
   std::string config_yaml;       ///< resolved config stored in each checkpoint
   std::vector<int64_t> fault_nonfinite_steps;  ///< tests: the loss is made NaN at these steps
-  int64_t stop_after = 0;        ///< tests: stop (with a checkpoint) after this step; 0 = off
+  /// Tests: on the first attempt (TORCHELASTIC_RESTART_COUNT 0 or unset) the rank
+  /// `fault_kill_rank` SIGKILLs itself at the start of step `fault_kill_step` (0 = off).
+  int64_t fault_kill_step = 0;
+  int64_t fault_kill_rank = 0;
 };
 
 /// Reads `train.*` (+ top-level `shards` and `seed`, and `model.*` via model_config_from).
@@ -118,12 +141,20 @@ struct TrainSummary {
   double seconds = 0;            ///< wall time of the training loop (excl. final eval)
   double users_per_s = 0, tokens_per_s = 0;
   std::string resumed_from;      ///< checkpoint path, "" = fresh
+  bool interrupted = false;      ///< stopped by SIGTERM/SIGINT after a checkpoint
+  int rank = 0, world = 1;
   std::filesystem::path model_dir;       ///< run_dir/model
   nlohmann::json final_eval = nlohmann::json::object();  ///< split -> eval record
 };
 
 /// Trains; returns after writing the final checkpoint, model/ and the final evaluation.
-TrainSummary run_train(const TrainParams& p, const std::filesystem::path& run_dir);
+/// `job`: the torchrun job's store-only context (apps/job_dist.h); with world size > 1 the
+/// trainer builds its gradient and loss process groups on its store, every rank trains on
+/// its slice of each global batch, and rank 0 writes checkpoints, the model and evaluations.
+/// SIGTERM / SIGINT: the current step finishes on every rank, a checkpoint is written and
+/// the summary comes back with `interrupted` set.
+TrainSummary run_train(const TrainParams& p, const std::filesystem::path& run_dir,
+                       std::shared_ptr<dist::DistContext> job = nullptr);
 
 // ---- pieces exposed for tests and tools --------------------------------------------------
 

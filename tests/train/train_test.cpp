@@ -1,4 +1,6 @@
 #include <gtest/gtest.h>
+
+#include <set>
 #include <unistd.h>
 
 #include <cmath>
@@ -280,8 +282,7 @@ TEST(TrainSampling, DensePairsTargetLaterPositivesInsideTheWindow) {
   b.item = {10, 11, 12, 13, 14, 1};
   b.event = {1, 1, 2, 1, 4, 3};  // positives at 2 (click) and 4 (purchase); 5 is OOV
   for (uint64_t seed = 0; seed < 20; ++seed) {
-    data::Rng rng(seed);
-    auto pr = sample_dense_pairs(b, 8, 2, rng);
+    auto pr = sample_dense_pairs(b, 8, 2, seed);
     ASSERT_EQ(pr.size(), 4u);  // positions 0..3 have a real positive within 2 events
     for (size_t k = 0; k < pr.size(); ++k) {
       int64_t i = pr.position[k];
@@ -291,6 +292,34 @@ TEST(TrainSampling, DensePairsTargetLaterPositivesInsideTheWindow) {
       EXPECT_LE(j, i + 2);
     }
   }
+}
+
+TEST(TrainSampling, PairsDependOnTheUserNotOnTheBatchPosition) {
+  // Two users; the same users in swapped rows (as on another rank) get the same pairs.
+  data::Batch b;
+  b.rows = 2;
+  b.L = 6;
+  b.M = 0;
+  b.length = {6, 6};
+  b.user_index = {7, 42};
+  b.item = {10, 11, 12, 13, 14, 15, 20, 21, 22, 23, 24, 25};
+  b.event = {2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3};
+  data::Batch s = b;
+  s.user_index = {42, 7};
+  s.item = {20, 21, 22, 23, 24, 25, 10, 11, 12, 13, 14, 15};
+  auto a = sample_dense_pairs(b, 2, 3, 99), c = sample_dense_pairs(s, 2, 3, 99);
+  ASSERT_EQ(a.size(), c.size());
+  std::multiset<std::pair<int64_t, int64_t>> pa, pc;  // (user, target)
+  for (size_t k = 0; k < a.size(); ++k) pa.insert({b.user_index[size_t(a.owner[k])], a.target[k]});
+  for (size_t k = 0; k < c.size(); ++k) pc.insert({s.user_index[size_t(c.owner[k])], c.target[k]});
+  EXPECT_EQ(pa, pc);
+  // A different step seed samples differently for at least one of many seeds.
+  bool differs = false;
+  for (uint64_t seed = 1; seed < 20 && !differs; ++seed) {
+    auto d = sample_dense_pairs(b, 2, 3, seed);
+    differs = d.position != a.position || d.target != a.target;
+  }
+  EXPECT_TRUE(differs);
 }
 
 // ---- the loop: NaN guard, bitwise resume, checkpoints --------------------------------------
