@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
+
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -248,4 +250,47 @@ TEST(Torchrun, TwoRankCheckpointContinuesOnOneRankInTheSameGlobalOrder) {
   const double diff = max_diff(weights(ref / "model"), weights(d / "model"));
   std::printf("[torchrun] 2-rank checkpoint resumed on 1 rank: max |param diff| vs 1 rank = %.3g\n", diff);
   EXPECT_LT(diff, kRankTolerance);
+}
+
+TEST(Torchrun, SigtermFinishesTheStepWritesACheckpointAndExits143) {
+  auto d = fresh("sigterm");
+  // A long run in the background; SIGTERM once a few steps are logged.
+  // The wrapper records the trainer's pid and, once it exits, its exit status.
+  const std::string cmd = "env -u WORLD_SIZE -u RANK -u LOCAL_RANK " + portrait_bin() + " train " +
+                          common_overrides(16) + " train.steps=100000 train.ckpt_every=0 hydra.run.dir=" +
+                          d.string() + " > " + (d / "out.txt").string() + " 2>&1";
+  std::ofstream(d / "run.sh") << cmd << " &\np=$!\necho $p > " << (d / "pid").string() << "\nwait $p\necho $? > "
+                              << (d / "rc.tmp").string() << " && mv " << (d / "rc.tmp").string() << " "
+                              << (d / "rc").string() << "\n";
+  sh("bash " + (d / "run.sh").string() + " > /dev/null 2>&1 &");
+  for (int i = 0; i < 600 && (!fs::exists(d / "pid") || jsonl(d / "metrics.jsonl").size() < 3); ++i)
+    ::usleep(100 * 1000);
+  ASSERT_GE(jsonl(d / "metrics.jsonl").size(), 3u) << "training did not start";
+  int pid = 0;
+  std::ifstream(d / "pid") >> pid;
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  for (int i = 0; i < 600 && !fs::exists(d / "rc"); ++i) ::usleep(100 * 1000);
+  int rc = -1;
+  std::ifstream(d / "rc") >> rc;
+  std::ifstream in(d / "out.txt");
+  std::string out((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_EQ(rc, 143) << out;
+  EXPECT_NE(out.find("interrupted by a stop signal"), std::string::npos) << out;
+  auto ckpts = std::vector<fs::path>();
+  for (const auto& e : fs::directory_iterator(d / "checkpoints")) ckpts.push_back(e.path());
+  ASSERT_EQ(ckpts.size(), 1u) << out;
+  auto st = nlohmann::json::parse(std::ifstream(ckpts[0] / "state.json"));
+  const int64_t step = st.at("step");
+  EXPECT_GE(step, 3);
+  EXPECT_EQ(jsonl(d / "metrics.jsonl").back().at("step").get<int64_t>(), step) << "the last logged step is saved";
+  // The checkpoint continues.
+  Result r = sh("env -u WORLD_SIZE -u RANK -u LOCAL_RANK " + portrait_bin() + " train " + common_overrides(16) +
+                " train.steps=100000 train.stop_after=" + std::to_string(step + 2) +
+                " train.resume=auto hydra.run.dir=" + d.string());
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("resumed from"), std::string::npos) << r.out;
+  EXPECT_TRUE(fs::exists(d / "checkpoints" / ("step_" + std::string(9 - std::to_string(step + 2).size(), '0') +
+                                             std::to_string(step + 2))))
+      << r.out;
 }
