@@ -35,33 +35,28 @@ CommandSpec train_command() {
   c.config_name = "train";
   c.run = [](JobContext& ctx) {
     auto job = job_dist();
+    // Errors propagate to run_command, which prints them and writes torchrun's error file.
     const dist::DistEnv env = dist::read_dist_env();
-    try {
-      auto p = train::train_params_from_config(ctx.cfg);
-      if (env.restart_count > 0 && p.resume.empty()) {
-        // torchrun restarted the job (--max-restarts): continue from the newest checkpoint
-        // of the first attempt's run directory instead of starting over.
-        PLOG_INFO("torchrun restart {} of at most {}: train.resume=auto", env.restart_count, env.max_restarts);
-        p.resume = "auto";
-      }
-      if (const char* k = std::getenv("PORTRAIT_FAULT_KILL_STEP")) p.fault_kill_step = std::atoll(k);
-      if (const char* k = std::getenv("PORTRAIT_FAULT_KILL_RANK")) p.fault_kill_rank = std::atoll(k);
-      auto s = train::run_train(p, ctx.run_dir, job);
-      if (s.interrupted) {
-        std::cout << fmt::format("train: interrupted by a stop signal after step {}; checkpoint written, "
-                                 "resume with train.resume=auto hydra.run.dir={}\n",
-                                 s.steps, ctx.run_dir.string());
-        return 128 + SIGTERM;
-      }
-      if (s.rank == 0)
-        std::cout << fmt::format("train: {} steps in {:.1f}s ({:.0f} users/s, {:.0f} tokens/s) -> {}\n", s.steps,
-                                 s.seconds, s.users_per_s, s.tokens_per_s, s.model_dir.string());
-      return kExitOk;
-    } catch (const std::exception& e) {
-      // torchrun shows this under "Root Cause" (the error file of the failing worker).
-      dist::write_error_file(env, e.what());
-      throw;
+    auto p = train::train_params_from_config(ctx.cfg);
+    if (env.restart_count > 0 && p.resume.empty()) {
+      // torchrun restarted the job (--max-restarts): continue from the newest checkpoint
+      // of the first attempt's run directory instead of starting over.
+      PLOG_INFO("torchrun restart {} of at most {}: train.resume=auto", env.restart_count, env.max_restarts);
+      p.resume = "auto";
     }
+    if (const char* k = std::getenv("PORTRAIT_FAULT_KILL_STEP")) p.fault_kill_step = std::atoll(k);
+    if (const char* k = std::getenv("PORTRAIT_FAULT_KILL_RANK")) p.fault_kill_rank = std::atoll(k);
+    auto s = train::run_train(p, ctx.run_dir, job);
+    if (s.interrupted) {
+      std::cout << fmt::format("train: interrupted by a stop signal after step {}; checkpoint written, "
+                               "resume with train.resume=auto hydra.run.dir={}\n",
+                               s.steps, ctx.run_dir.string());
+      return 128 + SIGTERM;
+    }
+    if (s.rank == 0)
+      std::cout << fmt::format("train: {} steps in {:.1f}s ({:.0f} users/s, {:.0f} tokens/s) -> {}\n", s.steps,
+                               s.seconds, s.users_per_s, s.tokens_per_s, s.model_dir.string());
+    return kExitOk;
   };
   return c;
 }

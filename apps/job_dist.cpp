@@ -2,6 +2,7 @@
 
 #include "core/cli.h"
 #include "core/log.h"
+#include "dist/env.h"
 
 namespace portrait::apps {
 
@@ -17,6 +18,18 @@ std::shared_ptr<dist::DistContext> job_dist() {
 }
 
 void install_run_dir_agreement() {
+  // Any command that fails under torchrun explains itself in the agent's "Root Cause".
+  if (std::getenv("TORCHELASTIC_ERROR_FILE")) {
+    set_failure_hook([](const std::string& message) {
+      dist::DistEnv env;
+      try {
+        env = dist::read_dist_env();
+      } catch (...) {
+        if (const char* f = std::getenv("TORCHELASTIC_ERROR_FILE")) env.error_file = f;
+      }
+      dist::write_error_file(env, message);
+    });
+  }
   const char* ws = std::getenv("WORLD_SIZE");
   if (!ws || std::atoi(ws) <= 1) return;
   set_run_dir_agreement([](const std::filesystem::path& proposed) {

@@ -185,6 +185,18 @@ int run_one(const CommandSpec& spec, const ParsedArgs& p, const std::vector<std:
 
 void set_run_dir_agreement(RunDirAgreement fn) { run_dir_agreement() = std::move(fn); }
 
+namespace {
+FailureHook& failure_hook() {
+  static FailureHook fn;
+  return fn;
+}
+void report_failure(const std::string& message) {
+  if (failure_hook()) failure_hook()(message);
+}
+}  // namespace
+
+void set_failure_hook(FailureHook fn) { failure_hook() = std::move(fn); }
+
 std::string command_help(const CommandSpec& spec, const fs::path& config_dir) {
   std::string s = fmt::format("Usage: portrait {} [options] {}[key=value ...]\n\n{}\n", spec.name,
                               spec.positional_help.empty() ? "" : spec.positional_help + " ",
@@ -288,13 +300,16 @@ int run_command(const CommandSpec& spec, const std::vector<std::string>& args) {
     return worst;
   } catch (const UsageError& e) {
     std::cerr << e.what() << "\n";
+    report_failure(e.what());
     return kExitUsage;
   } catch (const ConfigError& e) {
     std::cerr << e.what() << "\n";
+    report_failure(e.what());
     return kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "Error: " << e.what() << "\n";
     log::write(log::Level::kError, e.what());
+    report_failure(e.what());
     return kExitRuntime;
   }
 }

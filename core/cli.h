@@ -52,6 +52,11 @@ struct CommandSpec {
 using RunDirAgreement = std::function<std::filesystem::path(const std::filesystem::path& proposed)>;
 void set_run_dir_agreement(RunDirAgreement fn);
 
+/// Called with the message of an error that ends a command (runtime, config or usage), before
+/// run_command returns non-zero: e.g. to write torchrun's error file.
+using FailureHook = std::function<void(const std::string& message)>;
+void set_failure_hook(FailureHook fn);
+
 /// Where configs live unless -cp says otherwise: $PORTRAIT_CONFIG_DIR, else the directory
 /// compiled in (the source tree's configs/).
 std::filesystem::path default_config_dir();

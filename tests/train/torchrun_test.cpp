@@ -294,3 +294,15 @@ TEST(Torchrun, SigtermFinishesTheStepWritesACheckpointAndExits143) {
                                              std::to_string(step + 2))))
       << r.out;
 }
+
+TEST(Torchrun, FailingWorkersWriteTheErrorFileShownAsRootCause) {
+  auto d = fresh("failing");
+  Result r = sh("cd " + d.string() + " && OMP_NUM_THREADS=1 " + torchrun_bin() +
+                " --standalone --nproc-per-node=2 --no-python " + portrait_bin() + " train " + common_overrides(8) +
+                " shards=" + (d / "no_such_shards").string() + " hydra.run.dir=" + d.string());
+  EXPECT_NE(r.code, 0) << r.out;
+  // torchrun prints the worker's error-file JSON message (not "<N/A>") under Root Cause.
+  EXPECT_NE(r.out.find("Root Cause"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("no_such_shards"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("error_file: <N/A>"), std::string::npos) << r.out;
+}
