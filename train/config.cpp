@@ -72,6 +72,7 @@ TrainParams train_params_from_config(const cfg::Node& root) {
     });
     l.read("uniform_negatives", p.loss.uniform_negatives, int64_t{0}, int64_t{1} << 20);
     l.read("logq", p.loss.logq);
+    l.read("logq_strength", p.loss.logq_strength, 0.0, 10.0);
     l.finish();
   }
   s.read_enum("device", p.device, {"auto", "cpu", "cuda"});

@@ -213,7 +213,7 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
   EncoderOutput o = m.encoder->forward(ub);
   auto inv_t = m.temperature->forward();
   const int64_t B = batch->rows, L = batch->L, D = o.user.size(1);
-  const double log_q_uniform = -std::log(double(span));
+  const double log_q_uniform = -std::log(double(span)) * lp.logq_strength;
 
   Losses out;
   out.total = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat).device(dev));
@@ -236,7 +236,7 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
     auto pos_all = gather_rows(cx, pos, counts, k, /*grad=*/true);
     auto id_own = gather_rows(cx, torch::stack({ids, own}, 1), counts, k, /*grad=*/false);
     auto ids_all = id_own.select(1, 0).contiguous(), own_all = id_own.select(1, 1).contiguous();
-    torch::Tensor lq = lp.logq ? cx.log_q.index_select(0, ids_all) : torch::Tensor();
+    torch::Tensor lq = lp.logq ? cx.log_q.index_select(0, ids_all) * lp.logq_strength : torch::Tensor();
     auto rows = sampled_softmax_rows(q, offset_of(counts, k, cx.rank), pos_all, ids_all, own_all, neg, neg_ids, lq,
                                      log_q_uniform, inv_t);
     return rows.sum() * (W / double(n_global));

@@ -68,6 +68,8 @@ struct LossParams {
   /// Negatives shared by dense and future: in-batch positives + this many uniform items.
   int64_t uniform_negatives = 256;
   bool logq = true;                       ///< logQ correction from training item frequencies
+  double logq_strength = 1.0;             ///< logits - strength * logQ (1 = unbiased full
+                                          ///< softmax; > 1 favours popular items more)
   /// Purchase heads (multi-label BCE over categories).
   LossTerm purchase{true, 5.0};  ///< its BCE is ~0.1 vs ~6 for the softmax losses
   /// CLIP alignment between the behaviour and the text view.

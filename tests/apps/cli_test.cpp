@@ -7,28 +7,17 @@
 #include <string>
 
 #include "../core/config_fixture.h"
+#include "common/shell.h"
 #include "core/config/yaml_io.h"
 #include "core/fs.h"
 
 namespace portrait {
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string out;  // stdout + stderr
-};
+using Result = testing::ShellResult;
 
 Result run(const std::string& args) {
-  std::string cmd = std::string(PORTRAIT_BINARY_DIR) + "/bin/portrait " + args + " 2>&1";
-  Result r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  return testing::run_shell(std::string(PORTRAIT_BINARY_DIR) + "/bin/portrait " + args);
 }
 
 TEST(Cli, UnknownConfigKeyExitsTwoWithHydraMessageAndSuggestion) {

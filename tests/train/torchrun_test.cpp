@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "data/prep.h"
-#include "data/synth.h"
+#include "train/fixture.h"
+#include "common/shell.h"
 #include "models/checkpoint.h"
 
 using namespace portrait;
@@ -31,51 +31,18 @@ fs::path tmp_root() { return fs::temp_directory_path() / ("portrait_torchrun_" +
 
 const fs::path& shard_dir() {
   static fs::path dir = [] {
-    auto d = tmp_root();
-    fs::remove_all(d);
-    data::SynthParams sp;
-    sp.output_dir = (d / "syn").string();
-    sp.users = 160;
-    sp.items = 300;
-    sp.days = 60;
-    sp.fault_fraction = 0;
-    sp.bot_users = 0;
-    data::run_synth(sp);
-    data::PrepParams p;
-    p.input = {(d / "syn/events_00000.csv").string()};
-    p.output_dir = (d / "out").string();
-    p.hash_key = "torchrun-test-key-0123456789";
-    p.partitions = 2;
-    p.progress = false;
-    p.seq_len = 16;
-    p.text_len = 8;
-    p.tokenizer.vocab_size = 400;
-    data::run_prep(p);
+    auto out = portrait::testing::make_tiny_shards(tmp_root(), "torchrun-test-key-0123456789");
     std::atexit([] {
       std::error_code ec;
       fs::remove_all(tmp_root(), ec);
     });
-    return d / "out";
+    return out;
   }();
   return dir;
 }
 
-struct Result {
-  int code = -1;
-  std::string out;
-};
-
-Result sh(const std::string& cmd) {
-  Result r;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = portrait::testing::ShellResult;
+Result sh(const std::string& cmd) { return portrait::testing::run_shell(cmd); }
 
 std::string portrait_bin() { return std::string(PORTRAIT_BINARY_DIR) + "/bin/portrait"; }
 std::string torchrun_bin() { return (fs::path(PORTRAIT_PYTHON).parent_path() / "torchrun").string(); }

@@ -12,8 +12,7 @@
 #include "core/config/interpolate.h"
 #include "core/error.h"
 #include "core/fs.h"
-#include "data/prep.h"
-#include "data/synth.h"
+#include "train/fixture.h"
 #include "models/checkpoint.h"
 #include "models/eval.h"
 #include "train/internal.h"
@@ -31,31 +30,12 @@ fs::path tmp_root() { return fs::temp_directory_path() / ("portrait_train_" + st
 // One small synth + prep run shared by the trainer tests.
 const fs::path& shard_dir() {
   static fs::path dir = [] {
-    auto d = tmp_root();
-    fs::remove_all(d);
-    data::SynthParams sp;
-    sp.output_dir = (d / "syn").string();
-    sp.users = 160;
-    sp.items = 300;
-    sp.days = 60;
-    sp.fault_fraction = 0;
-    sp.bot_users = 0;
-    data::run_synth(sp);
-    data::PrepParams p;
-    p.input = {(d / "syn/events_00000.csv").string()};
-    p.output_dir = (d / "out").string();
-    p.hash_key = "train-test-key-0123456789";
-    p.partitions = 2;
-    p.progress = false;
-    p.seq_len = 16;
-    p.text_len = 8;
-    p.tokenizer.vocab_size = 400;
-    data::run_prep(p);
+    auto out = portrait::testing::make_tiny_shards(tmp_root(), "train-test-key-0123456789");
     std::atexit([] {
       std::error_code ec;
       fs::remove_all(tmp_root(), ec);
     });
-    return d / "out";
+    return out;
   }();
   return dir;
 }

@@ -1,0 +1,39 @@
+// Tiny synthetic shards shared by the trainer tests: 160 users, 300 items, 60 days, no faults,
+// sequences of 16 events and 8 text tokens. Built once per test process under `root`
+// (cleared first, removed at exit).
+#pragma once
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "data/prep.h"
+#include "data/synth.h"
+
+namespace portrait::testing {
+
+inline std::filesystem::path make_tiny_shards(const std::filesystem::path& root, const std::string& hash_key) {
+  namespace fs = std::filesystem;
+  fs::remove_all(root);
+  data::SynthParams sp;
+  sp.output_dir = (root / "syn").string();
+  sp.users = 160;
+  sp.items = 300;
+  sp.days = 60;
+  sp.fault_fraction = 0;
+  sp.bot_users = 0;
+  data::run_synth(sp);
+  data::PrepParams p;
+  p.input = {(root / "syn/events_00000.csv").string()};
+  p.output_dir = (root / "out").string();
+  p.hash_key = hash_key;
+  p.partitions = 2;
+  p.progress = false;
+  p.seq_len = 16;
+  p.text_len = 8;
+  p.tokenizer.vocab_size = 400;
+  data::run_prep(p);
+  return root / "out";
+}
+
+}  // namespace portrait::testing
