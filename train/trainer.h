@@ -64,9 +64,9 @@ struct LossParams {
   int64_t dense_window = 16;             ///< positives are taken from the next `window` events
   /// Pooled user embedding -> a random future positive from the label window.
   LossTerm future{true, 1.0};
-  int64_t future_targets_per_user = 4;   ///< rows per user (distinct targets, sampled)
+  int64_t future_targets_per_user = 8;   ///< rows per user (distinct targets, sampled)
   /// Negatives shared by dense and future: in-batch positives + this many uniform items.
-  int64_t uniform_negatives = 256;
+  int64_t uniform_negatives = 512;
   bool logq = true;                       ///< logQ correction from training item frequencies
   double logq_strength = 1.0;             ///< logits - strength * logQ (1 = unbiased full
                                           ///< softmax; > 1 favours popular items more)
@@ -85,7 +85,7 @@ struct TrainParams {
   uint64_t seed = 1234;          ///< model init, data order, sampling
   ModelConfig model;             ///< architecture; vocabulary sizes are filled from the data
   // ---- optimisation ----
-  double lr = 2e-3;              ///< peak learning rate (AdamW)
+  double lr = 4e-3;              ///< peak learning rate (AdamW)
   double weight_decay = 0.01;    ///< applied to matrices only (not norms/biases/embeddings/temperature)
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  ///< AdamW moments
   std::string schedule = "cosine";  ///< cosine | linear | constant (after linear warmup)
