@@ -14,37 +14,13 @@
 #include "kernels/kmeans.cuh"
 #include "kernels/l2_normalize.cuh"
 #include "kernels/topk.cuh"
+#include "gpu_util.h"
 #include "test_util.h"
 
 namespace portrait::kernels {
 namespace {
 
-template <typename T>
-class Dev {
- public:
-  explicit Dev(size_t n) : n_(n) {
-    if (n_ > 0) CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p_), n_ * sizeof(T)));
-  }
-  explicit Dev(const std::vector<T>& h) : Dev(h.size()) {
-    if (n_ > 0) CUDA_CHECK(cudaMemcpy(p_, h.data(), n_ * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~Dev() {
-    if (p_ != nullptr) cudaFree(p_);
-  }
-  Dev(const Dev&) = delete;
-  Dev& operator=(const Dev&) = delete;
-  T* get() const { return p_; }
-  std::vector<T> host() const {
-    std::vector<T> h(n_);
-    CUDA_CHECK(cudaDeviceSynchronize());
-    if (n_ > 0) CUDA_CHECK(cudaMemcpy(h.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-  }
-
- private:
-  T* p_ = nullptr;
-  size_t n_;
-};
+using testing::Dev;
 
 class Gpu : public ::testing::Test {
  protected:
