@@ -37,9 +37,13 @@ torch::Tensor sampled_softmax_rows(const torch::Tensor& q, int64_t q_offset, con
     const int64_t M = neg.size(0);
     auto uni = torch::matmul(q, neg.t()) * inv_temperature;  // [Nq, M]
     if (log_q_pos.defined()) uni = uni - log_q_uniform;
-    // Sampled item equal to any positive of the same user (row i's own included).
+    // Sampled item equal to any positive of the same user (row i's own included): OR the
+    // candidates' hits per owner, then look each query's owner up. O(Nk * M), where a
+    // same_owner [Nq, Nk] x hit [Nk, M] product would be O(Nq * Nk * M).
     auto hit = (pos_ids.view({Nk, 1}) == neg_ids.view({1, M})).to(torch::kFloat);  // [Nk, M]
-    auto owner_hit = torch::matmul(same_owner.to(torch::kFloat), hit) > 0;     // [Nq, M]
+    auto [uniq, inverse] = at::_unique(owner, /*sorted=*/false, /*return_inverse=*/true);
+    auto per_owner = torch::zeros({uniq.size(0), M}, hit.options()).index_add_(0, inverse, hit);  // [U, M]
+    auto owner_hit = per_owner.index_select(0, inverse.index_select(0, rows)) > 0;                // [Nq, M]
     uni = uni.masked_fill(owner_hit, kNegInf);
     logits = torch::cat({in_batch, uni}, 1);
   }
