@@ -497,7 +497,8 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   if (p.threads > 0) at::set_num_threads(int(p.threads));
   const bool distributed = job && job->distributed();
   const int world = distributed ? job->world_size() : 1, rank = distributed ? job->rank() : 0;
-  const int local_rank = distributed ? dist::read_dist_env().local_rank : 0;
+  const dist::DistEnv env = distributed ? dist::read_dist_env() : dist::DistEnv{};
+  const int local_rank = env.local_rank;
   const torch::Device device = pick_device(p.device, local_rank);
   const bool bf16 = p.precision == "bf16" || (p.precision == "auto" && device.is_cuda());
   if (bf16 && !device.is_cuda())
@@ -709,7 +710,7 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   fs::path last_ckpt;
   int64_t last_ckpt_step = -1;
   bool stop_requested = false;
-  const int restart_count = distributed ? dist::read_dist_env().restart_count : 0;
+  const int restart_count = env.restart_count;
 
   while (step < end_step && !stop_requested) {
     const int64_t next_step = step + 1;

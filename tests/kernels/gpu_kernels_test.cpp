@@ -49,21 +49,7 @@ TEST_F(L2NormalizeCuda, MatchesCpuOnOddSizes) {
   }
 }
 
-// Brute-force score of (query, id) in double, for tolerance checks of GPU results.
-double exact_score(const std::vector<float>& qs, const std::vector<float>& db, int64_t qi,
-                   int64_t id, int d, Metric m) {
-  double dot = 0, qq = 0, xx = 0, l2 = 0;
-  for (int t = 0; t < d; ++t) {
-    const double a = qs[qi * d + t], b = db[id * d + t];
-    dot += a * b;
-    qq += a * a;
-    xx += b * b;
-    l2 += (a - b) * (a - b);
-  }
-  if (m == Metric::kL2) return l2;
-  if (m == Metric::kCosine) return (qq == 0 || xx == 0) ? 0.0 : dot / std::sqrt(qq * xx);
-  return dot;
-}
+using testing::exact_score;
 
 // GPU result vs CPU twin: same number of filled slots, scores equal within tol rank by
 // rank, every returned id distinct, allowed, and truly scoring what was reported.

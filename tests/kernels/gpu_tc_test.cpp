@@ -313,20 +313,7 @@ TEST_F(KMeansTc, StreamingWithTinyChunksEqualsDeviceResident) {
 // ---------------------------------------------------------------------------------------
 // top-k
 
-double exact_score(const std::vector<float>& qs, const std::vector<float>& db, int64_t qi,
-                   int64_t id, int d, Metric m) {
-  double dot = 0, qq = 0, xx = 0, l2 = 0;
-  for (int t = 0; t < d; ++t) {
-    const double a = qs[qi * d + t], b = db[id * d + t];
-    dot += a * b;
-    qq += a * a;
-    xx += b * b;
-    l2 += (a - b) * (a - b);
-  }
-  if (m == Metric::kL2) return l2;
-  if (m == Metric::kCosine) return (qq == 0 || xx == 0) ? 0.0 : dot / std::sqrt(qq * xx);
-  return dot;
-}
+using testing::exact_score;
 
 // Scale of the GEMM rounding error of (query, id): sum |q_t x_t|, normalised for cosine.
 double pair_scale(const std::vector<float>& qs, const std::vector<float>& db, int64_t qi,
