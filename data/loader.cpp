@@ -4,7 +4,7 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "data/rng.h"
+#include "core/rng.h"
 
 namespace portrait::data {
 

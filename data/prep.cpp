@@ -27,7 +27,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/io.h"
-#include "data/rng.h"
+#include "core/rng.h"
 #include "data/schema.h"
 #include "data/shard.h"
 #include "data/text.h"

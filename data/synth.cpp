@@ -12,7 +12,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/io.h"
-#include "data/rng.h"
+#include "core/rng.h"
 #include "data/schema.h"
 #include "data/text.h"
 
@@ -36,6 +36,8 @@ SynthParams synth_params_from_config(const cfg::Node& root) {
   s.read("purchase_rate", p.purchase_rate, 0.0, 100.0);
   s.read("repeat_prob", p.repeat_prob, 0.0, 1.0);
   s.read("copurchase_prob", p.copurchase_prob, 0.0, 1.0);
+  s.read("favourite_prob", p.favourite_prob, 0.0, 1.0);
+  s.read("favourites", p.favourites, 1, 100000);
   s.read("review_prob", p.review_prob, 0.0, 1.0);
   s.read("pii_fraction", p.pii_fraction, 0.0, 1.0);
   s.read("label_window_days", p.label_window_days, 0.001, 1e5);
@@ -191,7 +193,7 @@ class Generator {
     int c = (item_cat(i) + 1) % p_.categories;
     return int64_t(c) * ipc_ + int64_t(mix64(p_.seed, uint64_t(i)) % uint64_t(std::min<int64_t>(ipc_, 20)));
   }
-  int64_t pick_item(Rng& r, int c, double beta) {
+  int64_t pick_item(Rng& r, int c, double beta) const {
     int64_t it = 0;
     for (int t = 0; t < 5; ++t) {
       it = int64_t(c) * ipc_ + int64_t(r.pick_cdf(zipf_cdf_));
@@ -206,6 +208,7 @@ class Generator {
     bool zh;
     double act;
     std::vector<double> lambda;  // purchases per day per category
+    std::vector<int64_t> favs;   // [categories * favourites]: the user's favourite items
   };
 
   User make_user(int64_t u) const {
@@ -217,6 +220,11 @@ class Generator {
     us.act = s.activity * std::exp(0.5 * r.normal() - 0.125);
     for (int c = 0; c < p_.categories; ++c)
       us.lambda.push_back(p_.purchase_rate * us.act * s.pref[size_t(c)]);
+    if (p_.favourite_prob > 0) {  // own stream: the draws above stay as they were
+      Rng rf(mix64(p_.seed ^ 0xfa40b17eULL, uint64_t(u)));
+      for (int c = 0; c < p_.categories; ++c)
+        for (int k = 0; k < p_.favourites; ++k) us.favs.push_back(pick_item(rf, c, s.price_sensitivity));
+    }
     return us;
   }
 
@@ -240,6 +248,13 @@ class Generator {
       t += pii;
     }
     return t;
+  }
+
+  // An item of category c for user us: a favourite with probability favourite_prob.
+  int64_t pick_for(Rng& r, const User& us, int c) const {
+    if (p_.favourite_prob > 0 && r.bernoulli(p_.favourite_prob))
+      return us.favs[size_t(c) * size_t(p_.favourites) + r.below(uint64_t(p_.favourites))];
+    return pick_item(r, c, segs_[size_t(us.seg)].price_sensitivity);
   }
 
   std::vector<Ev> user_events(int64_t u, const User& us) {
@@ -266,7 +281,7 @@ class Generator {
         int64_t item;
         auto& prev = bought[size_t(c)];
         if (!prev.empty() && r.bernoulli(p_.repeat_prob)) item = prev[r.below(prev.size())];
-        else item = pick_item(r, c, s.price_sensitivity);
+        else item = pick_for(r, us, c);
         prev.push_back(item);
         funnel(ts, item, true);
         if (r.bernoulli(p_.copurchase_prob)) {
@@ -289,7 +304,7 @@ class Generator {
       int64_t ts = int64_t(t);
       for (int k = 0; k < n; ++k) {
         int c = int(r.pick_cdf(pref_cdf));
-        int64_t item = pick_item(r, c, s.price_sensitivity);
+        int64_t item = pick_for(r, us, c);
         ev.push_back({ts, EventType::kView, item, 0, {}});
         ts += 20 + int64_t(r.below(120));
         if (r.bernoulli(0.3)) {
@@ -529,6 +544,10 @@ SynthSummary run_synth(const SynthParams& p) {
                               {"activity", s.activity},
                               {"chinese_probability", s.zh_prob}});
   tj["copurchase_category_offset"] = 1;
+  tj["repeat_prob"] = p.repeat_prob;
+  tj["copurchase_prob"] = p.copurchase_prob;
+  tj["favourite_prob"] = p.favourite_prob;
+  tj["favourites"] = p.favourites;
   write_file_atomic(fs::path(p.output_dir) / "truth.json", tj.dump(2) + "\n");
   nlohmann::json fj;
   fj["injected"] = sum.injected;

@@ -6,6 +6,10 @@
 // the rating). Purchases of category c arrive as a Poisson process with rate
 // lambda_uc + copurchase_prob * lambda_u,c-1 per day, so the oracle probability of buying c
 // within a window of W days is 1 - exp(-W * rate): written to truth.csv.
+// Users also have personal taste within their segment: each has `favourites` items per category
+// (drawn once, by popularity and price like any pick), and every item pick -- browse or
+// purchase -- is one of them with probability favourite_prob. So two users of one segment want
+// different items, and only their history says which: a segment-level model cannot rank them.
 //
 // Outputs in output_dir:
 //   events_00000.csv ...  the log (csv | tsv | jsonl, optionally .gz), grouped by user
@@ -37,6 +41,8 @@ struct SynthParams {
   double purchase_rate = 0.04;        ///< purchases per user-day (times activity and preference)
   double repeat_prob = 0.2;           ///< a purchase re-buys an earlier item of the category
   double copurchase_prob = 0.15;      ///< a purchase adds a complement from category c+1
+  double favourite_prob = 0.5;        ///< an item pick comes from the user's own favourites
+  int favourites = 5;                 ///< favourites per user and category
   double review_prob = 0.35;          ///< a purchase is followed by a review
   double pii_fraction = 0.03;         ///< reviews containing an email/phone/card/URL
   double label_window_days = 14;      ///< window W of the oracle probabilities in truth.csv

@@ -9,7 +9,7 @@
 #include <unordered_set>
 
 #include "kernels/parallel.h"
-#include "kernels/rng.h"
+#include "core/rng.h"
 
 namespace portrait::kernels {
 

@@ -54,7 +54,7 @@ data::Batch trim_batch(const data::Batch& b, int64_t max_events, int64_t max_tex
 
 namespace {
 // Partial Fisher-Yates: the first k entries of v become a uniform sample without replacement.
-void choose(std::vector<int64_t>& v, int64_t k, data::Rng& rng) {
+void choose(std::vector<int64_t>& v, int64_t k, Rng& rng) {
   const size_t n = v.size();
   for (size_t i = 0; i < size_t(k) && i < n; ++i) std::swap(v[i], v[i + rng.below(n - i)]);
   if (size_t(k) < n) v.resize(size_t(k));
@@ -63,14 +63,14 @@ void choose(std::vector<int64_t>& v, int64_t k, data::Rng& rng) {
 
 uint64_t row_seed(uint64_t seed, const data::Batch& b, int64_t r) {
   const uint64_t user = size_t(r) < b.user_index.size() ? uint64_t(b.user_index[size_t(r)]) : uint64_t(r);
-  return data::mix64(seed, user + 0x7a11ULL);
+  return mix64(seed, user + 0x7a11ULL);
 }
 
 Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, uint64_t seed) {
   Pairs out;
   std::vector<int64_t> cand, pos;
   for (int64_t r = 0; r < b.rows; ++r) {
-    data::Rng rng(row_seed(seed, b, r));
+    Rng rng(row_seed(seed, b, r));
     const int64_t n = b.length[size_t(r)];
     const size_t base = size_t(r * b.L);
     auto positive = [&](int64_t j) {
@@ -103,7 +103,7 @@ Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, uint64_t seed)
   Pairs out;
   std::vector<int64_t> cand;
   for (int64_t r = 0; r < b.rows; ++r) {
-    data::Rng rng(row_seed(seed ^ 0xf17u, b, r));
+    Rng rng(row_seed(seed ^ 0xf17u, b, r));
     cand.clear();
     for (int64_t k = 0; k < b.M; ++k) {
       size_t s = size_t(r * b.M + k);
@@ -125,7 +125,7 @@ Pairs sample_future_pairs(const data::Batch& b, int64_t per_user, uint64_t seed)
 Pairs apply_item_mask(data::Batch& b, double p, uint64_t seed) {
   Pairs out;
   for (int64_t r = 0; r < b.rows; ++r) {
-    data::Rng rng(row_seed(seed ^ 0x3a5cu, b, r));
+    Rng rng(row_seed(seed ^ 0x3a5cu, b, r));
     for (int64_t i = 0; i < b.length[size_t(r)]; ++i) {
       size_t s = size_t(r * b.L + i);
       if (b.item[s] < kFirstRealItem) continue;
@@ -167,7 +167,7 @@ TrainStats compute_train_stats(const std::filesystem::path& shard_dir, int64_t n
 }
 
 uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro) {
-  return data::mix64(data::mix64(seed, uint64_t(step)), uint64_t(micro) + 0x5eedULL);
+  return mix64(mix64(seed, uint64_t(step)), uint64_t(micro) + 0x5eedULL);
 }
 
 }  // namespace portrait::train

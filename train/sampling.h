@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "data/loader.h"
-#include "data/rng.h"
+#include "core/rng.h"
 
 namespace portrait::train {
 

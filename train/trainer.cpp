@@ -197,7 +197,7 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
     batch = &masked_batch;
   }
   // Uniform negatives: the same draw on every rank (the seed does not involve the rank).
-  data::Rng rng(seed);
+  Rng rng(seed);
   std::vector<int64_t> neg_ids_v(size_t(lp.uniform_negatives));
   const uint64_t span = uint64_t(std::max<int64_t>(cx.n_items - kFirstRealItem, 1));
   for (auto& id : neg_ids_v) id = kFirstRealItem + int64_t(rng.below(span));
@@ -723,7 +723,7 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
     opt.zero_grad(true);
     // Dropout draws from a generator seeded by (seed, step, rank): a resumed or restarted run
     // draws exactly what the uninterrupted run drew.
-    torch::manual_seed(data::mix64(step_seed(p.seed, next_step, 0), uint64_t(rank) + 1));
+    torch::manual_seed(mix64(step_seed(p.seed, next_step, 0), uint64_t(rank) + 1));
     bool bad = false;
     double step_total = 0;
     std::vector<std::pair<std::string, double>> parts;

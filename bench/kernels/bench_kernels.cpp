@@ -23,7 +23,7 @@
 #include "kernels/heads.cuh"
 #include "kernels/kmeans.cuh"
 #include "kernels/l2_normalize.cuh"
-#include "kernels/rng.h"
+#include "core/rng.h"
 #include "kernels/topk.cuh"
 
 namespace pk = portrait::kernels;
@@ -46,7 +46,7 @@ std::string g_only;  // --only: run only timings whose key starts with this
 bool wanted(const std::string& key) { return key.compare(0, g_only.size(), g_only) == 0; }
 
 std::vector<float> rand_vec(size_t n, uint64_t seed, float lo = -1.f, float hi = 1.f) {
-  pk::Rng r(seed);
+  portrait::Rng r(seed);
   std::vector<float> v(n);
   for (auto& x : v) x = lo + static_cast<float>(r.uniform()) * (hi - lo);
   return v;

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/fs.h"
@@ -62,5 +64,63 @@ TEST(Synth, InjectsEveryFaultKindAndCountsRows) {
   std::getline(t, line);
   while (std::getline(t, line)) ++n;
   EXPECT_EQ(n, 300);
+  fs::remove_all(d);
+}
+
+namespace {
+// Largest number of distinct items one user touched within one category.
+size_t max_distinct_items_per_user_category(const fs::path& dir) {
+  auto fields = [](const std::string& line) {
+    std::vector<std::string> f;
+    std::string cur;
+    for (char c : line) {
+      if (c == ',') {
+        f.push_back(cur);
+        cur.clear();
+      } else {
+        cur += c;
+      }
+    }
+    f.push_back(cur);
+    return f;
+  };
+  std::map<std::string, std::string> category;  // item -> category, from the catalogue
+  std::ifstream cat(dir / "catalogue.csv");
+  std::string line;
+  std::getline(cat, line);
+  while (std::getline(cat, line)) {
+    auto f = fields(line);
+    category[f[0]] = f[1];
+  }
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> seen;
+  std::ifstream ev(dir / "events_00000.csv");
+  std::getline(ev, line);
+  while (std::getline(ev, line)) {
+    auto f = fields(line);
+    seen[{f[0], category.at(f[3])}].insert(f[3]);
+  }
+  size_t m = 0;
+  for (auto& [k, items] : seen) m = std::max(m, items.size());
+  return m;
+}
+}  // namespace
+
+TEST(Synth, FavouritesBoundTheItemsAUserTouchesPerCategory) {
+  // With every pick a favourite (and no complements, whose items come from the catalogue),
+  // a user touches at most `favourites` distinct items per category; without favourites the
+  // same users browse far more widely, so the personal structure is really there.
+  auto d = tmpdir("fav");
+  auto p = small(d);
+  p.fault_fraction = 0;
+  p.bot_users = 0;
+  p.review_prob = 0;  // no free text: one row per line
+  p.copurchase_prob = 0;
+  p.favourite_prob = 1.0;
+  p.favourites = 3;
+  run_synth(p);
+  EXPECT_LE(max_distinct_items_per_user_category(d), 3u);
+  p.favourite_prob = 0.0;
+  run_synth(p);
+  EXPECT_GT(max_distinct_items_per_user_category(d), 6u);
   fs::remove_all(d);
 }

@@ -4,10 +4,11 @@
 #include <fstream>
 
 #include "data/io.h"
-#include "data/rng.h"
+#include "core/rng.h"
 #include "data/text.h"
 
 using namespace portrait::data;
+using portrait::Rng;
 namespace fs = std::filesystem;
 
 TEST(Timestamp, UnixSecondsMillisAndIsoAgree) {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "kernels/parallel.h"
-#include "kernels/rng.h"
+#include "core/rng.h"
 
 namespace portrait::kernels {
 namespace {

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "kernels/common.h"
-#include "kernels/rng.h"
+#include "core/rng.h"
 
 // ---- device intrinsics the tile uses, for a host build ---------------------------------
 thread_local uint3 threadIdx;

@@ -7,7 +7,7 @@
 #include <map>
 #include <vector>
 
-#include "kernels/rng.h"
+#include "core/rng.h"
 
 namespace portrait::kernels::testing {
 

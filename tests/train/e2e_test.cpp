@@ -57,12 +57,15 @@ std::vector<std::string> split_csv(const std::string& line) {
   return out;
 }
 
-/// Mean per-head AUC of the oracle probabilities on `split`, over the heads the model report
-/// uses (padding/OOV skipped, one-class heads undefined).
-BinaryMetrics oracle_auc(const fs::path& syn, const fs::path& id_map, const fs::path& shards,
-                         const std::string& split) {
-  // raw id -> pseudonym
-  std::map<std::string, std::string> pseudo;
+/// The generator's truth for each shard user: segment and per-category purchase probability.
+struct Truth {
+  int segment = 0;
+  std::map<std::string, float> p;  ///< category name -> oracle probability
+};
+
+/// pseudonym -> truth row, joined through the id map prep wrote.
+std::map<std::string, Truth> load_truth(const fs::path& syn, const fs::path& id_map) {
+  std::map<std::string, std::string> pseudo;  // raw id -> pseudonym
   {
     std::ifstream in(id_map);
     std::string line;
@@ -72,28 +75,37 @@ BinaryMetrics oracle_auc(const fs::path& syn, const fs::path& id_map, const fs::
       if (f.size() >= 2) pseudo[f[0]] = f[1];
     }
   }
-  // pseudonym -> per category-name probability
-  std::map<std::string, std::map<std::string, float>> truth;
-  {
-    std::ifstream in(syn / "truth.csv");
-    std::string line;
-    std::getline(in, line);
-    auto header = split_csv(line);
-    while (std::getline(in, line)) {
-      auto f = split_csv(line);
-      auto it = pseudo.find(f[0]);
-      if (it == pseudo.end()) continue;
-      auto& row = truth[it->second];
-      for (size_t k = 4; k < f.size() && k < header.size(); ++k) row[header[k].substr(2)] = std::stof(f[k]);
-    }
+  std::map<std::string, Truth> truth;
+  std::ifstream in(syn / "truth.csv");
+  std::string line;
+  std::getline(in, line);
+  auto header = split_csv(line);  // user_id, segment, language, activity, p_<category>...
+  while (std::getline(in, line)) {
+    auto f = split_csv(line);
+    auto it = pseudo.find(f[0]);
+    if (it == pseudo.end()) continue;
+    auto& row = truth[it->second];
+    row.segment = std::stoi(f[1]);
+    for (size_t k = 4; k < f.size() && k < header.size(); ++k) row.p[header[k].substr(2)] = std::stof(f[k]);
   }
-  auto vocab = data::read_shard(data::list_shards(shards).front(), {}, true).categories;
+  return truth;
+}
+
+data::Loader ordered_loader(const fs::path& shards, const std::string& split) {
   data::LoaderParams lp;
   lp.shard_dir = shards.string();
   lp.split = split;
   lp.batch_size = 512;
   lp.shuffle = false;
-  data::Loader loader(lp);
+  return data::Loader(lp);
+}
+
+/// Mean per-head AUC of the oracle probabilities on `split`, over the heads the model report
+/// uses (padding/OOV skipped, one-class heads undefined).
+BinaryMetrics oracle_auc(const std::map<std::string, Truth>& truth, const fs::path& shards,
+                         const std::string& split) {
+  auto vocab = data::read_shard(data::list_shards(shards).front(), {}, true).categories;
+  data::Loader loader = ordered_loader(shards, split);
   const int64_t C = loader.num_categories();
   BinaryAccumulator acc(C, {0, 1});
   loader.start_epoch(0, 0);
@@ -108,13 +120,63 @@ BinaryMetrics oracle_auc(const fs::path& syn, const fs::path& id_map, const fs::
         continue;
       }
       for (int64_t c = 2; c < C; ++c) {
-        auto jt = it->second.find(vocab[size_t(c)]);
-        if (jt != it->second.end()) probs[r][c] = jt->second;
+        auto jt = it->second.p.find(vocab[size_t(c)]);
+        if (jt != it->second.p.end()) probs[r][c] = jt->second;
       }
     }
     acc.add(probs, torch::from_blob(b.purchase.data(), {b.rows, C}, torch::kFloat));
   }
   EXPECT_EQ(missing, 0) << "users without a truth row";
+  return acc.result();
+}
+
+/// A reference ranking that knows every user's true segment but nothing personal: items ranked
+/// by how often users of that segment acted on them (click/cart/purchase, train split inputs and
+/// label windows, all before the test cutoff). Same full-ranking code as the model's report.
+RankingMetrics segment_oracle_recall(const std::map<std::string, Truth>& truth, const fs::path& shards,
+                                     const std::string& split) {
+  std::map<int, torch::Tensor> counts;  // segment -> [V] double
+  auto segment_of = [&](data::Loader& l, int64_t user) {
+    auto it = truth.find(l.user_id(user));
+    return it == truth.end() ? -1 : it->second.segment;
+  };
+  {
+    data::Loader tr = ordered_loader(shards, "train");
+    const int64_t V = tr.num_items();
+    tr.start_epoch(0, 0);
+    data::Batch b;
+    while (tr.next(b)) {
+      for (int64_t r = 0; r < b.rows; ++r) {
+        int seg = segment_of(tr, b.user_index[size_t(r)]);
+        if (seg < 0) continue;
+        auto& c = counts[seg];
+        if (!c.defined()) c = torch::zeros({V}, torch::kDouble);
+        auto* cp = c.data_ptr<double>();
+        for (int64_t j = 0; j < b.L; ++j) {
+          const size_t k = size_t(r * b.L + j);
+          if (b.input_mask[k] > 0 && b.event[k] >= 2 && b.event[k] <= 4) cp[b.item[k]] += 1;
+        }
+        for (int64_t j = 0; j < b.M; ++j) {
+          const size_t k = size_t(r * b.M + j);
+          if (b.target_mask[k] > 0) cp[b.target_item[k]] += 1;
+        }
+      }
+    }
+  }
+  data::Loader loader = ordered_loader(shards, split);
+  const int64_t V = loader.num_items();
+  RankingAccumulator acc;
+  loader.start_epoch(0, 0);
+  data::Batch b;
+  while (loader.next(b)) {
+    auto scores = torch::zeros({b.rows, V}, torch::kDouble);
+    for (int64_t r = 0; r < b.rows; ++r) {
+      auto it = counts.find(segment_of(loader, b.user_index[size_t(r)]));
+      if (it != counts.end()) scores[r] = it->second;
+    }
+    acc.add(scores, torch::from_blob(b.target_item.data(), {b.rows, b.M}, torch::kInt),
+            torch::from_blob(b.target_mask.data(), {b.rows, b.M}, torch::kFloat));
+  }
   return acc.result();
 }
 
@@ -171,7 +233,10 @@ TEST(TrainEndToEnd, SynthPrepTrainBeatsPopularityAndApproachesOracleAuc) {
   const auto& ev = s.final_eval.at("test");
   const double r10 = ev["model"]["recall@10"], pop10 = ev["popularity"]["recall@10"];
   const double auc = ev["purchase"]["mean_auc"];
-  auto oracle = oracle_auc(root / "syn", pp.data.id_map_path, pp.output_dir, "test");
+  const auto truth = load_truth(root / "syn", pp.data.id_map_path);
+  auto oracle = oracle_auc(truth, pp.output_dir, "test");
+  auto seg_oracle = segment_oracle_recall(truth, pp.output_dir, "test");
+  const double seg10 = seg_oracle.recall.at(0);
   const double total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   nlohmann::json out = {{"users", sp.users},
@@ -186,11 +251,14 @@ TEST(TrainEndToEnd, SynthPrepTrainBeatsPopularityAndApproachesOracleAuc) {
                         {"total_seconds", total_s},
                         {"test", ev},
                         {"oracle_mean_auc", oracle.mean_auc},
+                        {"segment_oracle", seg_oracle.to_json()},
                         {"oracle_heads", oracle.heads_used}};
   write_file_atomic(fs::path(PORTRAIT_BINARY_DIR) / "train_e2e_result.json", out.dump(2) + "\n");
   std::printf("[e2e] %s: Recall@10 model %.4f vs popularity %.4f (x%.2f); NDCG@10 %.4f vs %.4f\n",
               ev["protocol"].get<std::string>().c_str(), r10, pop10, pop10 > 0 ? r10 / pop10 : 0.0,
               ev["model"]["ndcg@10"].get<double>(), ev["popularity"]["ndcg@10"].get<double>());
+  std::printf("[e2e] reference: segment oracle (true segment, no personal history) Recall@10 %.4f (x%.2f)\n",
+              seg10, pop10 > 0 ? seg10 / pop10 : 0.0);
   std::printf("[e2e] purchase mean AUC model %.4f vs oracle %.4f (%lld heads); train %.1fs, %.0f users/s, "
               "%.0f tokens/s; total %.1fs\n",
               auc, oracle.mean_auc, (long long)oracle.heads_used, s.seconds, s.users_per_s, s.tokens_per_s,

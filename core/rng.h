@@ -1,13 +1,14 @@
 // Deterministic, platform-independent random numbers (no std:: distributions, whose output
 // differs between standard libraries): splitmix64 for seeding/hashing, xoshiro256** for
-// streams, and hand-written uniform / exponential / normal / choice helpers.
+// streams, and hand-written uniform / exponential / normal / choice helpers. Header-only and
+// torch-free, so data/, kernels/ and train/ share one generator (and one stream per seed).
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
-namespace portrait::data {
+namespace portrait {
 
 inline uint64_t splitmix64(uint64_t& state) {
   uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
@@ -66,4 +67,4 @@ class Rng {
   uint64_t s_[4];
 };
 
-}  // namespace portrait::data
+}  // namespace portrait
