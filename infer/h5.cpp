@@ -1,6 +1,7 @@
 #include "infer/h5.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <mutex>
@@ -86,7 +87,37 @@ hid_t float16_type() {
   return t;
 }
 
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax >= 0x7f800000u) return uint16_t(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));  // NaN, inf
+  if (ax >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 rounds to inf
+  if (ax < 0x38800000u) {  // below 2^-14: a half subnormal m * 2^-24 (m = 1024 is the smallest normal)
+    float a;
+    std::memcpy(&a, &ax, 4);
+    return uint16_t(sign | uint32_t(std::nearbyint(a * 16777216.0f)));  // exact scaling, RNE
+  }
+  uint32_t h = (((ax >> 23) - 112u) << 10) | ((ax >> 13) & 0x3ffu);  // rebias 127 -> 15
+  const uint32_t rest = ax & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
+  return uint16_t(sign | h);
+}
+
+std::vector<uint16_t> floats_to_half(const float* data, size_t n) {
+  std::vector<uint16_t> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = float_to_half(data[i]);
+  return out;
+}
+
 namespace {
+// Whether `ds` stores half floats (then native float input is converted by float_to_half).
+bool is_half_dataset(hid_t ds) {
+  H t(H5Dget_type(ds), H5Tclose);
+  return H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 2;
+}
+
 H vlen_utf8() {
   H t(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(t, H5T_VARIABLE);
@@ -203,6 +234,13 @@ void write_rows(hid_t ds, hid_t mem, hsize_t row0, hsize_t rows, const void* dat
   check(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
         "hyperslab");
   H mspace(H5Screate_simple(nd, count.data(), nullptr), H5Sclose);
+  if (H5Tequal(mem, H5T_NATIVE_FLOAT) > 0 && is_half_dataset(ds)) {
+    hsize_t n = 1;
+    for (auto c : count) n *= c;
+    auto half = floats_to_half(static_cast<const float*>(data), size_t(n));
+    check(H5Dwrite(ds, float16_type(), mspace, fspace, H5P_DEFAULT, half.data()), "write rows");
+    return;
+  }
   check(H5Dwrite(ds, mem, mspace, fspace, H5P_DEFAULT, data), "write rows");
 }
 
@@ -211,7 +249,13 @@ void write_float(hid_t loc, const std::string& name, const float* data,
   H ds = create_float(loc, name, dims, st);
   hsize_t n = 1;
   for (auto d : dims) n *= d;
-  if (n) check(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name);
+  if (n == 0) return;
+  if (st.float16) {
+    auto half = floats_to_half(data, size_t(n));
+    check(H5Dwrite(ds, float16_type(), H5S_ALL, H5S_ALL, H5P_DEFAULT, half.data()), name);
+  } else {
+    check(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name);
+  }
 }
 
 namespace {

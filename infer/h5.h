@@ -65,6 +65,13 @@ bool exists(hid_t loc, const std::string& path);
 
 /// IEEE half precision, little endian (caller must not close it: cached).
 hid_t float16_type();
+/// float -> IEEE half bits, round to nearest even (overflow -> inf, NaN stays NaN).
+/// Float data bound for a float16 dataset is converted here, never by libhdf5: its soft
+/// float conversion drops the carry when rounding reaches the next power of two (0.0624971f
+/// became 0.03125, not 0.0625 -- the bug h5py issue 819 reports; seen with HDF5 1.10.8).
+uint16_t float_to_half(float f);
+/// Converts n floats to half bits.
+std::vector<uint16_t> floats_to_half(const float* data, size_t n);
 
 void set_attr(hid_t obj, const std::string& name, const std::string& value);
 void set_attr(hid_t obj, const std::string& name, const char* value);
@@ -89,6 +96,7 @@ hsize_t chunk_rows(int64_t n_rows, int64_t row_bytes, int64_t chunk_bytes);
 H create_float(hid_t loc, const std::string& name, const std::vector<hsize_t>& dims,
                const FloatStorage& st);
 /// Writes rows [row0, row0 + rows) of a 1-D/2-D dataset from native memory of type `mem`.
+/// Native float written to a float16 dataset is converted by float_to_half.
 void write_rows(hid_t ds, hid_t mem, hsize_t row0, hsize_t rows, const void* data);
 
 /// Whole-dataset writers (contiguous unless chunk_bytes > 0 via write_float).

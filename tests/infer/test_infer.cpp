@@ -1,6 +1,7 @@
 // embed / segment / search / score on a small synthetic shop and a random-init model.
 #include <gtest/gtest.h>
 
+#include <c10/util/Half.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -150,6 +151,47 @@ TEST(Embed, KilledRunResumesWithoutDuplicatesOrGaps) {
   EXPECT_EQ(e3.user_id, ref.user_id);
   ASSERT_EQ(e3.x.size(), ref.x.size());  // other batch boundaries: equal up to rounding
   for (size_t i = 0; i < e3.x.size(); ++i) ASSERT_NEAR(e3.x[i], ref.x[i], 1e-5);
+}
+
+TEST(Float16, ConversionMatchesC10HalfOnEveryKindOfValue) {
+  // Round to nearest even everywhere: normals, the values just below a power of two (whose
+  // rounding carries into the exponent), halfway ties, subnormals, overflow, inf and NaN.
+  std::vector<float> v = {0.0f, -0.0f, 1.0f, -2.5f, 0.062497064f, 0.0624999f, 0.99999f, 65504.0f,
+                          65519.0f, 65520.0f, 1e6f, -1e6f, 6.1e-5f, 3.0e-6f, 5.96e-8f, 2.9e-8f, 1e-10f,
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048};  // ties: to even (down, up)
+  for (int e = -24; e <= 15; ++e) {
+    const float p = std::ldexp(1.0f, e);
+    v.push_back(std::nextafter(p, 0.0f));
+    v.push_back(-std::nextafter(p, 0.0f));
+  }
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  for (int i = 0; i < 100000; ++i) v.push_back(u(rng) * std::ldexp(1.0f, int(rng() % 40) - 25));
+  for (float f : v) {
+    const uint16_t want = c10::Half(f).x;
+    ASSERT_EQ(h5::float_to_half(f), want) << "f = " << f;
+  }
+  EXPECT_EQ(h5::float_to_half(std::numeric_limits<float>::quiet_NaN()) & 0x7c00u, 0x7c00u);
+  EXPECT_NE(h5::float_to_half(std::numeric_limits<float>::quiet_NaN()) & 0x3ffu, 0u);
+}
+
+TEST(Float16, DatasetsKeepValuesThatRoundUpToAPowerOfTwo) {
+  // libhdf5's own float -> half conversion wrote 0.0624971f as 0.03125; both writers must
+  // store 0.0625 (read back through HDF5's exact half -> float widening).
+  const fs::path path = fixture().root / "f16_carry.h5";
+  const std::vector<float> x = {0.062497064f, 0.49999997f, 0.99999994f, -0.2499999f, 0.3f, 1.0f};
+  const std::vector<float> want = {0.0625f, 0.5f, 1.0f, -0.25f, float(c10::Half(0.3f)), 1.0f};
+  {
+    h5::H f = h5::create_file(path);
+    h5::FloatStorage st{true, 0, 0};
+    h5::write_float(f, "whole", x.data(), {hsize_t(x.size())}, st);
+    h5::H ds = h5::create_float(f, "rows", {2, 3}, st);
+    h5::write_rows(ds, H5T_NATIVE_FLOAT, 0, 2, x.data());
+  }
+  h5::H f = h5::open_file(path);
+  EXPECT_EQ(h5::read_float(f, "whole"), want);
+  EXPECT_EQ(h5::read_float(f, "rows"), want);
 }
 
 TEST(Embed, Float16ExportIsHalfSizedAndClose) {
