@@ -264,14 +264,13 @@ TEST(TrainEndToEnd, SynthPrepTrainBeatsPopularityAndApproachesOracleAuc) {
               auc, oracle.mean_auc, (long long)oracle.heads_used, s.seconds, s.users_per_s, s.tokens_per_s,
               total_s);
   // The acceptance targets are Recall@10 >= 2x popularity and |AUC - oracle| <= 0.05.
-  // Measured with the shipped defaults (4000 users, 800 steps, 1 thread), session 2: x1.93 and
-  // 0.030 (AUC met; recall 1.92-1.95 across a 12-run sweep of lr, negatives, targets, loss
-  // weights, pooling and logQ strength -- not met). The test asserts regression floors below
-  // the measured values and reports the targets' status; tighten them when the model gets there.
+  // Session 3 (shipped defaults, 4000 users, 800 steps): x2.002 with 1 thread, x2.004 with 2,
+  // AUC gap 0.036; the segment oracle above is x2.03. The ratio sits on the target, so the
+  // test asserts regression floors below the measured values and reports the targets' status.
   const bool recall_target = r10 >= 2.0 * pop10, auc_target = std::abs(auc - oracle.mean_auc) <= 0.05;
   std::printf("[e2e] acceptance targets: Recall@10 >= 2x popularity: %s; AUC within 0.05 of oracle: %s\n",
               recall_target ? "MET" : "NOT MET", auc_target ? "MET" : "NOT MET");
-  EXPECT_GE(r10, 1.6 * pop10) << "regression: Recall@10 fell well below the measured x1.9";
-  EXPECT_LE(std::abs(auc - oracle.mean_auc), 0.06) << "regression: AUC fell well below the measured gap 0.030";
+  EXPECT_GE(r10, 1.6 * pop10) << "regression: Recall@10 fell well below the measured x2.0";
+  EXPECT_LE(std::abs(auc - oracle.mean_auc), 0.06) << "regression: AUC fell well below the measured gap 0.036";
   if (!(keep && *keep)) fs::remove_all(root);
 }
