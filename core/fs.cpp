@@ -58,7 +58,22 @@ std::string read_file(const fs::path& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw std::runtime_error("cannot read " + path.string() + ": " +
                                    std::error_code(errno, std::generic_category()).message());
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  // One allocation of the file's size (istreambuf_iterator grows the string step by step,
+  // briefly holding up to twice the file). The size is only a hint: files that report 0
+  // (/proc), cannot seek (pipes) or change while read are finished by the append.
+  std::string s;
+  f.seekg(0, std::ios::end);
+  const std::streamoff size = f ? std::streamoff(f.tellg()) : -1;
+  f.clear();
+  f.seekg(0, std::ios::beg);
+  f.clear();
+  if (size > 0) {
+    s.resize(size_t(size));
+    f.read(s.data(), size);
+    s.resize(size_t(f.gcount()));
+    f.clear();
+  }
+  s.append(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
   return s;
 }
 

@@ -13,6 +13,19 @@
 namespace portrait {
 namespace {
 
+TEST(ReadFile, ReadsBinaryAndEmptyFilesAndFilesThatReportNoSize) {
+  testing::TempDir d;
+  std::string bin(3 << 20, '\0');
+  for (size_t i = 0; i < bin.size(); ++i) bin[i] = char((i * 2654435761u) >> 13);
+  write_file_atomic(d.path() / "bin", bin);
+  EXPECT_EQ(read_file(d.path() / "bin"), bin);
+  write_file_atomic(d.path() / "empty", "");
+  EXPECT_EQ(read_file(d.path() / "empty"), "");
+  // /proc files report size 0 but have content: the size is only a hint.
+  EXPECT_NE(read_file("/proc/self/status").find("Name:"), std::string::npos);
+  EXPECT_THROW(read_file(d.path() / "missing"), std::runtime_error);
+}
+
 TEST(AtomicFiles, WriteReplacesWholeFileAndLeavesNoTemporary) {
   testing::TempDir d;
   auto p = d.path() / "sub" / "out.txt";
