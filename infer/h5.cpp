@@ -249,13 +249,7 @@ void write_float(hid_t loc, const std::string& name, const float* data,
   H ds = create_float(loc, name, dims, st);
   hsize_t n = 1;
   for (auto d : dims) n *= d;
-  if (n == 0) return;
-  if (st.float16) {
-    auto half = floats_to_half(data, size_t(n));
-    check(H5Dwrite(ds, float16_type(), H5S_ALL, H5S_ALL, H5P_DEFAULT, half.data()), name);
-  } else {
-    check(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), name);
-  }
+  if (n) write_rows(ds, H5T_NATIVE_FLOAT, 0, dims[0], data);  // converts for float16 storage
 }
 
 namespace {
