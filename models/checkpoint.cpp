@@ -46,7 +46,8 @@ nlohmann::json model_config_to_json(const ModelConfig& c) {
           {"n_layers", c.n_layers},         {"n_heads", c.n_heads},
           {"d_ff", c.d_ff},                 {"dropout", c.dropout},
           {"max_events", c.max_events},     {"max_text_tokens", c.max_text_tokens},
-          {"embed_dim", c.embed_dim},       {"pooling", c.pooling},
+          {"embed_dim", c.embed_dim},       {"repeat_dim", c.repeat_dim},
+          {"pooling", c.pooling},
           {"causal", c.causal},             {"head_hidden", c.head_hidden},
           {"head_activation", c.head_activation}};
 }
@@ -68,6 +69,7 @@ ModelConfig model_config_from_json(const nlohmann::json& j) {
   c.max_events = j.at("max_events");
   c.max_text_tokens = j.at("max_text_tokens");
   c.embed_dim = j.at("embed_dim");
+  c.repeat_dim = j.value("repeat_dim", int64_t{0});  // absent in models saved before the repeat channel
   c.pooling = j.at("pooling");
   c.causal = j.at("causal");
   c.head_hidden = j.at("head_hidden");

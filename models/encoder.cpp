@@ -99,8 +99,22 @@ UserEncoderImpl::UserEncoderImpl(const ModelConfig& c) : cfg(c) {
   final_ln = register_module("final_ln", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
   user_proj = register_module("user_proj",
                               torch::nn::Sequential(torch::nn::Linear(d, d), torch::nn::GELU(),
-                                                    torch::nn::Linear(d, cfg.embed_dim)));
-  item_proj = register_module("item_proj", torch::nn::Linear(d, cfg.embed_dim));
+                                                    torch::nn::Linear(d, cfg.semantic_dim())));
+  item_proj = register_module("item_proj", torch::nn::Linear(d, cfg.semantic_dim()));
+  if (cfg.repeat_dim > 0) {
+    repeat_emb = register_module(
+        "repeat_emb", torch::nn::Embedding(torch::nn::EmbeddingOptions(std::max<int64_t>(cfg.n_items, 1), cfg.repeat_dim)
+                                               .padding_idx(0)));
+    {
+      // Unit-variance rows: after normalisation, random directions that are nearly orthogonal
+      // from the start, so the sketch tells items apart before any training.
+      torch::NoGradGuard g;
+      torch::nn::init::normal_(repeat_emb->weight, 0.0, 1.0);
+      repeat_emb->weight[0].zero_();
+    }
+    repeat_type = register_parameter("repeat_type", torch::zeros({cfg.n_event_types}));
+    repeat_scale = register_parameter("repeat_scale", torch::zeros({1}));
+  }
   emb_drop = register_module("emb_drop", torch::nn::Dropout(cfg.dropout));
 }
 
@@ -139,12 +153,33 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
   } else {
     pooled = x.select(1, 0);
   }
-  auto project = [&](const torch::Tensor& h) { return F::normalize(user_proj->forward(h), F::NormalizeFuncOptions().dim(-1)); };
+  const auto unit = F::NormalizeFuncOptions().dim(-1);
+  auto project = [&](const torch::Tensor& h) { return F::normalize(user_proj->forward(h), unit); };
   o.user = project(pooled);
   o.states = project(x.slice(1, 1, 1 + L));
   auto lengths = event_mask.sum(1);  // [B]
   o.has_events = lengths > 0;
   auto last = (lengths - 1).clamp_min(0);
+  if (cfg.repeat_dim > 0) {
+    // Repeat channel: the weighted mean of the history's item sketches, as of every event
+    // (prefix means, causal like the states) and over the whole history (the user). At least
+    // fp32: a bf16 cumsum over hundreds of events loses the small terms.
+    auto wide = [](const torch::Tensor& t) {
+      return t.scalar_type() == torch::kBFloat16 || t.scalar_type() == torch::kHalf ? t.to(torch::kFloat) : t;
+    };
+    auto r = F::normalize(wide(repeat_emb->forward(b.item)), unit);                        // [B, L, R]
+    auto w = torch::exp(wide(repeat_type)).index_select(0, b.event_type.reshape({-1})).view({B, L}) *
+             event_mask.to(r.scalar_type());                                               // [B, L]
+    auto hist = (r * w.unsqueeze(-1)).cumsum(1) / w.cumsum(1).clamp_min(1e-6).unsqueeze(-1);  // [B, L, R]
+    auto hist_user = hist.gather(1, last.view({B, 1, 1}).expand({B, 1, cfg.repeat_dim})).squeeze(1) *
+                     o.has_events.to(r.scalar_type()).unsqueeze(-1);                       // [B, R]
+    auto beta = torch::exp(wide(repeat_scale));
+    auto join = [&](const torch::Tensor& sem, const torch::Tensor& h) {
+      return F::normalize(torch::cat({sem.to(h.scalar_type()), beta * h}, -1), unit);
+    };
+    o.user = join(o.user, hist_user);
+    o.states = join(o.states, hist);
+  }
   o.behaviour = o.states.gather(1, last.view({B, 1, 1}).expand({B, 1, o.states.size(2)})).squeeze(1);
   o.has_text = T ? text_mask.any(1) : torch::zeros({B}, event_mask.options());
   if (T) {
@@ -152,18 +187,27 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
     auto w = text_mask.to(tx.dtype()).unsqueeze(-1);
     auto mean = (tx * w).sum(1) / w.sum(1).clamp_min(1.0);
     o.text = project(mean) * o.has_text.unsqueeze(-1).to(tx.dtype());
+    if (cfg.repeat_dim > 0) o.text = F::pad(o.text, F::PadFuncOptions({0, cfg.repeat_dim}));  // text has no history
   } else {
     o.text = torch::zeros_like(o.user);
   }
   return o;
 }
 
+torch::Tensor UserEncoderImpl::item_side(const torch::Tensor& emb, const torch::Tensor& rep) {
+  const auto unit = F::NormalizeFuncOptions().dim(-1);
+  auto sem = F::normalize(item_proj->forward(emb), unit);
+  if (cfg.repeat_dim == 0) return sem;
+  // Both halves are unit vectors, so the joint vector is unit too after 1/sqrt(2).
+  return torch::cat({sem, F::normalize(rep.to(sem.scalar_type()), unit)}, -1) * (1.0 / std::sqrt(2.0));
+}
+
 torch::Tensor UserEncoderImpl::item_vectors(const torch::Tensor& ids) {
-  return F::normalize(item_proj->forward(item_emb->forward(ids)), F::NormalizeFuncOptions().dim(-1));
+  return item_side(item_emb->forward(ids), cfg.repeat_dim ? repeat_emb->forward(ids) : torch::Tensor());
 }
 
 torch::Tensor UserEncoderImpl::all_item_vectors() {
-  return F::normalize(item_proj->forward(item_emb->weight), F::NormalizeFuncOptions().dim(-1));
+  return item_side(item_emb->weight, cfg.repeat_dim ? repeat_emb->weight : torch::Tensor());
 }
 
 PurchaseHeadImpl::PurchaseHeadImpl(int64_t embed_dim, int64_t hidden, int64_t n_targets, std::string act)

@@ -18,6 +18,7 @@ ModelConfig model_config_from(const cfg::Node& root, const std::string& section)
   s.read("max_events", c.max_events, 1, 65536);
   s.read("max_text_tokens", c.max_text_tokens, 0, 65536);
   s.read("embed_dim", c.embed_dim, 2, 16384);
+  s.read("repeat_dim", c.repeat_dim, 0, 16384);
   s.read_enum("pooling", c.pooling, {"cls", "attention"});
   s.read("causal", c.causal);
   s.read("head_hidden", c.head_hidden, 1, 65536);
@@ -34,6 +35,12 @@ void ModelConfig::validate() const {
     throw ConfigError(fmt::format("config key 'model.n_heads' = {} must divide model.d_model = {}",
                                   n_heads, d_model));
   }
+  if (repeat_dim < 0 || repeat_dim >= embed_dim) {
+    throw ConfigError(fmt::format("config key 'model.repeat_dim' = {} must be in [0, model.embed_dim = {}): "
+                                  "the repeat channel is part of the embedding and the rest is the "
+                                  "transformer's; raise embed_dim or lower repeat_dim",
+                                  repeat_dim, embed_dim));
+  }
   if (n_items < 0 || n_categories < 0 || n_text_tokens < 0 || n_targets < 0)
     throw ConfigError("model vocabulary sizes must be non-negative");
 }
@@ -42,7 +49,8 @@ int64_t ModelConfig::non_embedding_params() const {
   int64_t attn = 4 * d_model * d_model + 4 * d_model;
   int64_t ff = 2 * d_model * d_ff + d_ff + d_model;
   int64_t norms = 4 * d_model;
-  int64_t proj = d_model * d_model + d_model + d_model * embed_dim + embed_dim;
+  const int64_t e = semantic_dim();
+  int64_t proj = d_model * d_model + d_model + d_model * e + e;
   return n_layers * (attn + ff + norms) + proj;
 }
 

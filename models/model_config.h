@@ -28,10 +28,16 @@ struct ModelConfig {
   int64_t max_events = 64;      ///< L: behaviour tokens per user (the most recent L events)
   int64_t max_text_tokens = 32; ///< T: review-text tokens per user
   int64_t embed_dim = 64;       ///< D: size of the L2-normalised user/item embedding
+  /// R: the last R of the D dimensions are a repeat channel, a learned sketch of the items
+  /// in the user's own history (0 = off; see encoder.h). Must be < D.
+  int64_t repeat_dim = 0;
   std::string pooling = "cls";  ///< cls | attention: how the user embedding is pooled
   bool causal = true;           ///< event states see only earlier events (dense loss needs it)
   int64_t head_hidden = 64;     ///< purchase-head MLP hidden size h (D -> h -> C)
   std::string head_activation = "relu";  ///< relu | gelu (the CUDA head kernel supports both)
+
+  /// D - R: the transformer's (semantic) part of the embedding.
+  int64_t semantic_dim() const { return embed_dim - repeat_dim; }
 
   /// Validates sizes and combinations; throws ConfigError naming the key.
   void validate() const;

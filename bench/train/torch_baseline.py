@@ -6,7 +6,8 @@ Same model as models/encoder.cpp: [CLS] e_1..e_L t_1..t_T with item + category +
 gap bucket + price bucket + position + segment embeddings; pre-LN transformer layers with
 F.scaled_dot_product_attention and one boolean mask (CLS sees all, causal events, text sees
 text, padded keys never attended); final LN; user_proj MLP (d -> d -> D) and tied item_proj;
-L2-normalised outputs. Same objectives: dense all-action + future-window sampled softmax
+L2-normalised outputs; the repeat channel (model.repeat_dim: the last R dimensions are a
+learned item sketch of the user's history, prefix means for the event states). Same objectives: dense all-action + future-window sampled softmax
 (in-batch + uniform negatives, logQ, owner masking), purchase BCE heads, CLIP between the
 behaviour and text views, learned temperature. AdamW with the same decay groups, grad clip,
 bf16 autocast on CUDA.
@@ -29,9 +30,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 PRESETS = {  # configs/model/*.yaml
-    "tiny": dict(d_model=64, n_layers=2, n_heads=4, d_ff=256, max_events=64, max_text=32, embed_dim=64),
-    "small": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_events=128, max_text=64, embed_dim=128),
-    "base": dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_events=256, max_text=128, embed_dim=256),
+    "tiny": dict(d_model=64, n_layers=2, n_heads=4, d_ff=256, max_events=64, max_text=32, embed_dim=128,
+                 repeat_dim=64),
+    "small": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_events=128, max_text=64, embed_dim=192,
+                  repeat_dim=64),
+    "base": dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_events=256, max_text=128, embed_dim=320,
+                 repeat_dim=64),
 }
 
 
@@ -54,8 +58,10 @@ class Layer(nn.Module):
 
 class Encoder(nn.Module):
     def __init__(self, n_items, n_cats, n_text, d_model, n_layers, n_heads, d_ff, max_events, max_text,
-                 embed_dim, dropout=0.1, n_types=6, n_gap=32, n_price=16):
+                 embed_dim, repeat_dim=0, dropout=0.1, n_types=6, n_gap=32, n_price=16):
         super().__init__()
+        self.R = repeat_dim
+        sem = embed_dim - repeat_dim
         emb = lambda n: nn.Embedding(n, d_model, padding_idx=0)
         self.item, self.cat, self.etype = emb(n_items), emb(n_cats), emb(n_types)
         self.gap, self.price, self.text = emb(n_gap), emb(n_price), emb(n_text)
@@ -64,12 +70,19 @@ class Encoder(nn.Module):
         self.cls = nn.Parameter(torch.randn(d_model) * 0.02)
         self.layers = nn.ModuleList(Layer(d_model, n_heads, d_ff, dropout) for _ in range(n_layers))
         self.ln = nn.LayerNorm(d_model)
-        self.user_proj = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, embed_dim))
-        self.item_proj = nn.Linear(d_model, embed_dim)
+        self.user_proj = nn.Sequential(nn.Linear(d_model, d_model), nn.GELU(), nn.Linear(d_model, sem))
+        self.item_proj = nn.Linear(d_model, sem)
         self.drop = nn.Dropout(dropout)
+        if self.R:
+            self.repeat = nn.Embedding(n_items, self.R, padding_idx=0)
+            self.repeat_type = nn.Parameter(torch.zeros(n_types))
+            self.repeat_scale = nn.Parameter(torch.zeros(1))
 
     def item_vectors(self, ids):
-        return F.normalize(self.item_proj(self.item(ids)), dim=-1)
+        v = F.normalize(self.item_proj(self.item(ids)), dim=-1)
+        if not self.R:
+            return v
+        return torch.cat([v, F.normalize(self.repeat(ids).to(v.dtype), dim=-1)], -1) * (0.5 ** 0.5)
 
     def forward(self, item, cat, typ, gap, price, ev_mask, text, tx_mask):
         B, L = item.shape
@@ -95,9 +108,19 @@ class Encoder(nn.Module):
         user = proj(x[:, 0])
         states = proj(x[:, 1:1 + L])
         last = (ev_mask.sum(1) - 1).clamp_min(0)
+        if self.R:
+            r = F.normalize(self.repeat(item).float(), dim=-1)
+            w = self.repeat_type.float().exp()[typ] * ev_mask.float()
+            hist = (r * w[..., None]).cumsum(1) / w.cumsum(1).clamp_min(1e-6)[..., None]
+            h_user = hist[torch.arange(B, device=dev), last] * ev_mask.any(1, keepdim=True)
+            beta = self.repeat_scale.float().exp()
+            join = lambda sem, h: F.normalize(torch.cat([sem.float(), beta * h], -1), dim=-1)
+            user, states = join(user, h_user), join(states, hist)
         behaviour = states[torch.arange(B, device=dev), last]
         w = tx_mask.to(x.dtype)[..., None]
         text_view = proj((x[:, 1 + L:] * w).sum(1) / w.sum(1).clamp_min(1)) * tx_mask.any(1, keepdim=True)
+        if self.R:
+            text_view = F.pad(text_view, (0, self.R))
         return user, states, behaviour, text_view
 
 
@@ -141,7 +164,7 @@ def main():
     log_inv_t = nn.Parameter(torch.tensor(math.log(1 / 0.07), device=dev))
     params = list(enc.named_parameters()) + [("head." + n, p) for n, p in head.named_parameters()]
     decay = [p for n, p in params if p.dim() >= 2 and "item." not in n and not n.split(".")[0] in
-             ("cat", "etype", "gap", "price", "text", "pos", "seg")]
+             ("cat", "etype", "gap", "price", "text", "pos", "seg", "repeat")]
     ids = {id(p) for p in decay}
     no_decay = [p for _, p in params if id(p) not in ids] + [log_inv_t]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],

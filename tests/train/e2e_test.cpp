@@ -263,14 +263,15 @@ TEST(TrainEndToEnd, SynthPrepTrainBeatsPopularityAndApproachesOracleAuc) {
               "%.0f tokens/s; total %.1fs\n",
               auc, oracle.mean_auc, (long long)oracle.heads_used, s.seconds, s.users_per_s, s.tokens_per_s,
               total_s);
-  // The acceptance targets are Recall@10 >= 2x popularity and |AUC - oracle| <= 0.05.
-  // Session 3 (shipped defaults, 4000 users, 800 steps): x2.002 with 1 thread, x2.004 with 2,
-  // AUC gap 0.036; the segment oracle above is x2.03. The ratio sits on the target, so the
-  // test asserts regression floors below the measured values and reports the targets' status.
+  // The acceptance targets: Recall@10 >= 2x popularity and |AUC - oracle| <= 0.05.
+  // Measured with the repeat channel (session 4, shipped defaults, 4000 users, 800 steps):
+  // x2.10 at seed 1234 (1 and 2 threads alike), x2.08 at seed 7, x2.07 at seed 99; AUC gap
+  // 0.034-0.040. Without the channel it was x1.98-2.00, so this pins the channel's effect.
   const bool recall_target = r10 >= 2.0 * pop10, auc_target = std::abs(auc - oracle.mean_auc) <= 0.05;
   std::printf("[e2e] acceptance targets: Recall@10 >= 2x popularity: %s; AUC within 0.05 of oracle: %s\n",
               recall_target ? "MET" : "NOT MET", auc_target ? "MET" : "NOT MET");
-  EXPECT_GE(r10, 1.6 * pop10) << "regression: Recall@10 fell well below the measured x2.0";
-  EXPECT_LE(std::abs(auc - oracle.mean_auc), 0.06) << "regression: AUC fell well below the measured gap 0.036";
+  EXPECT_GE(r10, 2.0 * pop10) << "Recall@10 below the acceptance target of 2x popularity";
+  EXPECT_LE(std::abs(auc - oracle.mean_auc), 0.05) << "purchase AUC further than 0.05 from the oracle";
+  EXPECT_GT(r10, seg10) << "the model no longer beats the segment oracle: personal history is unused";
   if (!(keep && *keep)) fs::remove_all(root);
 }

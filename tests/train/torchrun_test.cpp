@@ -57,7 +57,7 @@ std::string torchrun_bin() { return (fs::path(PORTRAIT_PYTHON).parent_path() / "
 std::string common_overrides(int64_t batch) {
   return "shards=" + shard_dir().string() +
          " seed=11 model=tiny model.d_model=16 model.n_layers=1 model.n_heads=2 model.d_ff=32"
-         " model.embed_dim=16 model.max_events=16 model.max_text_tokens=8 model.dropout=0.0"
+         " model.embed_dim=16 model.repeat_dim=8 model.max_events=16 model.max_text_tokens=8 model.dropout=0.0"
          " train.batch_size=" +
          std::to_string(batch) +
          " train.steps=8 train.warmup_steps=2 train.lr=3e-3 train.loss.uniform_negatives=32"
