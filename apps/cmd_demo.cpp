@@ -214,7 +214,7 @@ CommandSpec demo_command() {
       "Runs synth -> prep (+ tokenizer) -> train -> embed -> segment -> score -> profile on a\n"
       "small synthetic shop, each stage in <run dir>/<stage>/ with its own config record, and\n"
       "ends with a summary table and the path of the HTML segment report.\n\n"
-      "  portrait demo                                  ~5 minutes on 2 CPU cores\n"
+      "  portrait demo                                  ~2 minutes on 2 CPU cores\n"
       "  portrait demo demo.users=20000 train.steps=3000 model=small\n"
       "  portrait demo 'demo.stages=[synth,prep]'       only the data stages";
   c.config_name = "demo";

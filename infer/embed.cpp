@@ -538,6 +538,7 @@ EmbedSummary run_embed(const EmbedParams& p) {
       h5::set_attr(f, "dim", D);
       h5::set_attr(f, "num_users", N);
       h5::set_attr(f, "normalized", int64_t{1});
+      h5::set_attr(f, "repeat_dim", model.cfg.repeat_dim);
       h5::set_attr(f, "dtype", p.dtype);
       h5::set_attr(f, "split", p.split);
       h5::set_attr(f, "world_size", int64_t(p.world));

@@ -5,7 +5,9 @@
 // Output `<output>` (e.g. embeddings.h5), root attributes:
 //   format = "portrait-embeddings", format_version = 1 (int64), checkpoint_sha256 (sha256 of
 //   model.pt), model_dir, tokenizer_sha256, config_yaml (resolved config text), dim (int64),
-//   num_users (int64), normalized = 1 (int64), dtype ("float32" | "float16"), split,
+//   num_users (int64), normalized = 1 (int64), repeat_dim (int64 R: the last R of the D
+//   columns are the model's repeat channel, an item sketch of the user's history; the first
+//   D - R the transformer's part; see models/encoder.h), dtype ("float32" | "float16"), split,
 //   world_size, parts (int64), stitch ("vds" | "consolidate"), created_utc (ISO-8601 UTC),
 //   torch_version, complete = 1 (written last).
 // Datasets:

@@ -66,6 +66,7 @@ inline const Fixture& fixture() {
     c.max_events = 16;  // shorter than the shards' 24: exercises truncation
     c.max_text_tokens = 8;
     c.embed_dim = 16;
+    c.repeat_dim = 4;  // exports carry the repeat channel inside D
     c.head_hidden = 16;
     f.cfg = c;
     torch::manual_seed(7);

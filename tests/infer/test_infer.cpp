@@ -86,6 +86,7 @@ assert np.allclose(np.linalg.norm(e, axis=1), 1, atol=1e-4)
 a = f.attrs
 assert a['format'] == 'portrait-embeddings' and int(a['format_version']) == 1
 assert len(a['checkpoint_sha256']) == 64 and int(a['dim']) == 16 and int(a['normalized']) == 1
+assert int(a['repeat_dim']) == 4
 assert a['created_utc'].endswith('Z') and 'embed' in a['config_yaml'] and a['tokenizer_sha256'] == 'test'
 assert f['embedding'].is_virtual
 assert f['item_embedding'].shape[1] == 16 and len(f['item_id']) == f['item_embedding'].shape[0]
