@@ -140,6 +140,17 @@ TEST(TrainConfig, DefaultsComposeAndUnknownKeysAreErrors) {
   EXPECT_THROW(train_params_from_config(load_cfg("train", {"shards=/tmp/s", "+train.loss.dense.windw=3"})),
                ConfigError);
   EXPECT_THROW(train_params_from_config(load_cfg("train", {"shards=/tmp/s", "train.device=tpu"})), ConfigError);
+  // The repeat channel lives inside D: it must leave the transformer at least one dimension,
+  // and the error says which key and how to fix it.
+  EXPECT_EQ(p.model.repeat_dim, 64);
+  EXPECT_EQ(p.model.semantic_dim(), p.model.embed_dim - 64);
+  try {
+    train_params_from_config(load_cfg("train", {"shards=/tmp/s", "model.embed_dim=64", "model.repeat_dim=64"}));
+    ADD_FAILURE() << "repeat_dim == embed_dim was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.repeat_dim"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("raise embed_dim"), std::string::npos) << e.what();
+  }
   // The demo composes train: default too (its ${hydra:...} keys need the hydra tree).
   cfg::ComposeOptions o;
   o.search_path = {PORTRAIT_CONFIG_DIR};
@@ -163,6 +174,7 @@ TEST(TrainParamGroups, NoDecayOnNormsBiasesEmbeddingsAndTemperature) {
   c.n_heads = 2;
   c.d_ff = 32;
   c.embed_dim = 8;
+  c.repeat_dim = 3;
   c.head_hidden = 4;
   ModelBundle m = ModelBundle::create(c);
   ParamSplit s = split_param_groups(m);
@@ -172,7 +184,8 @@ TEST(TrainParamGroups, NoDecayOnNormsBiasesEmbeddingsAndTemperature) {
   for (const char* n : {"encoder.item_emb.weight", "encoder.cat_emb.weight", "encoder.pos_emb.weight",
                         "encoder.text_emb.weight", "encoder.layers.0.ln1.weight", "encoder.layers.0.ln1.bias",
                         "encoder.layers.0.qkv.bias", "encoder.final_ln.weight", "encoder.cls",
-                        "head.fc1.bias", "temperature.log_inv"})
+                        "head.fc1.bias", "temperature.log_inv", "encoder.repeat_emb.weight",
+                        "encoder.repeat_type", "encoder.repeat_scale"})
     EXPECT_TRUE(in(s.no_decay_names, n)) << n;
   for (const char* n : {"encoder.layers.0.qkv.weight", "encoder.layers.1.ff2.weight", "encoder.item_proj.weight",
                         "head.fc1.weight", "head.fc2.weight"})
