@@ -12,31 +12,70 @@ learned item sketch of the user's history, prefix means for the event states). S
 behaviour and text views, learned temperature. AdamW with the same decay groups, grad clip,
 bf16 autocast on CUDA.
 
-Batches are random with the shard layout (left-aligned events, random lengths), so the
-numbers measure compute, not data loading. Tokens/s counts real (non-padded) tokens + CLS,
-as the C++ trainer's metrics.jsonl does.
+Sizes come from configs/model/<preset>.yaml (the same file `portrait train model=<preset>`
+reads) and loss sizes default to configs/train/default.yaml. Batches are random with the shard
+layout (left-aligned events); with --lengths-from SHARDS the padded widths, vocabulary sizes and
+every user's event and text lengths are those of the prepared shards `portrait train` reads,
+so both see the same shapes. The numbers measure compute, not data loading. Tokens/s counts
+real (non-padded) tokens + CLS, as the C++ trainer's metrics.jsonl does.
+bench/train/compare.py runs both on the same shards and prints the ratio.
 
   .venv/bin/python bench/train/torch_baseline.py --device cpu --steps 20            # model=tiny
-  .venv/bin/python bench/train/torch_baseline.py --device cuda --preset base --batch-size 256
+  .venv/bin/python bench/train/torch_baseline.py --device cuda --preset base --lengths-from SHARDS
 Prints one JSON line: {"tokens_per_s": ..., "users_per_s": ..., "step_ms": ..., ...}
 """
 import argparse
+import glob
 import json
 import math
+import os
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-PRESETS = {  # configs/model/*.yaml
-    "tiny": dict(d_model=64, n_layers=2, n_heads=4, d_ff=256, max_events=64, max_text=32, embed_dim=128,
-                 repeat_dim=64),
-    "small": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_events=128, max_text=64, embed_dim=192,
-                  repeat_dim=64),
-    "base": dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_events=256, max_text=128, embed_dim=320,
-                 repeat_dim=64),
-}
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
+
+
+def load_model_yaml(name):
+    """configs/model/<name>.yaml: flat `key: value  # comment` lines, as the C++ side reads them."""
+    out = {}
+    with open(os.path.join(CONFIG_DIR, "model", name + ".yaml")) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if ":" not in line:
+                continue
+            k, v = (x.strip() for x in line.split(":", 1))
+            try:
+                out[k] = int(v)
+            except ValueError:
+                try:
+                    out[k] = float(v)
+                except ValueError:
+                    out[k] = v
+    return dict(d_model=out["d_model"], n_layers=out["n_layers"], n_heads=out["n_heads"], d_ff=out["d_ff"],
+                max_events=out["max_events"], max_text=out["max_text_tokens"], embed_dim=out["embed_dim"],
+                repeat_dim=out.get("repeat_dim", 0), dropout=out.get("dropout", 0.1),
+                pooling=out.get("pooling", "cls"))
+
+
+def shard_shapes(shards, L, T):
+    """Padded widths, vocabularies and per-user (events, text tokens) of the train split."""
+    import h5py
+    import numpy as np
+    ev, tx = [], []
+    for path in sorted(glob.glob(os.path.join(shards, "shard_*.h5"))):
+        with h5py.File(path, "r") as f:
+            seq_len, text_len = int(f.attrs["seq_len"]), int(f.attrs["text_len"])
+            g = f["train"]
+            ev.append(np.diff(g["input_offsets"][:]))
+            tx.append(np.diff(g["text_offsets"][:]))
+            items, cats = len(f["vocab/items"]), len(f["vocab/categories"])
+            vocab = int(g["text_tokens"][:].max(initial=0)) + 1
+    L, T = min(L, seq_len), min(T, text_len)
+    return dict(L=L, T=T, items=items, categories=cats, text_vocab=max(vocab, 2),
+                events=np.minimum(np.concatenate(ev), L), text=np.minimum(np.concatenate(tx), T))
 
 
 class Layer(nn.Module):
@@ -58,8 +97,10 @@ class Layer(nn.Module):
 
 class Encoder(nn.Module):
     def __init__(self, n_items, n_cats, n_text, d_model, n_layers, n_heads, d_ff, max_events, max_text,
-                 embed_dim, repeat_dim=0, dropout=0.1, n_types=6, n_gap=32, n_price=16):
+                 embed_dim, repeat_dim=0, dropout=0.1, pooling="cls", n_types=6, n_gap=32, n_price=64):
         super().__init__()
+        self.pooling = pooling
+        self.pool_query = nn.Parameter(torch.randn(d_model) * 0.02)
         self.R = repeat_dim
         sem = embed_dim - repeat_dim
         emb = lambda n: nn.Embedding(n, d_model, padding_idx=0)
@@ -105,7 +146,12 @@ class Encoder(nn.Module):
             x = layer(x, mask)
         x = self.ln(x)
         proj = lambda h: F.normalize(self.user_proj(h), dim=-1)
-        user = proj(x[:, 0])
+        if self.pooling == "attention":
+            scores = (x @ self.pool_query) / math.sqrt(x.shape[-1])
+            scores = scores.masked_fill(~key_valid, float("-inf"))
+            user = proj((scores.softmax(1)[..., None] * x).sum(1))
+        else:
+            user = proj(x[:, 0])
         states = proj(x[:, 1:1 + L])
         last = (ev_mask.sum(1) - 1).clamp_min(0)
         if self.R:
@@ -138,15 +184,16 @@ def sampled_softmax(q, pos, pos_ids, owner, neg, neg_ids, log_q_pos, log_q_uni, 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--preset", default="tiny", choices=PRESETS)
+    ap.add_argument("--preset", default="tiny", choices=("tiny", "small", "base"), help="configs/model/<preset>.yaml")
+    ap.add_argument("--lengths-from", metavar="SHARDS", help="a `portrait prep` output: shapes and lengths from it")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--items", type=int, default=1000)
     ap.add_argument("--categories", type=int, default=22)
     ap.add_argument("--text-vocab", type=int, default=2000)
     ap.add_argument("--positions", type=int, default=8)
-    ap.add_argument("--future", type=int, default=4)
-    ap.add_argument("--uniform-negatives", type=int, default=256)
+    ap.add_argument("--future", type=int, default=8)
+    ap.add_argument("--uniform-negatives", type=int, default=512)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
@@ -156,7 +203,13 @@ def main():
     if a.threads:
         torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    cfg = PRESETS[a.preset]
+    cfg = load_model_yaml(a.preset)
+    lengths_pool = None
+    if a.lengths_from:
+        sh = shard_shapes(a.lengths_from, cfg["max_events"], cfg["max_text"])
+        cfg["max_events"], cfg["max_text"] = sh["L"], sh["T"]
+        a.items, a.categories, a.text_vocab = sh["items"], sh["categories"], sh["text_vocab"]
+        lengths_pool = (torch.as_tensor(sh["events"]), torch.as_tensor(sh["text"]))
     dev = torch.device(a.device)
     bf16 = dev.type == "cuda" and not a.fp32
     enc = Encoder(a.items, a.categories, a.text_vocab, **cfg).to(dev)
@@ -174,13 +227,17 @@ def main():
     log_q = torch.log(torch.full((a.items,), 1.0 / a.items, device=dev))
 
     def batch():
-        lengths = torch.randint(1, L + 1, (B,), device=dev)
+        if lengths_pool is not None:
+            pick = torch.randint(0, len(lengths_pool[0]), (B,))
+            lengths, tl = lengths_pool[0][pick].to(dev).clamp_min(1), lengths_pool[1][pick].to(dev)
+        else:
+            lengths = torch.randint(1, L + 1, (B,), device=dev)
+            tl = torch.randint(0, T + 1, (B,), device=dev)
         ev_mask = torch.arange(L, device=dev)[None] < lengths[:, None]
-        tl = torch.randint(0, T + 1, (B,), device=dev)
         tx_mask = torch.arange(T, device=dev)[None] < tl[:, None]
         r = lambda n, shape, m: torch.randint(1, n, shape, device=dev) * m
         return (r(a.items, (B, L), ev_mask), r(a.categories, (B, L), ev_mask), r(6, (B, L), ev_mask),
-                r(32, (B, L), ev_mask), r(16, (B, L), ev_mask), ev_mask, r(a.text_vocab, (B, T), tx_mask),
+                r(32, (B, L), ev_mask), r(64, (B, L), ev_mask), ev_mask, r(a.text_vocab, (B, T), tx_mask),
                 tx_mask), int(lengths.sum() + tx_mask.sum() + B)
 
     def step(b):
@@ -229,7 +286,7 @@ def main():
     if dev.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    print(json.dumps({"preset": a.preset, "device": str(dev), "bf16": bf16, "batch_size": B, "L": L, "T": T,
+    print(json.dumps({"preset": a.preset, "lengths_from": a.lengths_from, "items": a.items, "device": str(dev), "bf16": bf16, "batch_size": B, "L": L, "T": T,
                       "steps": a.steps, "step_ms": 1000 * dt / a.steps, "users_per_s": B * a.steps / dt,
                       "tokens_per_s": tokens / dt, "compile": a.compile, "torch": torch.__version__}))
 
