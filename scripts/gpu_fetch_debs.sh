@@ -21,3 +21,14 @@ cd "$OUT"
 # shellcheck disable=SC2086
 apt-get download $pkgs >/dev/null
 echo "[gpu_fetch_debs] $(ls "$OUT"/*.deb | wc -l) packages, $(du -sh "$OUT" | cut -f1) in $OUT"
+# h5py wheels (the GPU machine's python has torch but maybe not h5py; bench/train reads the
+# shards with it): one per likely CPython version, ~5 MB each, into .whl/ (git-ignored).
+WHL="${PORTRAIT_WHEELS:-$ROOT/.whl}"
+PIP="${PORTRAIT_PIP:-$ROOT/.venv/bin/pip}"
+H5PY=$(grep -E '^h5py==' "$ROOT/scripts/requirements.txt")
+mkdir -p "$WHL"
+for v in 3.10 3.11 3.12 3.13; do
+  "$PIP" download "$H5PY" --only-binary=:all: --platform manylinux_2_28_x86_64 --python-version "$v" \
+    --no-deps -d "$WHL" -q
+done
+echo "[gpu_fetch_debs] $(ls "$WHL"/*.whl | wc -l) wheels, $(du -sh "$WHL" | cut -f1) in $WHL"
