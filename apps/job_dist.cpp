@@ -11,6 +11,7 @@ std::shared_ptr<dist::DistContext> job_dist() {
     dist::DistEnv env = dist::read_dist_env();
     dist::DistParams p;
     p.backend = "none";
+    p.timeout = std::chrono::seconds(env.store_timeout_s);
     if (env.distributed()) log::set_rank(env.rank);
     return dist::DistContext::create(env, p, /*use_cuda=*/false);
   }();

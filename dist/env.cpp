@@ -54,6 +54,15 @@ DistEnv read_dist_env() {
     e.use_agent_store = s == "True" || s == "true" || s == "1";
   }
   if (const char* f = get("TORCHELASTIC_ERROR_FILE")) e.error_file = f;
+  if (const char* t = get("PORTRAIT_DIST_TIMEOUT_S")) {
+    char* end = nullptr;
+    long x = std::strtol(t, &end, 10);
+    if (*end != '\0' || x < 1 || x > 7 * 24 * 3600)
+      throw UsageError(fmt::format("environment variable PORTRAIT_DIST_TIMEOUT_S='{}' must be a whole number of "
+                                   "seconds in [1, 604800] (how long ranks wait for each other; default 1800)",
+                                   t));
+    e.store_timeout_s = static_cast<int>(x);
+  }
   if (e.distributed() && !get("MASTER_ADDR"))
     throw UsageError("WORLD_SIZE > 1 but MASTER_ADDR is not set: launch with torchrun "
                      "(torchrun --nproc-per-node=N --no-python portrait train ...)");

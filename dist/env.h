@@ -20,6 +20,10 @@ struct DistEnv {
   bool use_agent_store = false;///< TORCHELASTIC_USE_AGENT_STORE: the agent hosts the TCPStore
   std::string error_file;      ///< TORCHELASTIC_ERROR_FILE: where a failing worker explains why
   bool launched = false;       ///< true when started by torchrun (WORLD_SIZE present)
+  /// PORTRAIT_DIST_TIMEOUT_S: how long a rank waits at a store barrier or broadcast of the
+  /// job context (e.g. for the slowest rank's prep phase) before failing. Default 30 min;
+  /// raise it for inputs whose per-rank phases take longer.
+  int store_timeout_s = 1800;
 
   bool distributed() const { return world_size > 1; }
   /// Key prefix for this attempt, so a restarted group never reads the previous attempt's keys

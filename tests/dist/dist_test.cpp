@@ -113,6 +113,22 @@ TEST(DistEnv, MalformedValuesNameTheVariable) {
   EXPECT_THROW(read_dist_env(), UsageError);
 }
 
+TEST(DistEnv, StoreTimeoutComesFromPortraitDistTimeoutAndRejectsJunk) {
+  EnvGuard g;
+  EXPECT_EQ(read_dist_env().store_timeout_s, 1800);
+  g.set("PORTRAIT_DIST_TIMEOUT_S", "7200");
+  EXPECT_EQ(read_dist_env().store_timeout_s, 7200);
+  for (const char* bad : {"0", "-5", "2h", "1e9"}) {
+    g.set("PORTRAIT_DIST_TIMEOUT_S", bad);
+    try {
+      read_dist_env();
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("PORTRAIT_DIST_TIMEOUT_S"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(DistEnv, ErrorFileHasTorchrunsJsonShape) {
   auto path = std::filesystem::temp_directory_path() / ("err_" + std::to_string(::getpid()) + ".json");
   DistEnv e;
