@@ -69,8 +69,10 @@ CommandSpec search_command() {
   c.description =
       "Lookalikes: a seed list of (pseudonymous) user ids -> the top-k most similar users,\n"
       "seeds excluded. Recommendations: user -> top-k items, already purchased items\n"
-      "excluded. Exact search (fused top-k kernel on a GPU, multithreaded CPU otherwise).\n\n"
-      "  portrait search search.embeddings=embeddings.h5 search.seeds=seeds.txt";
+      "excluded (search.exclude_seen=true: every item of the user's history, for discovery).\n"
+      "Exact search (fused top-k kernel on a GPU, multithreaded CPU otherwise).\n\n"
+      "  portrait search search.embeddings=embeddings.h5 search.seeds=seeds.txt\n"
+      "  portrait search search.embeddings=embeddings.h5 search.mode=recommend search.exclude_seen=true";
   c.config_name = "search";
   c.run = [](JobContext& ctx) {
     auto p = infer::search_params_from_config(ctx.cfg);

@@ -39,6 +39,7 @@ SearchParams search_params_from_config(const cfg::Node& root) {
   s.read("top_k", p.top_k, 1, k::kTopKMax);
   s.read_enum("metric", p.metric, {"cosine", "ip"});
   s.read("exclude_purchased", p.exclude_purchased);
+  s.read("exclude_seen", p.exclude_seen);
   s.read("block_rows", p.block_rows, int64_t{1});
   s.read("threads", p.threads, 0, 1024);
   s.read_enum("device", p.device, {"auto", "cpu", "cuda"});
@@ -60,8 +61,11 @@ std::vector<std::string> read_id_file(const std::string& path) {
   return out;
 }
 
-std::unordered_map<std::string, std::vector<int64_t>> purchased_items(const std::string& shards,
-                                                                     const std::string& split) {
+namespace {
+
+// Distinct input items per user; only_purchases keeps events of type "purchase".
+std::unordered_map<std::string, std::vector<int64_t>> history_items(const std::string& shards,
+                                                                   const std::string& split, bool only_purchases) {
   int si = -1;
   for (int i = 0; i < 3; ++i)
     if (split == data::kSplitNames[i]) si = i;
@@ -81,7 +85,7 @@ std::unordered_map<std::string, std::vector<int64_t>> purchased_items(const std:
     for (size_t r = 0; r < a.size(); ++r) {
       std::vector<int64_t> items;
       for (int64_t e = a.input_offsets[r]; e < a.input_offsets[r + 1]; ++e)
-        if (a.input_event[size_t(e)] == purchase) items.push_back(a.input_item[size_t(e)]);
+        if (!only_purchases || a.input_event[size_t(e)] == purchase) items.push_back(a.input_item[size_t(e)]);
       if (items.empty()) continue;
       std::sort(items.begin(), items.end());
       items.erase(std::unique(items.begin(), items.end()), items.end());
@@ -89,6 +93,18 @@ std::unordered_map<std::string, std::vector<int64_t>> purchased_items(const std:
     }
   }
   return out;
+}
+
+}  // namespace
+
+std::unordered_map<std::string, std::vector<int64_t>> purchased_items(const std::string& shards,
+                                                                     const std::string& split) {
+  return history_items(shards, split, /*only_purchases=*/true);
+}
+
+std::unordered_map<std::string, std::vector<int64_t>> seen_items(const std::string& shards,
+                                                                const std::string& split) {
+  return history_items(shards, split, /*only_purchases=*/false);
 }
 
 namespace {
@@ -215,7 +231,9 @@ SearchSummary run_search(const SearchParams& p) {
       }
     }
     std::unordered_map<std::string, std::vector<int64_t>> bought;
-    if (p.exclude_purchased) bought = purchased_items(p.shards.empty() ? e.shards : p.shards, e.split);
+    const std::string hist_shards = p.shards.empty() ? e.shards : p.shards;
+    if (p.exclude_seen) bought = seen_items(hist_shards, e.split);
+    else if (p.exclude_purchased) bought = purchased_items(hist_shards, e.split);
     const int64_t Q = int64_t(qrows.size()), K = p.top_k;
     sum.recommend_users = Q;
     h5::H g = h5::create_group(f, "recommend");

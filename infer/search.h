@@ -7,7 +7,9 @@
 // seeds themselves excluded (topk exclusion list).
 // Recommendations: every user (or those listed in `users`) against /item_embedding; the
 // padding (0) and OOV (1) items and, with exclude_purchased, every item the user purchased
-// in the split's input events (shards, event type "purchase") are excluded.
+// in the split's input events (shards, event type "purchase") are excluded; with exclude_seen,
+// every item of any event in them (discovery: nothing the user has viewed, clicked, carted or
+// bought, which matters because the repeat channel ranks a user's own items high).
 //
 // Outputs in `output_dir`:
 //   lookalikes.csv     rank,user_id,score                 (rank from 1)
@@ -43,6 +45,7 @@ struct SearchParams {
   int top_k = 100;                 ///< results per query (<= 1024)
   std::string metric = "cosine";   ///< cosine | ip
   bool exclude_purchased = true;   ///< recommendations skip items already purchased
+  bool exclude_seen = false;       ///< ... or every item in the user's history (any event type)
   int64_t block_rows = 16384;      ///< recommendation queries per search call
   int threads = 0;                 ///< CPU threads (0 = all cores)
   std::string device = "auto";     ///< auto | cpu | cuda
@@ -57,7 +60,7 @@ struct SearchSummary {
   int64_t seeds_found = 0, seeds_missing = 0;
   int64_t lookalikes = 0;               ///< rows written
   int64_t recommend_users = 0;
-  int64_t excluded_purchases = 0;       ///< (user, item) pairs excluded
+  int64_t excluded_purchases = 0;       ///< (user, item) pairs excluded (purchased or seen)
   double wall_s = 0;
 };
 
@@ -70,5 +73,8 @@ std::vector<std::string> read_id_file(const std::string& path);
 /// input events. Users with no purchase are absent.
 std::unordered_map<std::string, std::vector<int64_t>> purchased_items(const std::string& shards,
                                                                      const std::string& split);
+/// The same for every input event, whatever its type (the items a user has seen).
+std::unordered_map<std::string, std::vector<int64_t>> seen_items(const std::string& shards,
+                                                                const std::string& split);
 
 }  // namespace portrait::infer

@@ -392,6 +392,43 @@ TEST(Search, RecommendationsExcludePurchasedItems) {
   EXPECT_TRUE(hit);
 }
 
+// Discovery mode: nothing the user has interacted with comes back, and there are more such
+// items than purchases (the stricter exclusion is not vacuous).
+TEST(Search, ExcludeSeenSkipsEveryItemOfTheHistory) {
+  const auto& e = base();
+  SearchParams p;
+  p.embeddings = (fixture().root / "base/embeddings.h5").string();
+  p.output_dir = (fixture().root / "search_seen").string();
+  p.mode = "recommend";
+  p.top_k = 40;
+  p.exclude_seen = true;
+  auto s = run_search(p);
+  auto seen = seen_items(fixture().shards.string(), "test");
+  auto bought = purchased_items(fixture().shards.string(), "test");
+  int64_t n_seen = 0, n_bought = 0;
+  for (auto& [u, v] : seen) n_seen += int64_t(v.size());
+  for (auto& [u, v] : bought) n_bought += int64_t(v.size());
+  EXPECT_GT(n_seen, n_bought);
+  EXPECT_GT(s.excluded_purchases, 0);
+  h5::H f = h5::open_file(fs::path(p.output_dir) / "search.h5");
+  std::vector<hsize_t> dims;
+  auto items = h5::read_i64(f, "recommend/item", &dims);
+  auto users = h5::read_strings(f, "recommend/user_id");
+  ASSERT_EQ(dims[0], hsize_t(e.n));
+  int64_t checked = 0;
+  for (size_t u = 0; u < users.size(); ++u) {
+    auto it = seen.find(users[u]);
+    if (it == seen.end()) continue;
+    for (hsize_t j = 0; j < dims[1]; ++j) {
+      const int64_t item = items[u * dims[1] + j];
+      if (item < 0) continue;  // fewer candidates than k
+      ASSERT_FALSE(std::binary_search(it->second.begin(), it->second.end(), item)) << users[u];
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 0);
+}
+
 // ---- score ---------------------------------------------------------------------------------
 
 TEST(Score, KernelMatchesThePurchaseHeadModule) {
