@@ -230,10 +230,10 @@ SearchSummary run_search(const SearchParams& p) {
         if (it != row_of.end()) qrows.push_back(it->second);
       }
     }
-    std::unordered_map<std::string, std::vector<int64_t>> bought;
+    std::unordered_map<std::string, std::vector<int64_t>> excluded;  // per user id, sorted
     const std::string hist_shards = p.shards.empty() ? e.shards : p.shards;
-    if (p.exclude_seen) bought = seen_items(hist_shards, e.split);
-    else if (p.exclude_purchased) bought = purchased_items(hist_shards, e.split);
+    if (p.exclude_seen) excluded = seen_items(hist_shards, e.split);
+    else if (p.exclude_purchased) excluded = purchased_items(hist_shards, e.split);
     const int64_t Q = int64_t(qrows.size()), K = p.top_k;
     sum.recommend_users = Q;
     h5::H g = h5::create_group(f, "recommend");
@@ -260,8 +260,8 @@ SearchSummary run_search(const SearchParams& p) {
         std::copy_n(e.x.data() + size_t(r) * size_t(d), d, qbuf.data() + size_t(i) * size_t(d));
         ex_ids.push_back(0);  // padding
         ex_ids.push_back(1);  // OOV bucket
-        auto it = bought.find(e.user_id[size_t(r)]);
-        if (it != bought.end())
+        auto it = excluded.find(e.user_id[size_t(r)]);
+        if (it != excluded.end())
           for (int64_t item : it->second)
             if (item > 1 && item < e.n_items) {
               ex_ids.push_back(item);

@@ -171,8 +171,8 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
     auto w = torch::exp(wide(repeat_type)).index_select(0, b.event_type.reshape({-1})).view({B, L}) *
              event_mask.to(r.scalar_type());                                               // [B, L]
     auto hist = (r * w.unsqueeze(-1)).cumsum(1) / w.cumsum(1).clamp_min(1e-6).unsqueeze(-1);  // [B, L, R]
-    auto hist_user = hist.gather(1, last.view({B, 1, 1}).expand({B, 1, cfg.repeat_dim})).squeeze(1) *
-                     o.has_events.to(r.scalar_type()).unsqueeze(-1);                       // [B, R]
+    // A user without events has w = 0 everywhere, so hist (and hist_user) is 0.
+    auto hist_user = hist.gather(1, last.view({B, 1, 1}).expand({B, 1, cfg.repeat_dim})).squeeze(1);  // [B, R]
     auto beta = torch::exp(wide(repeat_scale));
     auto join = [&](const torch::Tensor& sem, const torch::Tensor& h) {
       return F::normalize(torch::cat({sem.to(h.scalar_type()), beta * h}, -1), unit);

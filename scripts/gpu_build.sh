@@ -7,10 +7,7 @@
 #   PORTRAIT_BUILD_DIR   build directory (default build-gpu)
 #   PORTRAIT_GPU_ARCH    CUDA architectures (default 90-real, i.e. H100/H200)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PREFIX="${PORTRAIT_DEB_PREFIX:-/tmp/portrait-deps}"
-BUILD="${PORTRAIT_BUILD_DIR:-$ROOT/build-gpu}"
-PY="${PORTRAIT_GPU_PYTHON:-$(command -v python3)}"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 ARCH="${PORTRAIT_GPU_ARCH:-90-real}"
 DEBS="${PORTRAIT_DEBS:-$ROOT/.debs}"
 
@@ -20,7 +17,6 @@ if [ ! -f "$PREFIX/.unpacked" ]; then
   mkdir -p "$PREFIX"
   for f in "$DEBS"/*.deb; do dpkg -x "$f" "$PREFIX"; done
   # dpkg -x runs no maintainer scripts, so recreate the alternatives HDF5 registers.
-  ML="$PREFIX/usr/lib/x86_64-linux-gnu"
   [ -e "$ML/pkgconfig/hdf5.pc" ] || ln -sf hdf5-serial.pc "$ML/pkgconfig/hdf5.pc" 2>/dev/null || true
   touch "$PREFIX/.unpacked"
 fi
@@ -28,9 +24,8 @@ fi
 TORCH_CMAKE=$("$PY" -c 'import torch; print(torch.utils.cmake_prefix_path)')
 NCCL_INC=$("$PY" -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "include"))' 2>/dev/null || true)
 echo "[gpu_build] torch $("$PY" -c 'import torch; print(torch.__version__)'), nvcc $(nvcc --version | tail -1)"
-ML="$PREFIX/usr/lib/x86_64-linux-gnu"
-# Only this script's cmake/ninja/ctest see the prefix's libraries (HDF5 needs libcurl etc.).
-export LD_LIBRARY_PATH="$ML:$ML/hdf5/serial${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# Only this script's cmake/ninja/ctest see the prefix's libraries.
+portrait_runtime_env
 export PATH="$PREFIX/usr/bin:$PATH"
 # .pc files say prefix=/usr: the sysroot maps their paths into the prefix.
 export PKG_CONFIG_LIBDIR="$ML/pkgconfig:$PREFIX/usr/share/pkgconfig"

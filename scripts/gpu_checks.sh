@@ -18,21 +18,13 @@
 # Logs go to $OUT/<phase>.log when $OUT is set (the device tool fetches $OUT), else to
 # gpu-results/. Environment: PORTRAIT_BUILD_DIR (default build-gpu), PORTRAIT_DEB_PREFIX
 # (default /tmp/portrait-deps), PORTRAIT_GPU_PYTHON (default python3), BENCH_WORK (shards and
-# runs of the train/nccl phases, default /tmp/portrait_gpu_bench).
+# runs of the train/embed phases, default /tmp/portrait_gpu_bench).
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${PORTRAIT_BUILD_DIR:-$ROOT/build-gpu}"
-PREFIX="${PORTRAIT_DEB_PREFIX:-/tmp/portrait-deps}"
-PY="${PORTRAIT_GPU_PYTHON:-$(command -v python3)}"
+source "$(dirname "${BASH_SOURCE[0]}")/gpu_env.sh"
 RES="${OUT:-$ROOT/gpu-results}"
 WORK="${BENCH_WORK:-/tmp/portrait_gpu_bench}"
 mkdir -p "$RES" "$WORK"
 
-# The binaries need the unpacked Debian libraries (HDF5, yaml-cpp, sentencepiece, ...).
-ML="$PREFIX/usr/lib/x86_64-linux-gnu"
-runtime_env() {
-  export LD_LIBRARY_PATH="$ML:$ML/hdf5/serial${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-}
 # h5py for the Python side, from the carried wheels when the machine's python lacks it.
 python_env() {
   if ! "$PY" -c 'import h5py' 2>/dev/null; then
@@ -56,13 +48,13 @@ phase_build() {
 }
 
 phase_test() {
-  runtime_env
+  portrait_runtime_env
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   ctest --test-dir "$BUILD" -L gpu --output-on-failure
 }
 
 phase_sanitize() {
-  runtime_env
+  portrait_runtime_env
   local cs bin
   cs="$(tool compute-sanitizer)"
   bin="$BUILD/tests/kernels/portrait_kernels_gpu_test"
@@ -85,12 +77,12 @@ phase_sass() {
 }
 
 phase_kernels() {
-  runtime_env
+  portrait_runtime_env
   "$PY" "$ROOT/bench/kernels/baseline.py" --ours "$BUILD/bench/kernels/portrait_bench_kernels"
 }
 
 phase_train() {
-  runtime_env
+  portrait_runtime_env
   python_env
   nvidia-smi --query-gpu=name --format=csv,noheader
   # model=base, bf16 autocast on both sides; MFU against H100 SXM dense bf16 (989 TFLOP/s).
@@ -100,7 +92,7 @@ phase_train() {
 }
 
 phase_embed() {
-  runtime_env
+  portrait_runtime_env
   local model="$WORK/train_base_cuda/model"
   [ -f "$model/model.json" ] || { echo "run the train phase first (it trains $model)" >&2; exit 1; }
   for dtype in float32 float16; do

@@ -25,8 +25,10 @@ ModelConfig tiny_config(int64_t repeat_dim = 0) {
   return c;
 }
 
-// The structural properties must hold with and without the repeat channel.
-constexpr int64_t kRepeatDims[] = {0, 6};
+// The structural properties must hold with and without the repeat channel: these tests run
+// once per repeat_dim.
+class EncoderStructure : public ::testing::TestWithParam<int64_t> {};
+INSTANTIATE_TEST_SUITE_P(RepeatDim, EncoderStructure, ::testing::Values(int64_t{0}, int64_t{6}));
 
 // Users with different numbers of events and text tokens (left-aligned, 0 = padding).
 UserBatch make_batch(const ModelConfig& c, int64_t B, int64_t L, int64_t T, uint64_t seed) {
@@ -59,50 +61,44 @@ void expect_same_real_outputs(const EncoderOutput& a, const EncoderOutput& b, co
   EXPECT_TRUE(torch::allclose(a.states * m, b.states * m, 1e-5, 1e-6));
 }
 
-TEST(Encoder, PaddedTokensNeverChangeAnyRealOutput) {
-  for (int64_t R : kRepeatDims) {
-    SCOPED_TRACE("repeat_dim " + std::to_string(R));
-    auto cfg = tiny_config(R);
-    UserEncoder enc(cfg);
-    enc->eval();
-    torch::NoGradGuard ng;
-    auto b = make_batch(cfg, 6, 10, 5, 1);
-    auto out1 = enc->forward(b);
-    UserBatch scrambled = b;
-    auto pad = ~b.event_mask;
-    scrambled.item = torch::where(pad, torch::randint(1, cfg.n_items, b.item.sizes(), torch::kLong), b.item);
-    scrambled.category = torch::where(pad, torch::randint(1, cfg.n_categories, b.item.sizes(), torch::kLong), b.category);
-    scrambled.event_type = torch::where(pad, torch::randint(1, 5, b.item.sizes(), torch::kLong), b.event_type);
-    scrambled.text = torch::where(~b.text_mask, torch::randint(1, cfg.n_text_tokens, b.text.sizes(), torch::kLong), b.text);
-    auto out2 = enc->forward(scrambled);
-    expect_same_real_outputs(out1, out2, b.event_mask);
-    // And the scrambling did change padded states (the test would be vacuous otherwise).
-    EXPECT_FALSE(torch::allclose(out1.states, out2.states));
-  }
+TEST_P(EncoderStructure, PaddedTokensNeverChangeAnyRealOutput) {
+  auto cfg = tiny_config(GetParam());
+  UserEncoder enc(cfg);
+  enc->eval();
+  torch::NoGradGuard ng;
+  auto b = make_batch(cfg, 6, 10, 5, 1);
+  auto out1 = enc->forward(b);
+  UserBatch scrambled = b;
+  auto pad = ~b.event_mask;
+  scrambled.item = torch::where(pad, torch::randint(1, cfg.n_items, b.item.sizes(), torch::kLong), b.item);
+  scrambled.category = torch::where(pad, torch::randint(1, cfg.n_categories, b.item.sizes(), torch::kLong), b.category);
+  scrambled.event_type = torch::where(pad, torch::randint(1, 5, b.item.sizes(), torch::kLong), b.event_type);
+  scrambled.text = torch::where(~b.text_mask, torch::randint(1, cfg.n_text_tokens, b.text.sizes(), torch::kLong), b.text);
+  auto out2 = enc->forward(scrambled);
+  expect_same_real_outputs(out1, out2, b.event_mask);
+  // And the scrambling did change padded states (the test would be vacuous otherwise).
+  EXPECT_FALSE(torch::allclose(out1.states, out2.states));
 }
 
-TEST(Encoder, CausalStatesDependOnlyOnEarlierEvents) {
-  for (int64_t R : kRepeatDims) {
-    SCOPED_TRACE("repeat_dim " + std::to_string(R));
-    auto cfg = tiny_config(R);
-    UserEncoder enc(cfg);
-    enc->eval();
-    torch::NoGradGuard ng;
-    auto b = make_batch(cfg, 3, 10, 5, 2);
-    auto before = enc->forward(b);
-    UserBatch changed = b;
-    changed.item = b.item.clone();
-    const int64_t k = 4;
-    int64_t old = b.item.index({0, k}).item<int64_t>();
-    changed.item.index_put_({0, k}, old == 1 ? 2 : 1);
-    auto after = enc->forward(changed);
-    auto s0 = before.states[0], s1 = after.states[0];
-    EXPECT_TRUE(torch::allclose(s0.slice(0, 0, k), s1.slice(0, 0, k), 1e-5, 1e-6)) << "earlier states moved";
-    EXPECT_FALSE(torch::allclose(s0.slice(0, k, k + 1), s1.slice(0, k, k + 1))) << "state at k unchanged";
-    EXPECT_FALSE(torch::allclose(before.user[0], after.user[0])) << "CLS must see every event";
-    // Other users in the batch are untouched.
-    EXPECT_TRUE(torch::allclose(before.user.slice(0, 1), after.user.slice(0, 1), 1e-5, 1e-6));
-  }
+TEST_P(EncoderStructure, CausalStatesDependOnlyOnEarlierEvents) {
+  auto cfg = tiny_config(GetParam());
+  UserEncoder enc(cfg);
+  enc->eval();
+  torch::NoGradGuard ng;
+  auto b = make_batch(cfg, 3, 10, 5, 2);
+  auto before = enc->forward(b);
+  UserBatch changed = b;
+  changed.item = b.item.clone();
+  const int64_t k = 4;
+  int64_t old = b.item.index({0, k}).item<int64_t>();
+  changed.item.index_put_({0, k}, old == 1 ? 2 : 1);
+  auto after = enc->forward(changed);
+  auto s0 = before.states[0], s1 = after.states[0];
+  EXPECT_TRUE(torch::allclose(s0.slice(0, 0, k), s1.slice(0, 0, k), 1e-5, 1e-6)) << "earlier states moved";
+  EXPECT_FALSE(torch::allclose(s0.slice(0, k, k + 1), s1.slice(0, k, k + 1))) << "state at k unchanged";
+  EXPECT_FALSE(torch::allclose(before.user[0], after.user[0])) << "CLS must see every event";
+  // Other users in the batch are untouched.
+  EXPECT_TRUE(torch::allclose(before.user.slice(0, 1), after.user.slice(0, 1), 1e-5, 1e-6));
 }
 
 TEST(Encoder, BidirectionalModeLetsEarlyStatesSeeLaterEvents) {
@@ -120,66 +116,57 @@ TEST(Encoder, BidirectionalModeLetsEarlyStatesSeeLaterEvents) {
   EXPECT_FALSE(torch::allclose(before.states[0][0], after.states[0][0]));
 }
 
-TEST(Encoder, TextViewIgnoresEventsAndEventStatesIgnoreText) {
-  for (int64_t R : kRepeatDims) {
-    SCOPED_TRACE("repeat_dim " + std::to_string(R));
-    auto cfg = tiny_config(R);
-    UserEncoder enc(cfg);
-    enc->eval();
-    torch::NoGradGuard ng;
-    auto b = make_batch(cfg, 4, 8, 6, 4);
-    b.text_mask.index_put_({1}, true);
-    b.text.index_put_({1}, torch::randint(1, cfg.n_text_tokens, {6}, torch::kLong));
-    auto base = enc->forward(b);
-    UserBatch ev = b;
-    ev.item = torch::where(b.event_mask, torch::randint(1, cfg.n_items, b.item.sizes(), torch::kLong), b.item);
-    auto o1 = enc->forward(ev);
-    EXPECT_TRUE(torch::allclose(base.text, o1.text, 1e-5, 1e-6));
-    UserBatch tx = b;
-    tx.text = torch::where(b.text_mask, torch::randint(1, cfg.n_text_tokens, b.text.sizes(), torch::kLong), b.text);
-    auto o2 = enc->forward(tx);
-    auto m = b.event_mask.unsqueeze(-1);
-    EXPECT_TRUE(torch::allclose(base.states * m, o2.states * m, 1e-5, 1e-6));
-    EXPECT_FALSE(torch::allclose(base.user[1], o2.user[1]));
-    // A user without text has a zero text view and has_text = false.
-    EXPECT_FALSE(base.has_text[0].item<bool>());
-    EXPECT_EQ(base.text[0].abs().sum().item<float>(), 0.0f);
-  }
+TEST_P(EncoderStructure, TextViewIgnoresEventsAndEventStatesIgnoreText) {
+  auto cfg = tiny_config(GetParam());
+  UserEncoder enc(cfg);
+  enc->eval();
+  torch::NoGradGuard ng;
+  auto b = make_batch(cfg, 4, 8, 6, 4);
+  b.text_mask.index_put_({1}, true);
+  b.text.index_put_({1}, torch::randint(1, cfg.n_text_tokens, {6}, torch::kLong));
+  auto base = enc->forward(b);
+  UserBatch ev = b;
+  ev.item = torch::where(b.event_mask, torch::randint(1, cfg.n_items, b.item.sizes(), torch::kLong), b.item);
+  auto o1 = enc->forward(ev);
+  EXPECT_TRUE(torch::allclose(base.text, o1.text, 1e-5, 1e-6));
+  UserBatch tx = b;
+  tx.text = torch::where(b.text_mask, torch::randint(1, cfg.n_text_tokens, b.text.sizes(), torch::kLong), b.text);
+  auto o2 = enc->forward(tx);
+  auto m = b.event_mask.unsqueeze(-1);
+  EXPECT_TRUE(torch::allclose(base.states * m, o2.states * m, 1e-5, 1e-6));
+  EXPECT_FALSE(torch::allclose(base.user[1], o2.user[1]));
+  // A user without text has a zero text view and has_text = false.
+  EXPECT_FALSE(base.has_text[0].item<bool>());
+  EXPECT_EQ(base.text[0].abs().sum().item<float>(), 0.0f);
 }
 
-TEST(Encoder, EmbeddingsAreUnitNormAndShaped) {
-  for (int64_t R : kRepeatDims) {
-    SCOPED_TRACE("repeat_dim " + std::to_string(R));
-    auto cfg = tiny_config(R);
-    UserEncoder enc(cfg);
-    enc->eval();
-    torch::NoGradGuard ng;
-    auto b = make_batch(cfg, 5, 12, 6, 5);
-    auto o = enc->forward(b);
-    EXPECT_EQ(o.user.sizes(), (std::vector<int64_t>{5, cfg.embed_dim}));
-    EXPECT_EQ(o.states.sizes(), (std::vector<int64_t>{5, 12, cfg.embed_dim}));
-    EXPECT_TRUE(torch::allclose(o.user.norm(2, 1), torch::ones({5}), 1e-5, 1e-5));
-    auto items = enc->all_item_vectors();
-    EXPECT_EQ(items.sizes(), (std::vector<int64_t>{cfg.n_items, cfg.embed_dim}));
-    EXPECT_TRUE(torch::allclose(enc->item_vectors(torch::tensor({3L})), items.slice(0, 3, 4)));
-  }
+TEST_P(EncoderStructure, EmbeddingsAreUnitNormAndShaped) {
+  auto cfg = tiny_config(GetParam());
+  UserEncoder enc(cfg);
+  enc->eval();
+  torch::NoGradGuard ng;
+  auto b = make_batch(cfg, 5, 12, 6, 5);
+  auto o = enc->forward(b);
+  EXPECT_EQ(o.user.sizes(), (std::vector<int64_t>{5, cfg.embed_dim}));
+  EXPECT_EQ(o.states.sizes(), (std::vector<int64_t>{5, 12, cfg.embed_dim}));
+  EXPECT_TRUE(torch::allclose(o.user.norm(2, 1), torch::ones({5}), 1e-5, 1e-5));
+  auto items = enc->all_item_vectors();
+  EXPECT_EQ(items.sizes(), (std::vector<int64_t>{cfg.n_items, cfg.embed_dim}));
+  EXPECT_TRUE(torch::allclose(enc->item_vectors(torch::tensor({3L})), items.slice(0, 3, 4)));
 }
 
-TEST(Encoder, AttentionPoolingAlsoIgnoresPadding) {
-  for (int64_t R : kRepeatDims) {
-    SCOPED_TRACE("repeat_dim " + std::to_string(R));
-    auto cfg = tiny_config(R);
-    cfg.pooling = "attention";
-    UserEncoder enc(cfg);
-    enc->eval();
-    torch::NoGradGuard ng;
-    auto b = make_batch(cfg, 4, 10, 5, 6);
-    auto o1 = enc->forward(b);
-    UserBatch s = b;
-    s.item = torch::where(~b.event_mask, torch::full_like(b.item, 7), b.item);
-    auto o2 = enc->forward(s);
-    EXPECT_TRUE(torch::allclose(o1.user, o2.user, 1e-5, 1e-6));
-  }
+TEST_P(EncoderStructure, AttentionPoolingAlsoIgnoresPadding) {
+  auto cfg = tiny_config(GetParam());
+  cfg.pooling = "attention";
+  UserEncoder enc(cfg);
+  enc->eval();
+  torch::NoGradGuard ng;
+  auto b = make_batch(cfg, 4, 10, 5, 6);
+  auto o1 = enc->forward(b);
+  UserBatch s = b;
+  s.item = torch::where(~b.event_mask, torch::full_like(b.item, 7), b.item);
+  auto o2 = enc->forward(s);
+  EXPECT_TRUE(torch::allclose(o1.user, o2.user, 1e-5, 1e-6));
 }
 
 TEST(AttentionMask, EncodesCausalEventsTextBlockAndClsRow) {

@@ -3,6 +3,8 @@
 // (cleared first, removed at exit).
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -34,6 +36,26 @@ inline std::filesystem::path make_tiny_shards(const std::filesystem::path& root,
   p.tokenizer.vocab_size = 400;
   data::run_prep(p);
   return root / "out";
+}
+
+/// This test process's scratch root: <tmp>/<prefix><pid>.
+inline std::filesystem::path process_root(const std::string& prefix) {
+  return std::filesystem::temp_directory_path() / (prefix + std::to_string(::getpid()));
+}
+
+/// make_tiny_shards under process_root(prefix), built on the first call and removed (with the
+/// whole root) at exit. One set per test binary: later calls return it whatever they pass.
+inline const std::filesystem::path& process_tiny_shards(const std::string& prefix, const std::string& hash_key) {
+  static const std::filesystem::path root = process_root(prefix);
+  static const std::filesystem::path dir = [&] {
+    auto out = make_tiny_shards(root, hash_key);
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(root, ec);
+    });
+    return out;
+  }();
+  return dir;
 }
 
 }  // namespace portrait::testing

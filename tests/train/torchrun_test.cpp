@@ -27,18 +27,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path tmp_root() { return fs::temp_directory_path() / ("portrait_torchrun_" + std::to_string(::getpid())); }
+fs::path tmp_root() { return portrait::testing::process_root("portrait_torchrun_"); }
 
+// One small synth + prep run shared by the tests of this binary (removed at exit).
 const fs::path& shard_dir() {
-  static fs::path dir = [] {
-    auto out = portrait::testing::make_tiny_shards(tmp_root(), "torchrun-test-key-0123456789");
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(tmp_root(), ec);
-    });
-    return out;
-  }();
-  return dir;
+  return portrait::testing::process_tiny_shards("portrait_torchrun_", "torchrun-test-key-0123456789");
 }
 
 using Result = portrait::testing::ShellResult;

@@ -3,8 +3,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <unistd.h>
-
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -27,18 +25,11 @@ namespace {
 #define SKIP_WITHOUT_CUDA() \
   if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
 
-fs::path tmp_root() { return fs::temp_directory_path() / ("portrait_train_cuda_" + std::to_string(::getpid())); }
+fs::path tmp_root() { return portrait::testing::process_root("portrait_train_cuda_"); }
 
+// One small synth + prep run shared by the tests of this binary (removed at exit).
 const fs::path& shard_dir() {
-  static fs::path dir = [] {
-    auto out = portrait::testing::make_tiny_shards(tmp_root(), "train-cuda-test-key-0123456789");
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(tmp_root(), ec);
-    });
-    return out;
-  }();
-  return dir;
+  return portrait::testing::process_tiny_shards("portrait_train_cuda_", "train-cuda-test-key-0123456789");
 }
 
 TrainParams cuda_params() {

@@ -25,19 +25,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path tmp_root() { return fs::temp_directory_path() / ("portrait_train_" + std::to_string(::getpid())); }
+fs::path tmp_root() { return portrait::testing::process_root("portrait_train_"); }
 
-// One small synth + prep run shared by the trainer tests.
+// One small synth + prep run shared by the tests of this binary (removed at exit).
 const fs::path& shard_dir() {
-  static fs::path dir = [] {
-    auto out = portrait::testing::make_tiny_shards(tmp_root(), "train-test-key-0123456789");
-    std::atexit([] {
-      std::error_code ec;
-      fs::remove_all(tmp_root(), ec);
-    });
-    return out;
-  }();
-  return dir;
+  return portrait::testing::process_tiny_shards("portrait_train_", "train-test-key-0123456789");
 }
 
 TrainParams tiny_params() {
