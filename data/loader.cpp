@@ -13,10 +13,8 @@ Loader::Loader(LoaderParams p) : p_(std::move(p)) {
     throw ConfigError("loader: rank " + std::to_string(p_.rank) + " is not in [0, world=" +
                       std::to_string(p_.world) + ")");
   if (p_.batch_size < 1) throw ConfigError("loader: batch_size must be >= 1");
-  split_ = -1;
-  for (int s = 0; s < 3; ++s)
-    if (p_.split == kSplitNames[s]) split_ = s;
-  if (split_ < 0) throw ConfigError("loader: split '" + p_.split + "' is not train, val or test");
+  split_ = split_index(p_.split);
+  if (split_ < 0) throw ConfigError("loader: split '" + p_.split + "' is not train, val, test or latest");
   auto files = list_shards(p_.shard_dir);
   if (files.empty()) throw DataError("no shard_*.h5 files in '" + p_.shard_dir + "'");
   std::string sha;
@@ -46,6 +44,7 @@ Loader::Loader(LoaderParams p) : p_(std::move(p)) {
       }
     }
     if (i == 0) {
+      attrs_ = str_attrs;
       sha = str_attrs["tokenizer_sha256"];
       L_ = int_attrs["seq_len"];
       T_ = int_attrs["text_len"];

@@ -78,6 +78,11 @@ class Loader {
   int64_t text_len() const { return T_; }
   int64_t num_categories() const { return C_; }
   int64_t num_items() const { return I_; }
+  /// A string attribute of the first shard (protocol, target_event_types, ...); "" if absent.
+  std::string str_attr(const std::string& name) const {
+    auto it = attrs_.find(name);
+    return it == attrs_.end() ? std::string() : it->second;
+  }
   /// Global batches per epoch (each rank sees this many batches; the last may be short or
   /// empty on some ranks).
   int64_t batches_per_epoch() const;
@@ -109,6 +114,7 @@ class Loader {
   mutable std::mutex ids_mu_;
   mutable std::vector<std::unique_ptr<UserIds>> ids_;       // lazy: per shard, on first use
   std::vector<int64_t> starts_;  // prefix sums of users per shard
+  std::map<std::string, std::string> attrs_;  // string attributes of the first shard
   int64_t total_ = 0, L_ = 0, T_ = 0, C_ = 0, I_ = 0;
   int split_ = 0;
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -89,6 +91,7 @@ void read_data_params(const cfg::Node& root, DataParams& d) {
     cfg::Section c = s.sub("catalogue");
     c.read("columns", d.catalogue_columns);
     c.read("category_separator", d.catalogue_category_separator);
+    c.read_enum("format", d.catalogue_format, {"auto", "csv", "tsv"});
     c.finish();
   }
   {
@@ -146,6 +149,7 @@ PrepParams prep_params_from_config(const cfg::Node& root) {
   s.read("test_cutoff", p.test_cutoff);
   s.read("label_window_days", p.label_window_days, 1e-6, 1e6);
   s.read("target_event_types", p.target_event_types);
+  s.read_enum("protocol", p.protocol, {"temporal", "leave_last_out"});
   s.read("min_input_events", p.min_input_events, int64_t{1});
   s.read("min_item_count", p.min_item_count, int64_t{1});
   s.read("min_category_count", p.min_category_count, int64_t{1});
@@ -159,6 +163,9 @@ PrepParams prep_params_from_config(const cfg::Node& root) {
   s.finish();
   if (p.input.empty()) throw ConfigError("config key 'prep.input' must list input files or globs");
   if (p.output_dir.empty()) throw ConfigError("config key 'prep.output_dir' must be set");
+  if (p.target_event_types.empty())
+    throw ConfigError("config key 'prep.target_event_types' is empty: list the events that count as targets, "
+                      "e.g. [click, cart, purchase]");
   for (auto& t : p.target_event_types)
     if (!canonical_event_type(t))
       throw ConfigError("config key 'prep.target_event_types' has '" + t +
@@ -486,6 +493,65 @@ inline int32_t price_bucket(float price) {
   return 1 + std::min(62, int(std::floor(4.0 * std::log2(1.0 + double(price)))));
 }
 
+size_t user_end(const std::vector<Ev>& evs, size_t a) {
+  size_t b = a;
+  while (b < evs.size() && evs[b].user == evs[a].user) ++b;
+  return b;
+}
+
+/// Where each split's inputs end and its targets lie, for one user's events [a, b) (sorted by
+/// time, ties in input order). Split s has inputs [a, end) (prep keeps the last seq_len) and
+/// targets = the target-type events of [end, target_end).
+///   temporal:       end = first event at or after the split's cut-off, target_end = first
+///                   event at or after cut-off + label window; latest: end = target_end = b.
+///   leave_last_out: test: end = the user's last target-type event, target_end = end + 1;
+///                   val: the same before test's end; train: the same before val's end. A
+///                   user with too few target-type events gets end = the previous split's
+///                   end and no target. latest as above.
+/// So every split's inputs are a prefix of the next split's, and the vocabulary, counted on
+/// train inputs, never sees a held-out event under either protocol.
+class SplitCutter {
+ public:
+  struct Cut {
+    size_t end = 0, target_end = 0;
+  };
+  using Cuts = std::array<Cut, kNumSplits>;
+  SplitCutter(bool leave_last_out, const int64_t* cut, int64_t window_ms, std::vector<uint8_t> target_types)
+      : llo_(leave_last_out), window_ms_(window_ms), target_(std::move(target_types)) {
+    std::copy(cut, cut + kNumSplits, cut_);
+  }
+  void cut(const std::vector<Ev>& evs, size_t a, size_t b, Cuts& out) const {
+    out[kLatestSplit] = {b, b};
+    if (llo_) {
+      size_t end = b;
+      for (int s = 2; s >= 0; --s) {
+        size_t j = end;
+        while (j > a && !target_[evs[j - 1].type]) --j;
+        if (j > a) {
+          out[size_t(s)] = {j - 1, j};
+          end = j - 1;
+        } else {
+          out[size_t(s)] = {end, end};
+        }
+      }
+      return;
+    }
+    for (int s = 0; s < 3; ++s) {
+      size_t k = a;
+      while (k < b && evs[k].ts < cut_[s]) ++k;
+      size_t t = k;
+      while (t < b && evs[t].ts < cut_[s] + window_ms_) ++t;
+      out[size_t(s)] = {k, t};
+    }
+  }
+
+ private:
+  bool llo_;
+  int64_t cut_[kNumSplits];
+  int64_t window_ms_;
+  std::vector<uint8_t> target_;
+};
+
 struct Catalogue {
   std::unordered_map<std::string, std::pair<std::string, float>> items;  // cat, price
 };
@@ -498,7 +564,12 @@ Catalogue load_catalogue(const std::string& path, const DataParams& d) {
   int64_t line;
   std::vector<std::string_view> f;
   std::vector<std::string> scratch;
-  if (!rr.next(rec, line) || !split_csv(rec, ',', f, scratch))
+  const std::string fmt_name = format_of(path, d.catalogue_format);
+  if (fmt_name == "jsonl")
+    throw DataError("catalogue '" + path + "': JSON Lines catalogues are not supported; use CSV or TSV "
+                    "(data.catalogue.format)");
+  const char sep = fmt_name == "tsv" ? '\t' : ',';
+  if (!rr.next(rec, line) || !split_csv(rec, sep, f, scratch))
     throw DataError("catalogue '" + path + "' line 1: cannot read the header");
   std::vector<std::string> header(f.begin(), f.end());
   auto col = [&](const char* k, bool required) -> int {
@@ -518,7 +589,7 @@ Catalogue load_catalogue(const std::string& path, const DataParams& d) {
   int64_t bad = 0;
   while (rr.next(rec, line)) {
     if (rec.empty()) continue;
-    if (!split_csv(rec, ',', f, scratch) || f.size() != header.size()) {
+    if (!split_csv(rec, sep, f, scratch) || f.size() != header.size()) {
       if (++bad <= 5) PLOG_WARN("catalogue '{}' line {}: malformed row skipped", path, line);
       continue;
     }
@@ -1055,6 +1126,7 @@ PrepSummary run_prep(const PrepParams& p) {
   std::map<std::string, int64_t> rejects2 = zero_reject_counts();
   {
     int64_t my_users = 0, my_events = 0, my_max_ts = INT64_MIN;
+    std::vector<int64_t> my_types(kNumEventTypes + 1, 0);
     Progress bar2("prep clean", uint64_t((P - rank + world - 1) / world), "partitions", pp);
     std::vector<std::string> bufs(static_cast<size_t>(world));
     std::vector<Ev> evs;
@@ -1119,6 +1191,7 @@ PrepSummary run_prep(const PrepParams& p) {
           for (size_t i : kept) {
             encode_ev(clean.buf(), evs[i]);
             my_max_ts = std::max(my_max_ts, evs[i].ts);
+            ++my_types[evs[i].type];
           }
           my_events += int64_t(kept.size());
           clean.maybe_flush();
@@ -1167,16 +1240,19 @@ PrepSummary run_prep(const PrepParams& p) {
     st["users"] = my_users;
     st["events"] = my_events;
     st["max_ts"] = my_max_ts;
+    st["types"] = my_types;
     st["rejects"] = rejects2;
     write_file_atomic(wpath("stats2", rank, ".json"), st.dump());
   }
   barrier("prep-clean");
   int64_t max_ts = INT64_MIN;
+  std::vector<int64_t> type_counts(kNumEventTypes + 1, 0);
   for (int r = 0; r < world; ++r) {
     auto st = read_json(wpath("stats2", r, ".json"));
     sum.users += st["users"].get<int64_t>();
     sum.accepted_events += st["events"].get<int64_t>();
     max_ts = std::max(max_ts, st["max_ts"].get<int64_t>());
+    for (size_t t = 0; t < type_counts.size(); ++t) type_counts[t] += st["types"][t].get<int64_t>();
     for (auto& [k, n] : st["rejects"].items()) rejects[k] += n.get<int64_t>();
   }
   sum.rejects = rejects;
@@ -1188,22 +1264,55 @@ PrepSummary run_prep(const PrepParams& p) {
   PLOG_INFO("prep: phase 2 done ({} users, {} events), peak RSS {:.0f} MB", sum.users,
             sum.accepted_events, peak_rss_mb());
 
+  // A target type that never occurs would leave every split without targets and the dense
+  // loss without positives: say so now, before anything is written.
+  std::vector<uint8_t> target_types(kNumEventTypes + 1, 0);
+  for (auto& t : p.target_event_types) target_types[size_t(*canonical_event_type(t))] = 1;
+  {
+    int64_t n_targets = 0;
+    std::string present;
+    for (int t = 1; t <= kNumEventTypes; ++t) {
+      if (target_types[size_t(t)]) n_targets += type_counts[size_t(t)];
+      if (type_counts[size_t(t)] > 0)
+        present += fmt::format("{}{} {}", present.empty() ? "" : ", ", event_type_name(EventType(t)),
+                               type_counts[size_t(t)]);
+    }
+    if (n_targets == 0)
+      throw ConfigError(fmt::format(
+          "prep.target_event_types = [{}] matches no event of the cleaned data (its events: {}): there would be "
+          "no targets and no training positives. Add the types your data has, e.g. "
+          "prep.target_event_types=[{}]",
+          fmt::join(p.target_event_types, ", "), present,
+          present.substr(0, present.find(' '))));
+  }
+
   // ---- Cut-offs --------------------------------------------------------------------------
   const int64_t window_ms = int64_t(std::llround(p.label_window_days * 86400000.0));
-  int64_t cut[3];
-  cut[2] = p.test_cutoff == "auto" ? max_ts + 1 - window_ms : parse_time_config("prep.test_cutoff", p.test_cutoff);
-  cut[1] = p.val_cutoff == "auto" ? cut[2] - window_ms : parse_time_config("prep.val_cutoff", p.val_cutoff);
-  cut[0] = p.train_cutoff == "auto" ? cut[1] - window_ms : parse_time_config("prep.train_cutoff", p.train_cutoff);
-  if (!(cut[0] <= cut[1] && cut[1] <= cut[2]))
-    throw ConfigError("cut-offs must satisfy prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff");
+  int64_t cut[kNumSplits];
+  cut[kLatestSplit] = max_ts + 1;
+  if (p.protocol == "temporal") {
+    cut[2] = p.test_cutoff == "auto" ? max_ts + 1 - window_ms : parse_time_config("prep.test_cutoff", p.test_cutoff);
+    cut[1] = p.val_cutoff == "auto" ? cut[2] - window_ms : parse_time_config("prep.val_cutoff", p.val_cutoff);
+    cut[0] = p.train_cutoff == "auto" ? cut[1] - window_ms : parse_time_config("prep.train_cutoff", p.train_cutoff);
+    if (!(cut[0] <= cut[1] && cut[1] <= cut[2]))
+      throw ConfigError("cut-offs must satisfy prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff");
+    PLOG_INFO("cut-offs: train {} val {} test {}, label window {} days", format_iso8601(cut[0] / 1000),
+              format_iso8601(cut[1] / 1000), format_iso8601(cut[2] / 1000), p.label_window_days);
+  } else {
+    // Per-user cuts; the end of the log is every split's reference time (recency in reports).
+    for (int s = 0; s < 3; ++s) cut[s] = max_ts + 1;
+    PLOG_INFO("protocol leave_last_out: per user, test target = the last of [{}] events, val = the one "
+              "before, train = the one before that",
+              fmt::join(p.target_event_types, ", "));
+  }
   for (int s = 0; s < 3; ++s) sum.cutoff_ms[s] = cut[s];
-  PLOG_INFO("cut-offs: train {} val {} test {}, label window {} days", format_iso8601(cut[0] / 1000),
-            format_iso8601(cut[1] / 1000), format_iso8601(cut[2] / 1000), p.label_window_days);
+  const SplitCutter cutter(p.protocol == "leave_last_out", cut, window_ms, target_types);
 
   // ---- Phase 3a: vocabulary counts and tokenizer text, from training inputs only ----------
-  // Only events strictly before the train cut-off count: item/category frequencies (the
-  // popularity baseline, logQ correction) and the tokenizer's corpus never see the label,
-  // validation or test windows. An item first seen after the cut-off is out of vocabulary.
+  // Only the train split's inputs count (temporal: events strictly before the train cut-off;
+  // leave_last_out: events before each user's train target): item/category frequencies (the
+  // popularity baseline, logQ correction) and the tokenizer's corpus never see a label,
+  // validation or test event. An item first seen later is out of vocabulary.
   {
     CountMap item_counts, cat_counts;
     std::vector<Ev> evs;
@@ -1215,16 +1324,21 @@ PrepSummary run_prep(const PrepParams& p) {
       decode_evs(data, evs);
       TextWriter rv(wpath("reviews", part, ".txt"), false);
       std::string t;
-      for (const Ev& e : evs) {
-        if (e.ts >= cut[0]) continue;
-        count_add(item_counts, e.item, 1);
-        if (!e.cat.empty()) count_add(cat_counts, e.cat, 1);
-        if (!e.text.empty()) {
-          t.assign(e.text);
-          std::replace(t.begin(), t.end(), '\n', ' ');
-          std::replace(t.begin(), t.end(), '\r', ' ');
-          t.push_back('\n');
-          rv.write(t);
+      SplitCutter::Cuts cuts;
+      for (size_t a = 0, b = 0; a < evs.size(); a = b) {
+        b = user_end(evs, a);
+        cutter.cut(evs, a, b, cuts);
+        for (size_t i = a; i < cuts[0].end; ++i) {
+          const Ev& e = evs[i];
+          count_add(item_counts, e.item, 1);
+          if (!e.cat.empty()) count_add(cat_counts, e.cat, 1);
+          if (!e.text.empty()) {
+            t.assign(e.text);
+            std::replace(t.begin(), t.end(), '\n', ' ');
+            std::replace(t.begin(), t.end(), '\r', ' ');
+            t.push_back('\n');
+            rv.write(t);
+          }
         }
       }
       rv.commit();
@@ -1319,13 +1433,18 @@ PrepSummary run_prep(const PrepParams& p) {
   base.int_attrs["text_len"] = p.text_len;
   base.int_attrs["label_window_ms"] = window_ms;
   base.int_attrs["num_shards"] = P;
-  for (int s = 0; s < 3; ++s) base.int_attrs[std::string(kSplitNames[s]) + "_cutoff_ms"] = cut[s];
-  std::vector<uint8_t> target_types(kNumEventTypes + 1, 0);
-  for (auto& t : p.target_event_types) target_types[size_t(*canonical_event_type(t))] = 1;
+  for (int s = 0; s < kNumSplits; ++s) base.int_attrs[std::string(kSplitNames[s]) + "_cutoff_ms"] = cut[s];
+  base.str_attrs["protocol"] = p.protocol;
+  {
+    std::string names;
+    for (int t = 1; t <= kNumEventTypes; ++t)
+      if (target_types[size_t(t)]) names += (names.empty() ? "" : ",") + std::string(event_type_name(EventType(t)));
+    base.str_attrs["target_event_types"] = names;
+  }
 
   // ---- Phase 3b (this rank's partitions): sequences, labels, shards -----------------------
   {
-    int64_t my_split_users[3] = {0, 0, 0};
+    int64_t my_split_users[kNumSplits] = {0, 0, 0, 0};
     Progress bar3("prep shards", uint64_t((P - rank + world - 1) / world), "shards", pp);
     std::vector<Ev> evs;
     for (int part = 0; part < P; ++part) {
@@ -1340,7 +1459,7 @@ PrepSummary run_prep(const PrepParams& p) {
       std::vector<int64_t> text_of(evs.size(), -1);
       if (tokenizer.loaded()) {
         for (size_t i = 0; i < evs.size(); ++i)
-          if (!evs[i].text.empty() && evs[i].ts < cut[2]) {
+          if (!evs[i].text.empty()) {
             text_of[i] = int64_t(texts.size());
             texts.emplace_back(evs[i].text);
           }
@@ -1377,20 +1496,17 @@ PrepSummary run_prep(const PrepParams& p) {
       ShardWriter writer(out_dir / fmt::format("shard_{:05d}.h5", part), sc);
       sc = ShardContents{};
       std::vector<int32_t> tbuf;
-      for (int s = 0; s < 3; ++s) {
+      std::vector<SplitCutter::Cuts> user_cuts(first.size() - 1);
+      for (size_t u = 0; u + 1 < first.size(); ++u) cutter.cut(evs, first[u], first[u + 1], user_cuts[u]);
+      for (int s = 0; s < kNumSplits; ++s) {
         // One split at a time, sized exactly: the shard's memory is one split's arrays.
-        auto first_at_cut = [&](size_t a, size_t b) {  // events are sorted by ts
-          size_t k = a;
-          while (k < b && evs[k].ts < cut[s]) ++k;
-          return k;
-        };
         size_t n_rows = 0, n_in = 0, n_tgt = 0;
         for (size_t u = 0; u + 1 < first.size(); ++u) {
-          const size_t a = first[u], b = first[u + 1], k = first_at_cut(a, b);
+          const size_t a = first[u], k = user_cuts[u][size_t(s)].end;
           if (int64_t(k - a) < p.min_input_events) continue;
           ++n_rows;
           n_in += std::min<size_t>(k - a, size_t(p.seq_len));
-          for (size_t i = k; i < b && evs[i].ts < cut[s] + window_ms; ++i) n_tgt += target_types[evs[i].type];
+          for (size_t i = k; i < user_cuts[u][size_t(s)].target_end; ++i) n_tgt += target_types[evs[i].type];
         }
         SplitArrays A;
         A.user.reserve(n_rows);
@@ -1402,7 +1518,7 @@ PrepSummary run_prep(const PrepParams& p) {
         for (auto* v : {&A.target_item, &A.target_category, &A.target_event}) v->reserve(n_tgt);
         A.target_ts.reserve(n_tgt);
         for (size_t u = 0; u + 1 < first.size(); ++u) {
-          const size_t a = first[u], b = first[u + 1], k = first_at_cut(a, b);
+          const size_t a = first[u], k = user_cuts[u][size_t(s)].end, tend = user_cuts[u][size_t(s)].target_end;
           if (int64_t(k - a) < p.min_input_events) continue;
           A.user.push_back(int32_t(u));
           size_t from = k - std::min<size_t>(k - a, size_t(p.seq_len));
@@ -1430,9 +1546,10 @@ PrepSummary run_prep(const PrepParams& p) {
           }
           A.text_tokens.insert(A.text_tokens.end(), tbuf.begin(), tbuf.end());
           A.text_offsets.push_back(int64_t(A.text_tokens.size()));
-          // Targets within [cut, cut + window).
+          // Targets: the target-type events of [k, tend) (the label window, or the one
+          // held-out event).
           std::set<int32_t> bought;
-          for (size_t i = k; i < b && evs[i].ts < cut[s] + window_ms; ++i) {
+          for (size_t i = k; i < tend; ++i) {
             const Ev& e = evs[i];
             if (target_types[e.type]) {
               A.target_item.push_back(ei[i]);
@@ -1456,13 +1573,13 @@ PrepSummary run_prep(const PrepParams& p) {
     }
     bar3.finish();
     nlohmann::json st;
-    st["users_per_split"] = {my_split_users[0], my_split_users[1], my_split_users[2]};
+    st["users_per_split"] = my_split_users;
     write_file_atomic(wpath("stats3", rank, ".json"), st.dump());
   }
   barrier("prep-shards");
   for (int r = 0; r < world; ++r) {
     auto st = read_json(wpath("stats3", r, ".json"));
-    for (int s = 0; s < 3; ++s) sum.users_per_split[s] += st["users_per_split"][size_t(s)].get<int64_t>();
+    for (int s = 0; s < kNumSplits; ++s) sum.users_per_split[s] += st["users_per_split"][size_t(s)].get<int64_t>();
   }
   for (int part = 0; part < P; ++part)
     sum.shards.push_back((out_dir / fmt::format("shard_{:05d}.h5", part)).string());
@@ -1492,11 +1609,13 @@ PrepSummary run_prep(const PrepParams& p) {
   js["blank_lines"] = blank_lines;
   js["users"] = sum.users;
   js["users_per_split"] = {{"train", sum.users_per_split[0]}, {"val", sum.users_per_split[1]},
-                           {"test", sum.users_per_split[2]}};
-  js["cutoff_ms"] = {{"train", cut[0]}, {"val", cut[1]}, {"test", cut[2]}};
+                           {"test", sum.users_per_split[2]}, {"latest", sum.users_per_split[3]}};
+  js["cutoff_ms"] = {{"train", cut[0]}, {"val", cut[1]}, {"test", cut[2]}, {"latest", cut[3]}};
+  js["protocol"] = p.protocol;
+  js["target_event_types"] = p.target_event_types;
   js["label_window_ms"] = window_ms;
   js["vocab"] = {{"items", sum.items}, {"categories", sum.categories},
-                 {"counted_before_ms", cut[0]}};
+                 {"counted_from", "the train split's inputs"}};
   js["pii_masked"] = {{"email", pii_kind[0]}, {"url", pii_kind[1]}, {"phone", pii_kind[2]},
                       {"digits", pii_kind[3]}};
   js["tokenizer_sha256"] = sum.tokenizer_sha256;

@@ -8,10 +8,11 @@
 //      to the file's quarantine segment.
 //   2. per partition: order each user's events by time (ties keep input order: file, line),
 //      drop exact duplicates, quarantine bot users and users below the minimum.
-//   3. cut-offs from the cleaned data; item/category counts and the tokenizer corpus from the
-//      events strictly before the TRAIN cut-off only (no label/val/test leakage: an item first
-//      seen after it is out of vocabulary and has no count); train SentencePiece on a bounded
-//      sample; write one shard per partition with train/val/test inputs and labels.
+//   3. split cuts (prep.protocol: global cut-offs or per-user leave-last-out); item/category
+//      counts and the tokenizer corpus from the TRAIN split's inputs only (no label/val/test
+//      leakage: an item first seen later is out of vocabulary and has no count); train
+//      SentencePiece on a bounded sample; write one shard per partition with train/val/test
+//      inputs and labels and the `latest` split (every event, no labels: what exports embed).
 // Outputs in output_dir: shard_NNNNN.h5, tokenizer.model(+.sha256), quarantine.jsonl,
 // prep_summary.json, reviews.txt (masked review text before the train cut-off = the
 // tokenizer corpus). Work files live in output_dir/.prep.<pid>.<n>/ and are removed.
@@ -61,6 +62,7 @@ struct DataParams {
   std::map<std::string, std::string> catalogue_columns = {
       {"item", "item_id"}, {"category", "category"}, {"title", "title"}, {"price", "price"}};
   std::string catalogue_category_separator;  ///< e.g. "|" for MovieLens genres: first kept
+  std::string catalogue_format = "auto";     ///< auto (by extension) | csv | tsv
   // Privacy.
   std::string key_file;                   ///< file holding the HMAC key (preferred)
   std::string key_env = "PORTRAIT_HASH_KEY";  ///< else this environment variable
@@ -87,6 +89,14 @@ struct PrepParams {
   std::string val_cutoff = "auto";    ///< auto = test_cutoff - label window
   std::string test_cutoff = "auto";   ///< auto = last event + 1 ms - label window
   double label_window_days = 14;
+  /// How the train / val / test splits are cut (recorded in the shards as `protocol`):
+  ///   temporal        global cut-offs; targets = the label window after each (production)
+  ///   leave_last_out  per user: the last target-type event is test's target, the one before
+  ///                   val's, the one before that train's; inputs = everything before the
+  ///                   target (the SASRec / BERT4Rec protocol; ties keep input order)
+  /// Both write a fourth split `latest`: every event as input, no target (exports).
+  std::string protocol = "temporal";
+  /// Events that count as targets and as training positives (recorded in the shards).
   std::vector<std::string> target_event_types = {"click", "cart", "purchase"};
   int64_t min_input_events = 1;     ///< users with fewer inputs are left out of a split
   int64_t min_item_count = 2;       ///< rarer items (counted before train_cutoff) map to the
@@ -119,7 +129,7 @@ struct PrepSummary {
   int64_t quarantined = 0;        ///< rows in quarantine.jsonl
   std::map<std::string, int64_t> rejects;  ///< reason -> rows (every reason listed)
   int64_t users = 0;              ///< users kept
-  int64_t users_per_split[3] = {0, 0, 0};
+  int64_t users_per_split[4] = {0, 0, 0, 0};  ///< train, val, test, latest (data::kSplitNames)
   int64_t cutoff_ms[3] = {0, 0, 0};
   int64_t items = 0, categories = 0;  ///< vocabulary sizes (incl. pad/oov); counted before
                                       ///< the train cut-off only

@@ -158,6 +158,12 @@ struct ErrSilencer {  // HDF5 prints its error stack by default; we report our o
 
 }  // namespace
 
+int split_index(std::string_view name) {
+  for (int s = 0; s < kNumSplits; ++s)
+    if (name == kSplitNames[s]) return s;
+  return -1;
+}
+
 ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardContents& c) {
   std::lock_guard<std::mutex> lk(h5_mutex());
   std::filesystem::create_directories(path.parent_path().empty() ? "." : path.parent_path());
@@ -216,7 +222,7 @@ void ShardWriter::write_split(int s, const SplitArrays& a) {
 }
 
 void ShardWriter::commit() {
-  if (next_split_ != 3) throw std::logic_error("ShardWriter: commit before all three splits were written");
+  if (next_split_ != kNumSplits) throw std::logic_error("ShardWriter: commit before every split was written");
   {
     std::lock_guard<std::mutex> lk(h5_mutex());
     check(H5Fflush(hid_t(file_), H5F_SCOPE_GLOBAL), "flush");
@@ -228,7 +234,7 @@ void ShardWriter::commit() {
 
 void write_shard(const std::filesystem::path& path, const ShardContents& c) {
   ShardWriter w(path, c);
-  for (int s = 0; s < 3; ++s) w.write_split(s, c.splits[s]);
+  for (int s = 0; s < kNumSplits; ++s) w.write_split(s, c.splits[s]);
   w.commit();
 }
 
@@ -257,7 +263,7 @@ ShardContents read_shard(const std::filesystem::path& path, const std::vector<st
     c.category_counts = read_vec<int64_t>(f, "vocab/category_counts", file);
     c.event_types = read_strings(f, "vocab/event_types", file);
   }
-  for (int s = 0; s < 3; ++s) {
+  for (int s = 0; s < kNumSplits; ++s) {
     if (std::find(splits.begin(), splits.end(), kSplitNames[s]) == splits.end()) continue;
     std::string g = std::string(kSplitNames[s]) + "/";
     SplitArrays& a = c.splits[s];

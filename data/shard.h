@@ -1,24 +1,30 @@
 // HDF5 training shards written by `portrait prep` and read by the loader (and by h5py).
 //
 // File layout (one file per partition, "shard_00000.h5"):
-//   attributes on "/": format = "portrait-shard", format_version = 1 (int64), shard_index,
+//   attributes on "/": format = "portrait-shard", format_version = 2 (int64), shard_index,
 //     num_shards, tokenizer_sha256 ("" without text), prep_config (YAML text), seq_len,
-//     text_len, label_window_ms, and per split "<split>_cutoff_ms".
+//     text_len, label_window_ms, protocol ("temporal" | "leave_last_out": how the splits'
+//     inputs and targets were cut, see data/prep.h), target_event_types (comma-separated
+//     canonical names: the events that count as positives and targets), and per split
+//     "<split>_cutoff_ms" (temporal: the cut-off; latest: last event + 1 ms; 0 where a
+//     protocol has no global cut-off).
 //   /vocab/items, /vocab/categories          variable-length UTF-8 strings; index = token id
 //                                            (0 "<pad>", 1 "<oov>")
 //   /vocab/item_counts, /vocab/category_counts int64, same length (counts of the OOV bucket
 //                                            at index 1)
 //   /vocab/event_types                        "<pad>", "view", "click", "cart", "purchase", "review"
 //   /users/id                                 pseudonymous user ids (HMAC-SHA256, hex)
-//   /<split>/ for split in train, val, test — ragged per-user arrays, row i = i-th user:
+//   /<split>/ for split in train, val, test, latest — ragged per-user arrays, row i = i-th
+//     user (latest: every event of the user as input, no targets: what exports embed):
 //     user             int32 [n]      index into /users/id
 //     input_offsets    int64 [n+1]    events of row i: [input_offsets[i], input_offsets[i+1])
 //     input_item, input_category, input_event, input_gap, input_price   int32 [E]
-//     input_ts         int64 [E]      unix ms, all strictly before the split's cutoff
+//     input_ts         int64 [E]      unix ms, all before the split's targets
 //     text_offsets     int64 [n+1];   text_tokens int32 [T]  (SentencePiece ids)
 //     target_offsets   int64 [n+1];   target_item, target_category, target_event int32,
-//                                     target_ts int64: future positive actions in
-//                                     [cutoff, cutoff + label_window)
+//                                     target_ts int64: temporal: the positive actions in
+//                                     [cutoff, cutoff + label_window); leave_last_out: the
+//                                     one positive event the inputs stop before
 //     purchase_offsets int64 [n+1];   purchase_category int32: distinct categories purchased
 //                                     within the window (multi-hot labels)
 #pragma once
@@ -29,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace portrait {
@@ -38,8 +45,13 @@ class AtomicOutput;
 namespace portrait::data {
 
 inline constexpr const char* kShardFormat = "portrait-shard";
-inline constexpr int64_t kShardFormatVersion = 1;
-inline constexpr const char* kSplitNames[] = {"train", "val", "test"};
+/// Version 2: a fourth split `latest` and the `protocol` / `target_event_types` attributes.
+inline constexpr int64_t kShardFormatVersion = 2;
+inline constexpr int kNumSplits = 4;
+inline constexpr const char* kSplitNames[kNumSplits] = {"train", "val", "test", "latest"};
+inline constexpr int kLatestSplit = 3;
+/// Index of a split name in kSplitNames, or -1.
+int split_index(std::string_view name);
 inline constexpr int32_t kPadToken = 0;
 inline constexpr int32_t kOovToken = 1;
 
@@ -64,7 +76,7 @@ struct ShardContents {
   std::map<std::string, int64_t> int_attrs;       ///< format_version, seq_len, cutoffs ...
   std::vector<std::string> items, categories, event_types, user_ids;
   std::vector<int64_t> item_counts, category_counts;
-  SplitArrays splits[3];                          ///< train, val, test
+  SplitArrays splits[kNumSplits];                 ///< train, val, test, latest
 };
 
 /// Writes `c` to `path` atomically (temporary file + rename). Sets format/format_version.
@@ -92,7 +104,7 @@ class ShardWriter {
 /// unsupported format_version. `splits` selects which splits to read (others left empty);
 /// `with_vocab` = false skips the vocabularies.
 ShardContents read_shard(const std::filesystem::path& path,
-                         const std::vector<std::string>& splits = {"train", "val", "test"},
+                         const std::vector<std::string>& splits = {"train", "val", "test", "latest"},
                          bool with_vocab = true);
 
 /// Random access to the rows of one split of one shard without loading the split: each

@@ -24,6 +24,7 @@
 #include "data/shard.h"
 #include "infer/h5.h"
 #include "kernels/device.h"
+#include "models/batch.h"
 #include "models/checkpoint.h"
 
 namespace portrait::infer {
@@ -33,82 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-/// Copies a loader batch into a UserBatch, keeping the most recent `max_events` events and the
-/// first `max_text` text tokens when the shards are longer than the model's context.
-UserBatch to_user_batch(const data::Batch& b, const ModelConfig& mc) {
-  const int64_t max_events = mc.max_events;
-  const int64_t max_text = mc.n_text_tokens > 0 ? mc.max_text_tokens : 0;
-  const int64_t B = b.rows, Lin = b.L, Tin = b.T;
-  const int64_t L = std::max<int64_t>(1, std::min(Lin, max_events));
-  const int64_t T = std::min(Tin, max_text);
-  auto opt = torch::TensorOptions().dtype(torch::kLong);
-  torch::Tensor item = torch::zeros({B, L}, opt), cat = torch::zeros({B, L}, opt),
-                ev = torch::zeros({B, L}, opt), gap = torch::zeros({B, L}, opt),
-                price = torch::zeros({B, L}, opt);
-  torch::Tensor emask = torch::zeros({B, L}, torch::kBool);
-  auto* pi = item.data_ptr<int64_t>();
-  auto* pc = cat.data_ptr<int64_t>();
-  auto* pe = ev.data_ptr<int64_t>();
-  auto* pg = gap.data_ptr<int64_t>();
-  auto* pp = price.data_ptr<int64_t>();
-  auto* pm = emask.data_ptr<bool>();
-  for (int64_t r = 0; r < B; ++r) {
-    int64_t len = std::min<int64_t>(b.length[size_t(r)], Lin);
-    int64_t start = std::max<int64_t>(0, len - L), n = std::min(len, L);
-    for (int64_t j = 0; j < n; ++j) {
-      size_t src = size_t(r * Lin + start + j);
-      int64_t dst = r * L + j;
-      pi[dst] = b.item[src];
-      pc[dst] = b.category[src];
-      pe[dst] = b.event[src];
-      pg[dst] = b.gap[src];
-      pp[dst] = b.price[src];
-      pm[dst] = true;
-    }
-  }
-  torch::Tensor text = torch::zeros({B, T}, opt), tmask = torch::zeros({B, T}, torch::kBool);
-  auto* pt = text.data_ptr<int64_t>();
-  auto* ptm = tmask.data_ptr<bool>();
-  for (int64_t r = 0; r < B; ++r)
-    for (int64_t j = 0; j < T; ++j) {
-      size_t src = size_t(r * Tin + j);
-      if (b.text_mask[src] > 0.5f) {
-        pt[r * T + j] = b.text[src];
-        ptm[r * T + j] = true;
-      }
-    }
-  // Ids beyond the model's tables would be an opaque torch index error: name the field.
-  const struct {
-    const char* field;
-    const torch::Tensor& t;
-    int64_t n;
-    const char* key;
-  } checks[] = {{"item", item, mc.n_items, "n_items"},
-                {"category", cat, mc.n_categories, "n_categories"},
-                {"event type", ev, mc.n_event_types, "n_event_types"},
-                {"time-gap bucket", gap, mc.n_gap_buckets, "n_gap_buckets"},
-                {"price bucket", price, mc.n_price_buckets, "n_price_buckets"},
-                {"text token", text, std::max<int64_t>(mc.n_text_tokens, 1), "n_text_tokens"}};
-  for (const auto& c : checks) {
-    if (c.t.numel() == 0) continue;
-    const int64_t mx = c.t.max().item<int64_t>();
-    if (mx >= c.n)
-      throw DataError(fmt::format("embed: the shards contain {} id {} but the model's {} is {}: the "
-                                  "model was not trained on these shards' vocabularies",
-                                  c.field, mx, c.key, c.n));
-  }
-  UserBatch u;
-  u.item = item;
-  u.category = cat;
-  u.event_type = ev;
-  u.gap_bucket = gap;
-  u.price_bucket = price;
-  u.event_mask = emask;
-  u.text = text;
-  u.text_mask = tmask;
-  return u;
 }
 
 /// One batch of finished rows on its way to the writer thread.
@@ -324,7 +249,7 @@ EmbedParams embed_params_from_config(const cfg::Node& root) {
   s.read("model", p.model_dir);
   s.read("shards", p.shards);
   s.read("output", p.output);
-  s.read_enum("split", p.split, {"train", "val", "test"});
+  s.read_enum("split", p.split, {"latest", "train", "val", "test"});
   s.read("batch_size", p.batch_size, 1, 1 << 20);
   s.read_enum("dtype", p.dtype, {"float32", "float16"});
   s.read("gzip", p.gzip, 0, 9);
@@ -435,7 +360,7 @@ EmbedSummary run_embed(const EmbedParams& p) {
       auto t0 = Clock::now();
       data::Batch b = next.get();
       if (k + 1 < jobs.size()) next = std::async(std::launch::async, build, jobs[k + 1]);
-      UserBatch ub = to_user_batch(b, model.cfg).to(device);
+      UserBatch ub = model_input(b, model.cfg, device);
       torch::Tensor user;
       if (bf16) {
         at::autocast::set_autocast_enabled(at::kCUDA, true);

@@ -1,5 +1,6 @@
-// `portrait embed`: streams every user of a split of the prepared shards through a trained
-// encoder and exports the L2-normalised user embeddings (plus item embeddings and the
+// `portrait embed`: streams every user of a split of the prepared shards (by default
+// `latest`: each user's events up to the end of the logs, so an export is as fresh as its
+// input) through a trained encoder and exports the L2-normalised user embeddings (plus item embeddings and the
 // purchase-head weights) to HDF5 for h5py consumers.
 //
 // Output `<output>` (e.g. embeddings.h5), root attributes:
@@ -52,7 +53,7 @@ struct EmbedParams {
   std::string model_dir;          ///< model artefact directory (model.json + model.pt); mandatory
   std::string shards;             ///< directory with shard_*.h5; mandatory
   std::string output;             ///< output file, e.g. run_dir/embeddings.h5; mandatory
-  std::string split = "test";     ///< train | val | test (test = inputs before the latest cutoff)
+  std::string split = "latest";   ///< latest (every event: as fresh as the logs) | train | val | test
   int batch_size = 1024;          ///< users per forward pass
   std::string dtype = "float32";  ///< on-disk embedding dtype: float32 | float16
   int gzip = 0;                   ///< 0 = uncompressed; 1..9 = shuffle + deflate level

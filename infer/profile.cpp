@@ -182,9 +182,8 @@ ProfileSummary run_profile(const ProfileParams& p) {
   std::vector<std::string> categories;
   std::unordered_map<std::string, int64_t> all_terms;
   int64_t all_term_total = 0;
-  int si = 2;
-  for (int i = 0; i < 3; ++i)
-    if (e.split == data::kSplitNames[i]) si = i;
+  int si = data::split_index(e.split);
+  if (si < 0) si = 2;  // exports older than the split attribute: test
   int32_t purchase = -1;
   std::unordered_map<int32_t, std::optional<std::string>> piece_cache;
   for (auto& file : data::list_shards(shards)) {

@@ -66,9 +66,7 @@ namespace {
 // Distinct input items per user; only_purchases keeps events of type "purchase".
 std::unordered_map<std::string, std::vector<int64_t>> history_items(const std::string& shards,
                                                                    const std::string& split, bool only_purchases) {
-  int si = -1;
-  for (int i = 0; i < 3; ++i)
-    if (split == data::kSplitNames[i]) si = i;
+  int si = data::split_index(split);
   if (si < 0) throw DataError("unknown split '" + split + "'");
   std::unordered_map<std::string, std::vector<int64_t>> out;
   auto files = data::list_shards(shards);

@@ -136,7 +136,21 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
   if (T) parts.push_back(text_emb->forward(b.text) + seg_emb->forward(torch::full({1, 1}, 2, lopts)));
   auto x = torch::cat(parts, 1);
   const int64_t S = x.size(1);
-  x = emb_drop->forward(x + pos_emb->forward(torch::arange(S, lopts)).unsqueeze(0));
+  // Positions: CLS 0; event j of a user with n events 1 + max_events - n + j, so the last
+  // event is always max_events and a position says how many events ago (padding: 0, never
+  // attended); text 1 + max_events + j. Nothing depends on the batch's padding width.
+  torch::Tensor pos;
+  if (getenv("PORTRAIT_POS_ORDER")) {
+    pos = torch::cat({torch::arange(1 + L, lopts), torch::arange(T, lopts) + (1 + cfg.max_events)}).unsqueeze(0);
+  } else {
+    auto n = b.event_mask.to(torch::kLong).sum(1, /*keepdim=*/true);                        // [B, 1]
+    auto ev_pos = (torch::arange(L, lopts).unsqueeze(0) + (1 + cfg.max_events) - n).clamp_min(0);  // [B, L]
+    ev_pos = ev_pos.masked_fill(~b.event_mask.to(torch::kBool), 0);
+    pos = torch::cat({torch::zeros({B, 1}, lopts), ev_pos,
+                      (torch::arange(T, lopts) + (1 + cfg.max_events)).unsqueeze(0).expand({B, T})},
+                     1);
+  }
+  x = emb_drop->forward(x + pos_emb->forward(pos));
 
   auto mask = build_attention_mask(b.event_mask, text_mask, cfg.causal);
   for (auto& layer : *layers) x = layer->as<TransformerLayer>()->forward(x, mask);
@@ -145,7 +159,9 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
   EncoderOutput o;
   auto event_mask = b.event_mask.to(torch::kBool);
   torch::Tensor pooled;
-  if (cfg.pooling == "attention") {
+  if (cfg.pooling == "last") {
+    // o.user is set from the last event state below.
+  } else if (cfg.pooling == "attention") {
     auto valid = torch::cat({torch::ones({B, 1}, event_mask.options()), event_mask, text_mask}, 1);
     auto scores = torch::matmul(x, pool_query) / std::sqrt(static_cast<double>(cfg.d_model));  // [B, S]
     scores = scores.masked_fill(~valid, -std::numeric_limits<float>::infinity());
@@ -155,7 +171,7 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
   }
   const auto unit = F::NormalizeFuncOptions().dim(-1);
   auto project = [&](const torch::Tensor& h) { return F::normalize(user_proj->forward(h), unit); };
-  o.user = project(pooled);
+  if (pooled.defined()) o.user = project(pooled);
   o.states = project(x.slice(1, 1, 1 + L));
   auto lengths = event_mask.sum(1);  // [B]
   o.has_events = lengths > 0;
@@ -177,7 +193,7 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
     auto join = [&](const torch::Tensor& sem, const torch::Tensor& h) {
       return F::normalize(torch::cat({sem.to(h.scalar_type()), beta * h}, -1), unit);
     };
-    o.user = join(o.user, hist_user);
+    if (o.user.defined()) o.user = join(o.user, hist_user);
     o.states = join(o.states, hist);
   }
   o.behaviour = o.states.gather(1, last.view({B, 1, 1}).expand({B, 1, o.states.size(2)})).squeeze(1);
@@ -189,7 +205,12 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
     o.text = project(mean) * o.has_text.unsqueeze(-1).to(tx.dtype());
     if (cfg.repeat_dim > 0) o.text = F::pad(o.text, F::PadFuncOptions({0, cfg.repeat_dim}));  // text has no history
   } else {
-    o.text = torch::zeros_like(o.user);
+    o.text = torch::zeros_like(o.behaviour);
+  }
+  if (cfg.pooling == "last") {
+    // The exported vector is the state the dense all-action loss trains at the last event;
+    // users without events get their text view (aligned with behaviour by the CLIP loss).
+    o.user = torch::where(o.has_events.unsqueeze(-1), o.behaviour, o.text.to(o.behaviour.scalar_type()));
   }
   return o;
 }

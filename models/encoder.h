@@ -10,7 +10,9 @@
 //     "as of event i" for the dense all-action loss;
 //   - text tokens attend text tokens only: their mean is a text-only user view (CLIP-style
 //     alignment, and users with only reviews still get an embedding);
-//   - CLS attends everything: the pooled user embedding.
+//   - CLS attends everything: the pooled user embedding (model.pooling = cls | attention);
+//     with model.pooling = last the user embedding is instead the state at the user's last
+//     event, the very vector the dense all-action loss trains to retrieve the next positive.
 // Padded keys are never attended, so padded tokens cannot change any real output. Every row
 // attends at least itself (a fully masked SDPA row would be NaN).
 // Item embeddings are tied: the input table, projected by item_proj and L2-normalised, is the
@@ -53,7 +55,7 @@ struct UserBatch {
 };
 
 struct EncoderOutput {
-  torch::Tensor user;        ///< [B, D] pooled user embedding, L2-normalised (incl. repeat channel)
+  torch::Tensor user;        ///< [B, D] user embedding, L2-normalised (incl. repeat channel)
   torch::Tensor states;      ///< [B, L, D] per-event user states, L2-normalised (pads: junk)
   torch::Tensor behaviour;   ///< [B, D] behaviour-only view (state at the last real event)
   torch::Tensor text;        ///< [B, D] text-only view (mean of text states); zeros if no text

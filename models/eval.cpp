@@ -16,10 +16,17 @@ std::string ranking_protocol(int64_t n_items) {
 // ---- ranking -------------------------------------------------------------------------------
 
 RankingAccumulator::RankingAccumulator(std::vector<int64_t> ks, int64_t first_item)
-    : ks_(std::move(ks)), first_item_(first_item), recall_sum_(ks_.size(), 0.0), ndcg_sum_(ks_.size(), 0.0) {}
+    : ks_(std::move(ks)),
+      first_item_(first_item),
+      recall_sum_(ks_.size(), 0.0),
+      ndcg_sum_(ks_.size(), 0.0),
+      hr_sum_(ks_.size(), 0.0),
+      recall_sq_(ks_.size(), 0.0),
+      ndcg_sq_(ks_.size(), 0.0),
+      hr_sq_(ks_.size(), 0.0) {}
 
 void RankingAccumulator::add(const torch::Tensor& scores_in, const torch::Tensor& targets_in,
-                             const torch::Tensor& mask_in) {
+                             const torch::Tensor& mask_in, const torch::Tensor& seen_in) {
   torch::NoGradGuard ng;
   TORCH_CHECK(scores_in.dim() == 2 && targets_in.dim() == 2 && targets_in.sizes() == mask_in.sizes(),
               "RankingAccumulator::add: scores [B, V], targets and mask [B, M]");
@@ -29,9 +36,19 @@ void RankingAccumulator::add(const torch::Tensor& scores_in, const torch::Tensor
   if (B == 0 || n_items_ == 0) return;
   const int64_t kmax = std::min<int64_t>(*std::max_element(ks_.begin(), ks_.end()), n_items_);
   // Rank only real items: top-k over columns [first_item, V).
-  auto s = scores_in.slice(1, first_item_, V);
-  if (s.scalar_type() != torch::kDouble) s = s.to(torch::kFloat);
-  auto top = std::get<1>(s.topk(kmax, 1, /*largest=*/true, /*sorted=*/true)).to(torch::kCPU) + first_item_;  // [B, K]
+  torch::Tensor s = scores_in.to(torch::kCPU);
+  s = s.scalar_type() == torch::kDouble ? s.clone() : s.to(torch::kFloat).clone();
+  if (seen_in.defined() && seen_in.numel() > 0) {
+    TORCH_CHECK(seen_in.dim() == 2 && seen_in.size(0) == B, "RankingAccumulator::add: seen must be [B, S]");
+    auto sn = seen_in.to(torch::kCPU, torch::kLong);
+    sn = sn.masked_fill((sn < first_item_) | (sn >= V), 0);  // column 0 is never ranked
+    s.scatter_(1, sn, -std::numeric_limits<double>::infinity());
+  }
+  auto full = s;  // [B, V], seen items at -inf
+  s = s.slice(1, first_item_, V);
+  auto [top_s, top_i] = s.topk(kmax, 1, /*largest=*/true, /*sorted=*/true);
+  // An excluded (-inf) item can only enter the top-K when fewer than K items are left.
+  auto top = (top_i + first_item_).masked_fill(torch::isinf(top_s), -2);  // [B, K]
   auto t = targets_in.to(torch::kCPU, torch::kLong);
   auto valid = mask_in.to(torch::kCPU).to(torch::kBool) & (t >= first_item_) & (t < V);
   auto tv = t.masked_fill(~valid, -1);
@@ -41,6 +58,18 @@ void RankingAccumulator::add(const torch::Tensor& scores_in, const torch::Tensor
   if (sorted.size(1) > 1)
     distinct.slice(1, 1).logical_and_(sorted.slice(1, 1) != sorted.slice(1, 0, sorted.size(1) - 1));
   auto count = distinct.sum(1);  // [B]
+  // Full rank of every valid target among the ranked (real, unseen) items; ties count half.
+  auto ts = full.gather(1, tv.clamp_min(0));                                     // [B, M]
+  auto real = full.slice(1, first_item_, V);
+  auto higher = torch::zeros(ts.sizes(), torch::kDouble), equal = torch::zeros(ts.sizes(), torch::kDouble);
+  for (int64_t m = 0; m < ts.size(1); ++m) {  // one target column at a time: [B, V] memory
+    auto col = ts.slice(1, m, m + 1);
+    higher.select(1, m).copy_((real > col).sum(1));
+    equal.select(1, m).copy_((real == col).sum(1) - 1);
+  }
+  auto rank = (1.0 + higher + 0.5 * equal.clamp_min(0.0)).masked_fill(~valid | torch::isinf(ts), INFINITY);
+  auto best = std::get<0>(rank.min(1));                                          // [B]
+  auto br = best.accessor<double, 1>();
   auto hit = (top.unsqueeze(2) == tv.unsqueeze(1)).any(2).to(torch::kDouble);  // [B, K]
   auto disc = 1.0 / torch::log2(torch::arange(2, kmax + 2, torch::kDouble));      // [K]
   auto ideal = disc.cumsum(0);
@@ -51,6 +80,9 @@ void RankingAccumulator::add(const torch::Tensor& scores_in, const torch::Tensor
   for (int64_t b = 0; b < B; ++b) {
     if (cnt[b] == 0) continue;
     ++users_;
+    const double rr = std::isfinite(br[b]) ? 1.0 / br[b] : 0.0;
+    mrr_sum_ += rr;
+    mrr_sq_ += rr * rr;
     for (size_t ki = 0; ki < ks_.size(); ++ki) {
       const int64_t k = std::min<int64_t>(ks_[ki], kmax);
       double hits = 0, dcg = 0;
@@ -58,8 +90,14 @@ void RankingAccumulator::add(const torch::Tensor& scores_in, const torch::Tensor
         hits += h[b][r];
         dcg += h[b][r] * d[r];
       }
-      recall_sum_[ki] += hits / double(cnt[b]);
-      ndcg_sum_[ki] += dcg / id[std::min<int64_t>(k, cnt[b]) - 1];
+      const double rec = hits / double(cnt[b]), nd = dcg / id[std::min<int64_t>(k, cnt[b]) - 1];
+      const double hr = hits > 0 ? 1.0 : 0.0;
+      recall_sum_[ki] += rec;
+      recall_sq_[ki] += rec * rec;
+      ndcg_sum_[ki] += nd;
+      ndcg_sq_[ki] += nd * nd;
+      hr_sum_[ki] += hr;
+      hr_sq_[ki] += hr;
     }
   }
 }
@@ -69,19 +107,39 @@ RankingMetrics RankingAccumulator::result() const {
   m.users = users_;
   m.n_items = n_items_;
   m.ks = ks_;
+  const double n = double(users_);
+  // Standard error of a mean from the sum and the sum of squares (sample variance).
+  auto se = [&](double sum, double sq) {
+    if (users_ < 2) return 0.0;
+    const double mean = sum / n;
+    return std::sqrt(std::max(sq / n - mean * mean, 0.0) * n / (n - 1) / n);
+  };
   for (size_t i = 0; i < ks_.size(); ++i) {
-    m.recall.push_back(users_ ? recall_sum_[i] / double(users_) : 0.0);
-    m.ndcg.push_back(users_ ? ndcg_sum_[i] / double(users_) : 0.0);
+    m.recall.push_back(users_ ? recall_sum_[i] / n : 0.0);
+    m.ndcg.push_back(users_ ? ndcg_sum_[i] / n : 0.0);
+    m.hr.push_back(users_ ? hr_sum_[i] / n : 0.0);
+    m.recall_se.push_back(se(recall_sum_[i], recall_sq_[i]));
+    m.ndcg_se.push_back(se(ndcg_sum_[i], ndcg_sq_[i]));
+    m.hr_se.push_back(se(hr_sum_[i], hr_sq_[i]));
   }
+  m.mrr = users_ ? mrr_sum_ / n : 0.0;
+  m.mrr_se = se(mrr_sum_, mrr_sq_);
   return m;
 }
 
 nlohmann::json RankingMetrics::to_json() const {
   nlohmann::json j = {{"users", users}, {"n_items", n_items}};
+  auto ci = [](double m, double se) { return nlohmann::json::array({m - 1.96 * se, m + 1.96 * se}); };
   for (size_t i = 0; i < ks.size(); ++i) {
     j[fmt::format("recall@{}", ks[i])] = recall[i];
     j[fmt::format("ndcg@{}", ks[i])] = ndcg[i];
+    j[fmt::format("hr@{}", ks[i])] = hr[i];
+    j[fmt::format("recall@{}_ci95", ks[i])] = ci(recall[i], recall_se[i]);
+    j[fmt::format("ndcg@{}_ci95", ks[i])] = ci(ndcg[i], ndcg_se[i]);
+    j[fmt::format("hr@{}_ci95", ks[i])] = ci(hr[i], hr_se[i]);
   }
+  j["mrr"] = mrr;
+  j["mrr_ci95"] = ci(mrr, mrr_se);
   return j;
 }
 
@@ -189,6 +247,8 @@ nlohmann::json EvalReport::to_json() const {
   nlohmann::json j = {{"split", split},
                       {"step", step},
                       {"protocol", ranking_protocol(model.n_items)},
+                      {"exclude_seen", exclude_seen},
+                      {"split_protocol", split_protocol},
                       {"model", model.to_json()},
                       {"popularity", popularity.to_json()}};
   if (has_purchase) {
@@ -199,15 +259,20 @@ nlohmann::json EvalReport::to_json() const {
 }
 
 std::string EvalReport::table() const {
-  std::string s = fmt::format("eval {} @ step {}: {} , {} users with targets\n", split, step,
-                              ranking_protocol(model.n_items), model.users);
+  std::string s = fmt::format("eval {} ({}) @ step {}: {}{}, {} users with targets\n", split,
+                              split_protocol.empty() ? "temporal" : split_protocol, step,
+                              ranking_protocol(model.n_items), exclude_seen ? ", seen items excluded" : "",
+                              model.users);
   s += fmt::format("  {:<12} {:>10} {:>10}\n", "metric", "model", "popularity");
   for (size_t i = 0; i < model.ks.size(); ++i) {
     s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", fmt::format("Recall@{}", model.ks[i]),
                      model.recall[i], i < popularity.recall.size() ? popularity.recall[i] : 0.0);
     s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", fmt::format("NDCG@{}", model.ks[i]), model.ndcg[i],
                      i < popularity.ndcg.size() ? popularity.ndcg[i] : 0.0);
+    s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", fmt::format("HR@{}", model.ks[i]), model.hr[i],
+                     i < popularity.hr.size() ? popularity.hr[i] : 0.0);
   }
+  s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", "MRR", model.mrr, popularity.mrr);
   if (has_purchase) {
     s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}   (mean over {} heads; baseline = train base rate)\n",
                      "AUC", purchase.mean_auc, purchase_baseline.mean_auc, purchase.heads_used);

@@ -8,7 +8,12 @@
 // distinct valid targets and top-K the K best items,
 //   Recall@K = |top-K ∩ T| / |T|
 //   NDCG@K   = sum_{r <= K, item_r in T} 1/log2(r+1)  /  sum_{r <= min(K,|T|)} 1/log2(r+1)
-// averaged over users. Previously seen items are NOT excluded (repeat purchases are real).
+//   HR@K     = 1 if top-K ∩ T is not empty (= Recall@K when |T| = 1, as in leave-last-out)
+//   MRR      = 1 / (full rank of the best-ranked target); a tie counts half: rank = 1 +
+//              #{items scored higher} + #{other items scored equal} / 2
+// averaged over users. By default previously seen items are ranked too (repeat purchases are
+// real); with a `seen` matrix (the user's input items) they are excluded from the ranking,
+// as the SASRec / BERT4Rec protocol does, and a target the user already had cannot be hit.
 //
 // Classification: per head c, ROC AUC (Mann-Whitney, ties count 1/2; undefined when a head has
 // only one class in the data) and log-loss (probabilities clipped to [1e-7, 1-1e-7]); the
@@ -28,8 +33,11 @@ struct RankingMetrics {
   int64_t users = 0;                 ///< users with >= 1 valid target
   int64_t n_items = 0;               ///< items ranked (V - first_item)
   std::vector<int64_t> ks;
-  std::vector<double> recall, ndcg;  ///< per k, means over users
-  nlohmann::json to_json() const;    ///< {"users", "n_items", "recall@10", "ndcg@10", ...}
+  std::vector<double> recall, ndcg, hr;  ///< per k, means over users
+  std::vector<double> recall_se, ndcg_se, hr_se;  ///< per k, standard errors of the means
+  double mrr = 0, mrr_se = 0;
+  nlohmann::json to_json() const;    ///< {"users", "n_items", "recall@10", "ndcg@10", "hr@10", "mrr",
+                                     ///<  and "<metric>_ci95": [lo, hi] (normal, per-user SE)}
 };
 
 /// Accumulates full-ranking metrics over batches of users.
@@ -37,14 +45,17 @@ class RankingAccumulator {
  public:
   explicit RankingAccumulator(std::vector<int64_t> ks = {10, 50}, int64_t first_item = 2);
   /// scores [B, V] (higher = better, any float dtype, any device); targets [B, M] int;
-  /// target_mask [B, M] bool/float (true/1 = real target).
-  void add(const torch::Tensor& scores, const torch::Tensor& targets, const torch::Tensor& target_mask);
+  /// target_mask [B, M] bool/float (true/1 = real target); seen (optional) [B, S] int item ids
+  /// excluded from the ranking (ids < first_item, e.g. padding 0, are ignored).
+  void add(const torch::Tensor& scores, const torch::Tensor& targets, const torch::Tensor& target_mask,
+           const torch::Tensor& seen = {});
   RankingMetrics result() const;
 
  private:
   std::vector<int64_t> ks_;
   int64_t first_item_, users_ = 0, n_items_ = 0;
-  std::vector<double> recall_sum_, ndcg_sum_;
+  std::vector<double> recall_sum_, ndcg_sum_, hr_sum_, recall_sq_, ndcg_sq_, hr_sq_;
+  double mrr_sum_ = 0, mrr_sq_ = 0;
 };
 
 /// ROC AUC of scores against {0,1} labels; NaN when either class is absent.
@@ -79,6 +90,8 @@ class BinaryAccumulator {
 /// One evaluation: the model and the popularity baseline side by side.
 struct EvalReport {
   std::string split;
+  std::string split_protocol;  ///< the shards' protocol: temporal | leave_last_out
+  bool exclude_seen = false;   ///< seen items were excluded from the ranking
   int64_t step = 0;
   RankingMetrics model, popularity;
   bool has_purchase = false;

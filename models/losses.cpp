@@ -50,6 +50,25 @@ torch::Tensor sampled_softmax_rows(const torch::Tensor& q, int64_t q_offset, con
   return F::cross_entropy(loss_precision(logits), rows, F::CrossEntropyFuncOptions().reduction(torch::kNone));
 }
 
+torch::Tensor full_softmax_rows(const torch::Tensor& q, const torch::Tensor& targets, const torch::Tensor& owner,
+                                const torch::Tensor& items, const torch::Tensor& inv_temperature,
+                                int64_t first_item) {
+  TORCH_CHECK(q.dim() == 2 && items.dim() == 2 && q.size(1) == items.size(1), "q [Nq, D] and items [V, D] expected");
+  const int64_t Nq = q.size(0), V = items.size(0);
+  TORCH_CHECK(targets.numel() == Nq && owner.numel() == Nq, "one target and owner per query row");
+  auto logits = loss_precision(torch::matmul(q, items.t()) * inv_temperature);  // [Nq, V]
+  auto lopt = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+  // Per owner, its targets in this batch; a row masks its owner's targets except its own.
+  auto [uniq, inverse] = at::_unique(owner, /*sorted=*/false, /*return_inverse=*/true);
+  auto theirs = torch::zeros({uniq.size(0), V}, lopt.dtype(torch::kBool));
+  theirs.index_put_({inverse, targets}, torch::ones({Nq}, lopt.dtype(torch::kBool)));
+  auto mask = theirs.index_select(0, inverse);
+  mask.index_put_({torch::arange(Nq, lopt), targets}, torch::zeros({Nq}, lopt.dtype(torch::kBool)));
+  mask.slice(1, 0, std::min(first_item, V)).fill_(true);  // padding / OOV are never candidates
+  logits = logits.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  return F::cross_entropy(logits, targets, F::CrossEntropyFuncOptions().reduction(torch::kNone));
+}
+
 torch::Tensor sampled_softmax_loss(const torch::Tensor& q, const torch::Tensor& pos,
                                    const torch::Tensor& pos_ids, const torch::Tensor& owner,
                                    const torch::Tensor& neg, const torch::Tensor& neg_ids,

@@ -40,6 +40,15 @@ torch::Tensor sampled_softmax_rows(const torch::Tensor& q, int64_t q_offset, con
                                    const torch::Tensor& log_q_pos, double log_q_uniform,
                                    const torch::Tensor& inv_temperature);
 
+/// Exact softmax over the whole item table, for catalogues no larger than the sampled
+/// candidate set (then it is cheaper too): row i's query q [Nq, D] must pick targets[i] among
+/// all items [first_item, V) of items [V, D]; items that are targets of other rows of the same
+/// owner [Nq] are masked out (a user's other positives are not negatives, as in
+/// sampled_softmax_rows). No logQ: nothing is sampled. Returns per-row losses [Nq].
+torch::Tensor full_softmax_rows(const torch::Tensor& q, const torch::Tensor& targets, const torch::Tensor& owner,
+                                const torch::Tensor& items, const torch::Tensor& inv_temperature,
+                                int64_t first_item = 2);
+
 /// Multi-label purchase BCE: logits [B, C], labels [B, C] in {0,1}, optional weight [B, C]
 /// (0 = unknown label). Mean over weighted entries.
 torch::Tensor purchase_bce_loss(const torch::Tensor& logits, const torch::Tensor& labels,

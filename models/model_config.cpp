@@ -19,7 +19,7 @@ ModelConfig model_config_from(const cfg::Node& root, const std::string& section)
   s.read("max_text_tokens", c.max_text_tokens, 0, 65536);
   s.read("embed_dim", c.embed_dim, 2, 16384);
   s.read("repeat_dim", c.repeat_dim, 0, 16384);
-  s.read_enum("pooling", c.pooling, {"cls", "attention"});
+  s.read_enum("pooling", c.pooling, {"last", "cls", "attention"});
   s.read("causal", c.causal);
   s.read("head_hidden", c.head_hidden, 1, 65536);
   s.read_enum("head_activation", c.head_activation, {"relu", "gelu"});

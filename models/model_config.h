@@ -31,7 +31,9 @@ struct ModelConfig {
   /// R: the last R of the D dimensions are a repeat channel, a learned sketch of the items
   /// in the user's own history (0 = off; see encoder.h). Must be < D.
   int64_t repeat_dim = 0;
-  std::string pooling = "cls";  ///< cls | attention: how the user embedding is pooled
+  /// How the user embedding is pooled: last = the event state at the user's last event (the
+  /// state the dense loss trains; the text view for users without events) | cls | attention.
+  std::string pooling = "cls";
   bool causal = true;           ///< event states see only earlier events (dense loss needs it)
   int64_t head_hidden = 64;     ///< purchase-head MLP hidden size h (D -> h -> C)
   std::string head_activation = "relu";  ///< relu | gelu (the CUDA head kernel supports both)

@@ -59,7 +59,7 @@ TrainParams train_params_from_config(const cfg::Node& root) {
   {
     cfg::Section l = s.sub("loss");
     read_term(l, "dense", p.loss.dense, [&](cfg::Section& d) {
-      d.read("positions_per_user", p.loss.dense_positions_per_user, int64_t{1}, int64_t{65536});
+      d.read("positions_per_user", p.loss.dense_positions_per_user, int64_t{0}, int64_t{65536});
       d.read("window", p.loss.dense_window, int64_t{1}, int64_t{65536});
     });
     read_term(l, "future", p.loss.future, [&](cfg::Section& d) {
@@ -71,6 +71,7 @@ TrainParams train_params_from_config(const cfg::Node& root) {
       d.read("mask_prob", p.loss.mask_prob, 0.0, 1.0);
     });
     l.read("uniform_negatives", p.loss.uniform_negatives, int64_t{0}, int64_t{1} << 20);
+    l.read_enum("negatives", p.loss.negatives, {"auto", "sampled", "full"});
     l.read("logq", p.loss.logq);
     l.read("logq_strength", p.loss.logq_strength, 0.0, 10.0);
     l.finish();
@@ -90,6 +91,7 @@ TrainParams train_params_from_config(const cfg::Node& root) {
       throw ConfigError("config key 'train.final_eval_splits' holds '" + sp +
                         "'; allowed: train, val, test");
   s.read("eval_ks", p.eval_ks);
+  s.read("eval_exclude_seen", p.eval_exclude_seen);
   for (int64_t k : p.eval_ks)
     if (k < 1) throw ConfigError("config key 'train.eval_ks' must hold positive cut-offs");
   s.read("ckpt_every", p.ckpt_every, int64_t{0});

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/loader.h"
+#include "models/batch.h"
 #include "models/checkpoint.h"
 #include "models/eval.h"
 #include "train/trainer.h"
@@ -37,14 +38,11 @@ struct ParamSplit {
 };
 ParamSplit split_param_groups(const ModelBundle& m);
 
-/// A loader batch as model input on `device` (int32 -> int64, float masks -> bool).
-UserBatch to_user_batch(const data::Batch& b, const torch::Device& device);
-
 /// Full-ranking evaluation of `m` on a split: model vs popularity (scores = `popularity`
 /// [n_items] counts) and purchase heads vs the train base rate. max_users = 0: all users.
 EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const std::string& split,
                           int64_t max_users, int64_t batch_size, const std::vector<int64_t>& ks,
                           const std::vector<int64_t>& popularity, const std::vector<double>& base_rate,
-                          const torch::Device& device, bool bf16, int64_t step = 0);
+                          const torch::Device& device, bool bf16, int64_t step = 0, bool exclude_seen = false);
 
 }  // namespace portrait::train

@@ -3,54 +3,11 @@
 #include <algorithm>
 #include <numeric>
 
+#include "core/error.h"
+#include "data/schema.h"
 #include "data/shard.h"
 
 namespace portrait::train {
-
-data::Batch trim_batch(const data::Batch& b, int64_t max_events, int64_t max_text) {
-  const int64_t L = std::min(b.L, max_events), T = std::min(b.T, max_text);
-  if (L == b.L && T == b.T) return b;
-  data::Batch o;
-  o.rows = b.rows;
-  o.L = L;
-  o.T = T;
-  o.M = b.M;
-  o.C = b.C;
-  o.global_batch = b.global_batch;
-  o.user_index = b.user_index;
-  o.length.resize(size_t(b.rows));
-  for (auto* v : {&o.item, &o.category, &o.event, &o.gap, &o.price}) v->assign(size_t(b.rows * L), 0);
-  o.input_mask.assign(size_t(b.rows * L), 0.f);
-  o.text.assign(size_t(b.rows * T), 0);
-  o.text_mask.assign(size_t(b.rows * T), 0.f);
-  for (int64_t r = 0; r < b.rows; ++r) {
-    const int64_t n = std::min<int64_t>(b.length[size_t(r)], L);
-    const int64_t from = b.length[size_t(r)] - n;  // most recent n events
-    o.length[size_t(r)] = int32_t(n);
-    for (int64_t k = 0; k < n; ++k) {
-      size_t d = size_t(r * L + k), s = size_t(r * b.L + from + k);
-      o.item[d] = b.item[s];
-      o.category[d] = b.category[s];
-      o.event[d] = b.event[s];
-      o.gap[d] = b.gap[s];
-      o.price[d] = b.price[s];
-      o.input_mask[d] = 1.f;
-    }
-    int64_t tn = 0;
-    for (int64_t k = 0; k < b.T; ++k) tn += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
-    const int64_t keep = std::min(tn, T), tfrom = tn - keep;  // most recent tokens
-    for (int64_t k = 0; k < keep; ++k) {
-      o.text[size_t(r * T + k)] = b.text[size_t(r * b.T + tfrom + k)];
-      o.text_mask[size_t(r * T + k)] = 1.f;
-    }
-  }
-  o.target_item = b.target_item;
-  o.target_category = b.target_category;
-  o.target_event = b.target_event;
-  o.target_mask = b.target_mask;
-  o.purchase = b.purchase;
-  return o;
-}
 
 namespace {
 // Partial Fisher-Yates: the first k entries of v become a uniform sample without replacement.
@@ -66,7 +23,25 @@ uint64_t row_seed(uint64_t seed, const data::Batch& b, int64_t r) {
   return mix64(seed, user + 0x7a11ULL);
 }
 
-Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, uint64_t seed) {
+PositiveTypes parse_positive_types(const std::string& names, const std::string& where) {
+  PositiveTypes out(data::kNumEventTypes + 1, 0);
+  size_t a = 0;
+  while (a <= names.size()) {
+    size_t e = names.find(',', a);
+    if (e == std::string::npos) e = names.size();
+    const std::string name = names.substr(a, e - a);
+    if (!name.empty()) {
+      auto t = data::canonical_event_type(name);
+      if (!t) throw DataError(where + ": target_event_types holds '" + name + "', not an event type");
+      out[size_t(*t)] = 1;
+    }
+    a = e + 1;
+  }
+  return out;
+}
+
+Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, const PositiveTypes& positive_type,
+                         uint64_t seed) {
   Pairs out;
   std::vector<int64_t> cand, pos;
   for (int64_t r = 0; r < b.rows; ++r) {
@@ -74,7 +49,9 @@ Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window,
     const int64_t n = b.length[size_t(r)];
     const size_t base = size_t(r * b.L);
     auto positive = [&](int64_t j) {
-      return is_positive_event(b.event[base + size_t(j)]) && b.item[base + size_t(j)] >= kFirstRealItem;
+      const int32_t e = b.event[base + size_t(j)];
+      return e >= 0 && size_t(e) < positive_type.size() && positive_type[size_t(e)] &&
+             b.item[base + size_t(j)] >= kFirstRealItem;
     };
     // next_pos[i] = number of positives in (i, i+window]: sliding count from the right.
     cand.clear();
@@ -84,7 +61,7 @@ Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window,
       int64_t hi = std::min(n - 1, i + window);
       if (pref[size_t(hi + 1)] - pref[size_t(i + 1)] > 0) cand.push_back(i);
     }
-    choose(cand, per_user, rng);
+    if (per_user > 0) choose(cand, per_user, rng);
     std::sort(cand.begin(), cand.end());
     for (int64_t i : cand) {
       pos.clear();
@@ -146,14 +123,19 @@ TrainStats compute_train_stats(const std::filesystem::path& shard_dir, int64_t n
   std::vector<int64_t> buyers(size_t(std::max<int64_t>(n_categories, 0)), 0);
   for (const auto& path : data::list_shards(shard_dir)) {
     auto c = data::read_shard(path, {"train"}, /*with_vocab=*/false);
-    if (st.tokenizer_sha256.empty()) {
+    if (st.positive.empty()) {
       auto it = c.str_attrs.find("tokenizer_sha256");
       if (it != c.str_attrs.end()) st.tokenizer_sha256 = it->second;
+      st.protocol = c.str_attrs["protocol"];
+      auto tt = c.str_attrs.find("target_event_types");
+      if (tt == c.str_attrs.end()) throw DataError("shard '" + path.string() + "' lacks the target_event_types attribute");
+      st.positive = parse_positive_types(tt->second, "shard '" + path.string() + "'");
     }
     const auto& a = c.splits[0];
     st.users += int64_t(a.size());
     for (size_t k = 0; k < a.input_item.size(); ++k)
-      if (is_positive_event(a.input_event[k]) && a.input_item[k] >= 0 && a.input_item[k] < n_items)
+      if (a.input_event[k] >= 0 && size_t(a.input_event[k]) < st.positive.size() && st.positive[size_t(a.input_event[k])] &&
+          a.input_item[k] >= 0 && a.input_item[k] < n_items)
         ++st.item_positive_counts[size_t(a.input_item[k])];
     for (size_t k = 0; k < a.target_item.size(); ++k)
       if (a.target_item[k] >= 0 && a.target_item[k] < n_items) ++st.item_positive_counts[size_t(a.target_item[k])];

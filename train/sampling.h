@@ -1,5 +1,5 @@
-// Torch-free pieces of the training step: trimming loader batches to the model's sizes,
-// sampling the dense all-action / future-window query-target pairs and masked positions,
+// Torch-free pieces of the training step: sampling the dense all-action / future-window
+// query-target pairs and masked positions,
 // and training-split statistics (item frequencies for logQ and the popularity baseline,
 // purchase base rates). Deterministic given an Rng seed, so a resumed run samples exactly
 // what the uninterrupted run sampled.
@@ -15,17 +15,14 @@
 
 namespace portrait::train {
 
-/// Event-type ids of the shards' vocabulary (/vocab/event_types).
-inline constexpr int32_t kEventClick = 2, kEventCart = 3, kEventPurchase = 4;
-inline bool is_positive_event(int32_t e) {
-  return e == kEventClick || e == kEventCart || e == kEventPurchase;
-}
+/// Which event-type ids (/vocab/event_types: 0 padding, 1 view .. 5 review) count as
+/// positives: index = id. From the shards' `target_event_types` attribute, i.e.
+/// prep.target_event_types, so the dense loss, the future targets and the statistics agree.
+using PositiveTypes = std::vector<uint8_t>;
+/// Parses "click,cart,purchase"; throws DataError naming `where` on an unknown name.
+PositiveTypes parse_positive_types(const std::string& names, const std::string& where);
 /// Items below this id are padding (0) and OOV (1): never targets, never ranked.
 inline constexpr int32_t kFirstRealItem = 2;
-
-/// Keeps the most recent `max_events` events and `max_text` text tokens of every row
-/// (the loader's L and T may be larger than the model's). Rows stay left-aligned.
-data::Batch trim_batch(const data::Batch& b, int64_t max_events, int64_t max_text);
 
 /// Sampling is seeded per row from (seed, the row's global user index): a user's pairs do not
 /// depend on which rank or batch position it lands in, so a 2-rank step samples exactly what
@@ -40,10 +37,11 @@ struct Pairs {
   size_t size() const { return target.size(); }
 };
 
-/// Dense all-action pairs: per row up to `per_user` distinct positions i with at least one
-/// positive real-item event among positions (i, i + window]; each gets one such positive
-/// at random.
-Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, uint64_t seed);
+/// Dense all-action pairs: per row up to `per_user` (<= 0: every) distinct positions i with at
+/// least one positive real-item event among positions (i, i + window]; each gets one such
+/// positive at random.
+Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, const PositiveTypes& positive,
+                         uint64_t seed);
 
 /// Future-window pairs: per row up to `per_user` distinct valid targets (target_mask set,
 /// item >= kFirstRealItem), drawn without replacement.
@@ -56,11 +54,13 @@ Pairs apply_item_mask(data::Batch& b, double p, uint64_t seed);
 /// Statistics of the training split of a shard directory.
 struct TrainStats {
   std::vector<int64_t> item_positive_counts;  ///< [n_items] positive events per item in the
-                                              ///< train split (inputs + label window)
+                                              ///< train split (inputs + targets)
   std::vector<double> purchase_rate;          ///< [n_categories] fraction of train users with
                                               ///< a purchase of c in the label window
   int64_t users = 0;
   std::string tokenizer_sha256;               ///< from the shard attributes
+  std::string protocol;                       ///< temporal | leave_last_out (shard attribute)
+  PositiveTypes positive;                     ///< from the shards' target_event_types
 };
 TrainStats compute_train_stats(const std::filesystem::path& shard_dir, int64_t n_items,
                                int64_t n_categories);

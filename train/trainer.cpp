@@ -71,45 +71,10 @@ ParamSplit split_param_groups(const ModelBundle& m) {
   return s;
 }
 
-UserBatch to_user_batch(const data::Batch& b, const torch::Device& device) {
-  const int64_t B = b.rows;
-  auto ints = [&](const std::vector<int32_t>& v, int64_t cols) {
-    if (B * cols == 0) return torch::zeros({B, cols}, torch::kLong);
-    return torch::from_blob(const_cast<int32_t*>(v.data()), {B, cols}, torch::kInt).to(torch::kLong);
-  };
-  auto mask = [&](const std::vector<float>& v, int64_t cols) {
-    if (B * cols == 0) return torch::zeros({B, cols}, torch::kBool);
-    return torch::from_blob(const_cast<float*>(v.data()), {B, cols}, torch::kFloat) > 0.5f;
-  };
-  UserBatch u;
-  u.item = ints(b.item, b.L);
-  u.category = ints(b.category, b.L);
-  u.event_type = ints(b.event, b.L);
-  u.gap_bucket = ints(b.gap, b.L);
-  u.price_bucket = ints(b.price, b.L);
-  u.event_mask = mask(b.input_mask, b.L);
-  u.text = ints(b.text, b.T);
-  u.text_mask = mask(b.text_mask, b.T);
-  return device.is_cpu() ? u : u.to(device);
-}
-
 namespace {
 
 torch::Tensor to_long(const std::vector<int64_t>& v, const torch::Device& d) {
   return torch::tensor(v, torch::kLong).to(d);
-}
-
-/// Clamps the loader's ids into the model's embedding ranges (gap/price buckets beyond the
-/// configured vocabularies share the last bucket).
-void clamp_buckets(data::Batch& b, const ModelConfig& c) {
-  for (auto& g : b.gap) g = std::min<int32_t>(g, int32_t(c.n_gap_buckets - 1));
-  for (auto& p : b.price) p = std::min<int32_t>(p, int32_t(c.n_price_buckets - 1));
-  for (auto& e : b.event) e = std::min<int32_t>(e, int32_t(c.n_event_types - 1));
-  if (c.n_text_tokens == 0) {
-    b.T = 0;
-    b.text.clear();
-    b.text_mask.clear();
-  }
 }
 
 struct Context {
@@ -117,6 +82,7 @@ struct Context {
   torch::Device device{torch::kCPU};
   bool bf16 = false;
   int64_t n_items = 0, n_categories = 0;
+  PositiveTypes positive;        ///< event-type ids that are positives (shards' target_event_types)
   torch::Tensor log_q;           ///< [n_items] log sampling probability of each positive
   torch::Tensor purchase_weight; ///< [C] 0 for padding / OOV categories
   double purchase_wsum = 0;      ///< purchase_weight.sum()
@@ -187,7 +153,8 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
   const TrainParams& p = *cx.p;
   const LossParams& lp = p.loss;
   Pairs dense, future, masked;
-  if (lp.dense.enabled) dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, seed);
+  if (lp.dense.enabled)
+    dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, cx.positive, seed);
   if (lp.future.enabled) future = sample_future_pairs(batch_in, lp.future_targets_per_user, seed);
   data::Batch masked_batch;
   const data::Batch* batch = &batch_in;
@@ -221,8 +188,17 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
     out.parts.emplace_back(name, loss.detach());
     out.total = out.total + w * loss.to(torch::kFloat);
   };
-  torch::Tensor neg, neg_ids;
-  if ((global_count(counts, kDense) > 1 || global_count(counts, kFuture) > 1) && lp.uniform_negatives > 0) {
+  // Exact softmax when the whole catalogue is no larger than the sampled candidate set of the
+  // objective (decided on global counts, so every rank takes the same path).
+  auto full_softmax = [&](Count k) {
+    if (lp.negatives == "full") return true;
+    if (lp.negatives == "sampled") return false;
+    return cx.n_items - kFirstRealItem <= global_count(counts, k) + lp.uniform_negatives;
+  };
+  torch::Tensor neg, neg_ids, all_items;
+  if (((global_count(counts, kDense) > 1 && !full_softmax(kDense)) ||
+       (global_count(counts, kFuture) > 1 && !full_softmax(kFuture))) &&
+      lp.uniform_negatives > 0) {
     neg_ids = to_long(neg_ids_v, dev);
     neg = m.encoder->item_vectors(neg_ids);
   }
@@ -232,6 +208,10 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
     std::vector<int64_t> owners(pr.owner.size());
     for (size_t i = 0; i < owners.size(); ++i) owners[i] = batch->user_index[size_t(pr.owner[i])];
     auto own = to_long(owners, dev);
+    if (full_softmax(k)) {
+      if (!all_items.defined()) all_items = m.encoder->all_item_vectors();
+      return full_softmax_rows(q, ids, own, all_items, inv_t, kFirstRealItem).sum() * (W / double(n_global));
+    }
     auto pos = m.encoder->item_vectors(ids);
     auto pos_all = gather_rows(cx, pos, counts, k, /*grad=*/true);
     auto id_own = gather_rows(cx, torch::stack({ids, own}, 1), counts, k, /*grad=*/false);
@@ -376,7 +356,7 @@ double finite_or_nan(double v) { return std::isfinite(v) ? v : std::numeric_limi
 EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const std::string& split,
                           int64_t max_users, int64_t batch_size, const std::vector<int64_t>& ks,
                           const std::vector<int64_t>& popularity, const std::vector<double>& base_rate,
-                          const torch::Device& device, bool bf16, int64_t step) {
+                          const torch::Device& device, bool bf16, int64_t step, bool exclude_seen) {
   data::LoaderParams lp;
   lp.shard_dir = shard_dir;
   lp.split = split;
@@ -409,8 +389,7 @@ EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const st
   data::Batch raw;
   int64_t seen = 0;
   while ((max_users <= 0 || seen < max_users) && loader.next(raw)) {
-    data::Batch b = trim_batch(raw, m.cfg.max_events, m.cfg.max_text_tokens);
-    clamp_buckets(b, m.cfg);
+    data::Batch b = fit_batch(raw, m.cfg);
     seen += b.rows;
     torch::Tensor user;
     {
@@ -419,8 +398,13 @@ EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const st
     }
     auto targets = torch::from_blob(b.target_item.data(), {b.rows, b.M}, torch::kInt);
     auto tmask = torch::from_blob(b.target_mask.data(), {b.rows, b.M}, torch::kFloat);
-    model_acc.add(torch::matmul(user, items.t()), targets, tmask);
-    pop_acc.add(pop.view({1, V}).expand({b.rows, V}), targets, tmask);
+    // Seen = every input item the shards hold for the user (not only the model's window).
+    torch::Tensor seen;
+    if (exclude_seen && raw.rows * raw.L > 0)
+      seen = torch::from_blob(raw.item.data(), {raw.rows, raw.L}, torch::kInt) *
+             torch::from_blob(raw.input_mask.data(), {raw.rows, raw.L}, torch::kFloat).gt(0.5f).to(torch::kInt);
+    model_acc.add(torch::matmul(user, items.t()), targets, tmask, seen);
+    pop_acc.add(pop.view({1, V}).expand({b.rows, V}), targets, tmask, seen);
     if (has_purchase) {
       torch::Tensor logits;
       {
@@ -435,6 +419,8 @@ EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const st
   m.train(was_training);
   EvalReport r;
   r.split = split;
+  r.split_protocol = loader.str_attr("protocol");
+  r.exclude_seen = exclude_seen;
   r.step = step;
   r.model = model_acc.result();
   r.popularity = pop_acc.result();
@@ -581,6 +567,7 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   cx.bf16 = bf16;
   cx.n_items = mc.n_items;
   cx.n_categories = mc.n_categories;
+  cx.positive = stats.positive;
   cx.comm = loss_pg;
   cx.rank = rank;
   cx.world = world;
@@ -689,7 +676,8 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   };
   auto run_eval = [&](const std::string& split, int64_t max_users) {
     EvalReport r = evaluate_split(m, p.shards, split, max_users, p.eval_batch_size, p.eval_ks,
-                                  stats.item_positive_counts, stats.purchase_rate, device, bf16, step);
+                                  stats.item_positive_counts, stats.purchase_rate, device, bf16, step,
+                                  p.eval_exclude_seen);
     evals->write(r.to_json());
     return r;
   };
@@ -697,13 +685,12 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   // Loop.
   StopSignalGuard signals;
   loader.start_epoch(pos.epoch, pos.offset);
-  const int64_t S = 1 + mc.max_events + (mc.n_text_tokens ? mc.max_text_tokens : 0);
-  const double flops_per_token = mc.train_flops_per_token(S);
   Progress bar("train", uint64_t(end_step), "steps", ProgressParams{.enabled = p.progress && rank == 0});
   bar.set(uint64_t(step));
   std::map<std::string, double> interval_loss;
   double interval_total = 0, last_total = 0, interval_comm_wait = 0;
-  int64_t interval_steps = 0, interval_users = 0, interval_tokens = 0, interval_padded = 0;
+  int64_t interval_steps = 0, interval_users = 0, interval_tokens = 0;
+  double interval_flops = 0;  // model FLOPs of the padded sequences this rank processed
   int64_t all_users = 0, all_tokens = 0;
   auto t_start = Clock::now(), t_interval = Clock::now();
   double eval_seconds = 0;
@@ -738,8 +725,7 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
       }
       pos.offset += G;
       if (samples) samples->write({{"step", next_step}, {"micro", micro}, {"epoch", pos.epoch}, {"users", raw.user_index}});
-      data::Batch b = trim_batch(raw, mc.max_events, mc.max_text_tokens);
-      clamp_buckets(b, mc);
+      data::Batch b = fit_batch(raw, mc);
       Losses L = compute_losses(m, b, cx, step_seed(p.seed, next_step, micro));
       if (std::find(p.fault_nonfinite_steps.begin(), p.fault_nonfinite_steps.end(), next_step) !=
           p.fault_nonfinite_steps.end())
@@ -762,7 +748,8 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
         for (int64_t k = 0; k < b.T; ++k) interval_tokens += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
       }
       interval_users += b.rows;
-      interval_padded += b.rows * S;
+      const int64_t S = 1 + b.L + b.T;  // fit_batch pads to the batch's longest row
+      interval_flops += mc.train_flops_per_token(S) * double(b.rows * S);
       if (!std::isfinite(tv)) {
         bad = true;
         continue;  // keep consuming this step's micro-batches: the data order stays aligned
@@ -843,7 +830,7 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
       if (distributed) rec["allreduce_wait_s"] = interval_comm_wait / n;
       if (device.is_cuda()) {
         // Per-device MFU: this rank's padded tokens against one accelerator's peak.
-        const double mfu = flops_per_token * double(interval_padded) / std::max(dt, 1e-9) / (p.peak_tflops * 1e12);
+        const double mfu = interval_flops / std::max(dt, 1e-9) / (p.peak_tflops * 1e12);
         rec["mfu"] = mfu;
         postfix += fmt::format(" mfu={:.1f}%", 100 * mfu);
       }
@@ -855,7 +842,8 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
       all_tokens += interval_tokens * world;
       interval_loss.clear();
       interval_total = interval_comm_wait = 0;
-      interval_steps = interval_users = interval_tokens = interval_padded = 0;
+      interval_steps = interval_users = interval_tokens = 0;
+      interval_flops = 0;
       t_interval = Clock::now();
     }
     if (p.eval_every > 0 && step % p.eval_every == 0 && step < p.steps && !stop_requested) {

@@ -11,11 +11,14 @@
 //   model/                 the inference artefact (models/checkpoint.h save_model)
 //
 // Objectives (each switchable and weighted under train.loss.*):
-//   dense     PinnerFormer dense all-action: the state at a random position of the input
-//             sequence must retrieve a random positive (click/cart/purchase) event among the
-//             next `window` events; sampled softmax, in-batch + uniform negatives, logQ.
-//   future    the pooled user embedding must retrieve a random positive of the label window
-//             (the loader's target_item), same loss.
+//   dense     PinnerFormer dense all-action: the state at a position of the input sequence
+//             (`positions_per_user` sampled, or every one) must retrieve a random positive
+//             event among the next `window` events; positives are the event types of
+//             prep.target_event_types (the shards' target_event_types attribute); sampled
+//             softmax, in-batch + uniform negatives, logQ. With model.pooling=last the state
+//             at the last event IS the exported user embedding.
+//   future    the user embedding must retrieve a random target of the split (the label
+//             window, or the held-out next event under leave_last_out), same loss.
 //   purchase  multi-label BCE of PurchaseHead(user) against the loader's purchase labels.
 //   clip      CLIP alignment of the behaviour and text views for users with both.
 //   masked_item  optional: some input items are replaced by padding and the state at that
@@ -60,13 +63,17 @@ struct LossTerm {
 struct LossParams {
   /// Dense all-action loss on per-event states.
   LossTerm dense{true, 1.0};
-  int64_t dense_positions_per_user = 8;  ///< sampled query positions per user per step
+  int64_t dense_positions_per_user = 8;  ///< sampled query positions per user per step (0 = every)
   int64_t dense_window = 16;             ///< positives are taken from the next `window` events
   /// Pooled user embedding -> a random future positive from the label window.
   LossTerm future{true, 1.0};
   int64_t future_targets_per_user = 8;   ///< rows per user (distinct targets, sampled)
   /// Negatives shared by dense and future: in-batch positives + this many uniform items.
   int64_t uniform_negatives = 512;
+  /// auto: exact softmax over every item (full_softmax_rows) whenever the catalogue is no
+  /// larger than the sampled candidate set (in-batch positives + uniform negatives), where it
+  /// is both exact and no dearer; else sampled. sampled | full force one of them.
+  std::string negatives = "auto";
   bool logq = true;                       ///< logQ correction from training item frequencies
   double logq_strength = 1.0;             ///< logits - strength * logQ (1 = unbiased full
                                           ///< softmax; > 1 favours popular items more)
@@ -111,7 +118,8 @@ struct TrainParams {
   int64_t eval_max_users = 2000; ///< users in periodic evals (0 = all); final evals use all
   int64_t eval_batch_size = 256; ///< users per eval batch
   std::vector<std::string> final_eval_splits = {"val", "test"};  ///< splits evaluated at the end
-  std::vector<int64_t> eval_ks = {10, 50};  ///< cut-offs for Recall@K / NDCG@K
+  std::vector<int64_t> eval_ks = {10, 50};  ///< cut-offs for Recall@K / NDCG@K / HR@K
+  bool eval_exclude_seen = false;  ///< rank only items outside the user's input (models/eval.h)
   // ---- checkpoints / logging ----
   int64_t ckpt_every = 200;      ///< checkpoint every N steps (and at the end); 0 = end only
   int64_t keep_last = 3;         ///< checkpoints kept (older ones are pruned)

@@ -36,8 +36,21 @@ TEST(DataConfig, MovielensGroupMapsColumnsWithoutCodeChanges) {
   auto p = data::prep_params_from_config(root);
   EXPECT_EQ(p.data.columns.at("user"), "userId");
   EXPECT_EQ(p.data.columns.at("event_type"), "");
-  EXPECT_EQ(p.data.default_event_type, "review");
+  EXPECT_EQ(p.data.default_event_type, "purchase");
   EXPECT_DOUBLE_EQ(p.data.rating_min, 0.5);
+}
+
+TEST(DataConfig, Ml100kGroupReadsRecboleTsvWithTypedHeaders) {
+  auto root = load("prep", {"data=ml100k", "prep.input=[ml-100k.inter]", "prep.output_dir=/tmp/x",
+                            "prep.protocol=leave_last_out"});
+  auto p = data::prep_params_from_config(root);
+  EXPECT_EQ(p.data.columns.at("user"), "user_id:token");
+  EXPECT_EQ(p.data.format, "tsv");
+  EXPECT_EQ(p.data.catalogue_format, "tsv");
+  EXPECT_EQ(p.data.catalogue_category_separator, " ");
+  EXPECT_EQ(p.protocol, "leave_last_out");
+  auto bad = load("prep", {"prep.input=[a.csv]", "prep.output_dir=/tmp/x", "prep.protocol=random"});
+  EXPECT_THROW(data::prep_params_from_config(bad), ConfigError);
 }
 
 TEST(DataConfig, UnknownKeysAndBadMappingsAreConfigErrors) {

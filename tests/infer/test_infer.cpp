@@ -18,6 +18,7 @@
 #include "infer/score.h"
 #include "infer/search.h"
 #include "infer/segment.h"
+#include "models/batch.h"
 
 namespace portrait::infer {
 namespace {
@@ -48,11 +49,11 @@ const EmbeddingsFile& base() {
   return e;
 }
 
-TEST(Embed, ExportHasEveryTestUserOnceInLoaderOrder) {
+TEST(Embed, ExportHasEveryLatestUserOnceInLoaderOrder) {
   const auto& e = base();
   data::LoaderParams lp;
   lp.shard_dir = fixture().shards.string();
-  lp.split = "test";
+  lp.split = "latest";
   lp.shuffle = false;
   data::Loader l(lp);
   ASSERT_EQ(e.n, l.num_users());
@@ -68,6 +69,88 @@ TEST(Embed, ExportHasEveryTestUserOnceInLoaderOrder) {
   }
   EXPECT_EQ(e.n_items, fixture().cfg.n_items);
   EXPECT_EQ(e.head_targets, fixture().cfg.n_targets);
+}
+
+TEST(Embed, RowsEqualTheTrainersForwardPassOfEachUserAlone) {
+  // Export and training share one batch adapter (models/batch.h): an exported row is the
+  // encoder's output for that user's loader batch as the trainer builds it (fit_batch ->
+  // to_user_batch), here one user at a time, so batch neighbours and padding cannot matter.
+  const auto& e = base();
+  ModelBundle m = load_model(fixture().model);
+  m.train(false);
+  torch::NoGradGuard ng;
+  data::LoaderParams lp;
+  lp.shard_dir = fixture().shards.string();
+  lp.split = "latest";
+  lp.shuffle = false;
+  data::Loader l(lp);
+  ASSERT_EQ(l.num_users(), e.n);
+  for (int64_t i : {int64_t{0}, int64_t{1}, int64_t{47}, int64_t{48}, e.n / 2, e.n - 1}) {
+    auto u = m.encoder->forward(model_input(l.make_batch({i}), m.cfg, torch::kCPU)).user;
+    ASSERT_EQ(u.size(1), e.dim);
+    for (int64_t j = 0; j < e.dim; ++j)
+      ASSERT_NEAR(u[0][j].item<float>(), e.x[size_t(i * e.dim + j)], 2e-5) << "user " << i << " dim " << j;
+  }
+}
+
+TEST(Embed, LatestExportIncludesAnEventAtTheVeryEndOfTheLog) {
+  // Same logs plus one event one hour after the last one, same cut-offs: only that user's
+  // latest embedding changes (evaluation splits and vocabularies stay as they were).
+  const fs::path root = fixture().root / "latest";
+  fs::create_directories(root);
+  auto head = data::read_shard(data::list_shards(fixture().shards).at(0), {}, false);
+  const int64_t end_ms = head.int_attrs.at("latest_cutoff_ms");  // last event + 1 ms
+  std::ifstream in(fixture().root / "syn/events_00000.csv");
+  std::string header, first, line, text;
+  std::getline(in, header);
+  std::getline(in, first);
+  text = header + "\n" + first + "\n";
+  while (std::getline(in, line)) text += line + "\n";
+  // user, timestamp, event_type, item, category, ... : a purchase of the first row's item.
+  std::vector<std::string> f;
+  for (size_t a = 0, b; a <= first.size(); a = b + 1) {
+    b = first.find(',', a);
+    if (b == std::string::npos) b = first.size();
+    f.push_back(first.substr(a, b - a));
+  }
+  ASSERT_GE(f.size(), 5u);
+  text += f[0] + "," + std::to_string(end_ms / 1000 + 3600) + ",purchase," + f[3] + "," + f[4] + ",9.99,,\n";
+  std::ofstream(root / "events.csv") << text;
+  data::PrepParams p;
+  p.input = {(root / "events.csv").string()};
+  p.output_dir = (root / "shards").string();
+  p.hash_key = "infer-test-key-0123456789";
+  p.partitions = 3;
+  p.progress = false;
+  p.seq_len = 24;
+  p.text_len = 12;
+  p.tokenizer.vocab_size = 400;
+  p.train_cutoff = std::to_string(head.int_attrs.at("train_cutoff_ms"));
+  p.val_cutoff = std::to_string(head.int_attrs.at("val_cutoff_ms"));
+  p.test_cutoff = std::to_string(head.int_attrs.at("test_cutoff_ms"));
+  data::run_prep(p);
+  auto q = embed_params(root / "embeddings.h5");
+  q.shards = p.output_dir;
+  ASSERT_TRUE(run_embed(q).complete);
+  const auto& before = base();
+  auto after = read_embeddings((root / "embeddings.h5").string());
+  ASSERT_EQ(after.n, before.n);
+  const std::string who = data::pseudonymize(p.hash_key, f[0]);
+  int64_t changed = 0, found = 0;
+  for (int64_t i = 0; i < after.n; ++i) {
+    ASSERT_EQ(after.user_id[size_t(i)], before.user_id[size_t(i)]);
+    double diff = 0;
+    for (int64_t j = 0; j < after.dim; ++j)
+      diff = std::max(diff, double(std::abs(after.x[size_t(i * after.dim + j)] - before.x[size_t(i * after.dim + j)])));
+    if (after.user_id[size_t(i)] == who) {
+      ++found;
+      EXPECT_GT(diff, 1e-4) << "the appended last event did not reach the user's latest embedding";
+    } else if (diff > 1e-5) {
+      ++changed;
+    }
+  }
+  EXPECT_EQ(found, 1);
+  EXPECT_EQ(changed, 0);
 }
 
 TEST(Embed, H5pyReadsTheExportFromAnotherDirectory) {

@@ -259,6 +259,8 @@ TEST(EvalMetrics, AucLogLossAndPerHeadAverages) {
 
 // ---- sampling ------------------------------------------------------------------------------
 
+const PositiveTypes kClickCartPurchase = parse_positive_types("click,cart,purchase", "test");
+
 TEST(TrainSampling, DensePairsTargetLaterPositivesInsideTheWindow) {
   data::Batch b;
   b.rows = 1;
@@ -267,7 +269,7 @@ TEST(TrainSampling, DensePairsTargetLaterPositivesInsideTheWindow) {
   b.item = {10, 11, 12, 13, 14, 1};
   b.event = {1, 1, 2, 1, 4, 3};  // positives at 2 (click) and 4 (purchase); 5 is OOV
   for (uint64_t seed = 0; seed < 20; ++seed) {
-    auto pr = sample_dense_pairs(b, 8, 2, seed);
+    auto pr = sample_dense_pairs(b, 8, 2, kClickCartPurchase, seed);
     ASSERT_EQ(pr.size(), 4u);  // positions 0..3 have a real positive within 2 events
     for (size_t k = 0; k < pr.size(); ++k) {
       int64_t i = pr.position[k];
@@ -277,6 +279,25 @@ TEST(TrainSampling, DensePairsTargetLaterPositivesInsideTheWindow) {
       EXPECT_LE(j, i + 2);
     }
   }
+}
+
+TEST(TrainSampling, DensePositivesAreThePrepTargetEventTypes) {
+  // prep.target_event_types=[purchase]: the click at 2 is no longer a positive.
+  data::Batch b;
+  b.rows = 1;
+  b.L = 6;
+  b.length = {6};
+  b.item = {10, 11, 12, 13, 14, 15};
+  b.event = {1, 1, 2, 1, 4, 1};
+  const PositiveTypes purchase_only = parse_positive_types("purchase", "test");
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    auto all = sample_dense_pairs(b, 0, 3, kClickCartPurchase, seed);
+    auto only = sample_dense_pairs(b, 0, 3, purchase_only, seed);
+    EXPECT_EQ(all.size(), 4u);  // positions 0..3 (2 = click within 3 of 0 and 1; 4 within 3 of 1..3)
+    ASSERT_EQ(only.size(), 3u);  // positions 1..3 see the purchase at 4
+    for (size_t k = 0; k < only.size(); ++k) EXPECT_EQ(only.target[k], 14);
+  }
+  EXPECT_THROW(parse_positive_types("click,wishlist", "shard x"), DataError);
 }
 
 TEST(TrainSampling, PairsDependOnTheUserNotOnTheBatchPosition) {
@@ -292,7 +313,7 @@ TEST(TrainSampling, PairsDependOnTheUserNotOnTheBatchPosition) {
   data::Batch s = b;
   s.user_index = {42, 7};
   s.item = {20, 21, 22, 23, 24, 25, 10, 11, 12, 13, 14, 15};
-  auto a = sample_dense_pairs(b, 2, 3, 99), c = sample_dense_pairs(s, 2, 3, 99);
+  auto a = sample_dense_pairs(b, 2, 3, kClickCartPurchase, 99), c = sample_dense_pairs(s, 2, 3, kClickCartPurchase, 99);
   ASSERT_EQ(a.size(), c.size());
   std::multiset<std::pair<int64_t, int64_t>> pa, pc;  // (user, target)
   for (size_t k = 0; k < a.size(); ++k) pa.insert({b.user_index[size_t(a.owner[k])], a.target[k]});
@@ -301,7 +322,7 @@ TEST(TrainSampling, PairsDependOnTheUserNotOnTheBatchPosition) {
   // A different step seed samples differently for at least one of many seeds.
   bool differs = false;
   for (uint64_t seed = 1; seed < 20 && !differs; ++seed) {
-    auto d = sample_dense_pairs(b, 2, 3, seed);
+    auto d = sample_dense_pairs(b, 2, 3, kClickCartPurchase, seed);
     differs = d.position != a.position || d.target != a.target;
   }
   EXPECT_TRUE(differs);
