@@ -1264,8 +1264,8 @@ PrepSummary run_prep(const PrepParams& p) {
   PLOG_INFO("prep: phase 2 done ({} users, {} events), peak RSS {:.0f} MB", sum.users,
             sum.accepted_events, peak_rss_mb());
 
-  // A target type that never occurs would leave every split without targets and the dense
-  // loss without positives: say so now, before anything is written.
+  // A target type that never occurs leaves every split without targets and the dense loss
+  // without positives: say so now, before anything is written.
   std::vector<uint8_t> target_types(kNumEventTypes + 1, 0);
   for (auto& t : p.target_event_types) target_types[size_t(*canonical_event_type(t))] = 1;
   {
@@ -1278,12 +1278,12 @@ PrepSummary run_prep(const PrepParams& p) {
                                type_counts[size_t(t)]);
     }
     if (n_targets == 0)
-      throw ConfigError(fmt::format(
-          "prep.target_event_types = [{}] matches no event of the cleaned data (its events: {}): there would be "
-          "no targets and no training positives. Add the types your data has, e.g. "
+      PLOG_WARN(
+          "prep.target_event_types = [{}] matches no event of the cleaned data (its events: {}): the splits get "
+          "no targets and training no positives. Add the types your data has, e.g. "
           "prep.target_event_types=[{}]",
-          fmt::join(p.target_event_types, ", "), present,
-          present.substr(0, present.find(' '))));
+          fmt::join(p.target_event_types, ", "), present.empty() ? "none" : present,
+          present.substr(0, present.find(' ')));
   }
 
   // ---- Cut-offs --------------------------------------------------------------------------
@@ -1615,6 +1615,7 @@ PrepSummary run_prep(const PrepParams& p) {
   js["target_event_types"] = p.target_event_types;
   js["label_window_ms"] = window_ms;
   js["vocab"] = {{"items", sum.items}, {"categories", sum.categories},
+                 {"counted_before_ms", p.protocol == "temporal" ? cut[0] : 0},
                  {"counted_from", "the train split's inputs"}};
   js["pii_masked"] = {{"email", pii_kind[0]}, {"url", pii_kind[1]}, {"phone", pii_kind[2]},
                       {"digits", pii_kind[3]}};

@@ -20,7 +20,11 @@ data::Batch fit_batch(const data::Batch& b, const ModelConfig& mc) {
     most_text = std::max(most_text, tn);
   }
   const int64_t L = std::max<int64_t>(1, std::min(longest, mc.max_events));
-  const int64_t T = mc.n_text_tokens > 0 ? std::min(most_text, mc.max_text_tokens) : 0;
+  // T >= 1 whenever the model has text, even for a batch without any: the text view then
+  // still comes out of the encoder's graph, so every rank of a distributed step runs the same
+  // CLIP gathers and their backward collectives (a T = 0 rank would skip them and hang).
+  const bool has_text = mc.n_text_tokens > 0 && mc.max_text_tokens > 0;
+  const int64_t T = has_text ? std::max<int64_t>(1, std::min(most_text, mc.max_text_tokens)) : 0;
   data::Batch o;
   o.rows = b.rows;
   o.L = L;

@@ -14,7 +14,8 @@ namespace portrait {
 /// A loader batch cut to the model's sizes:
 ///  - the most recent `mc.max_events` events and the most recent `mc.max_text_tokens` text
 ///    tokens of every row (the loader's L and T may be larger); rows stay left-aligned and
-///    are padded to the batch's longest row (L >= 1), so short users cost short sequences;
+///    are padded to the batch's longest row (L >= 1; T >= 1 when the model has text), so short
+///    users cost short sequences;
 ///  - no text at all when the model has no text table (n_text_tokens = 0);
 ///  - time-gap and price buckets beyond the model's tables share its last bucket (both are
 ///    open-ended log scales);

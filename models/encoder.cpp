@@ -136,21 +136,11 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
   if (T) parts.push_back(text_emb->forward(b.text) + seg_emb->forward(torch::full({1, 1}, 2, lopts)));
   auto x = torch::cat(parts, 1);
   const int64_t S = x.size(1);
-  // Positions: CLS 0; event j of a user with n events 1 + max_events - n + j, so the last
-  // event is always max_events and a position says how many events ago (padding: 0, never
-  // attended); text 1 + max_events + j. Nothing depends on the batch's padding width.
-  torch::Tensor pos;
-  if (getenv("PORTRAIT_POS_ORDER")) {
-    pos = torch::cat({torch::arange(1 + L, lopts), torch::arange(T, lopts) + (1 + cfg.max_events)}).unsqueeze(0);
-  } else {
-    auto n = b.event_mask.to(torch::kLong).sum(1, /*keepdim=*/true);                        // [B, 1]
-    auto ev_pos = (torch::arange(L, lopts).unsqueeze(0) + (1 + cfg.max_events) - n).clamp_min(0);  // [B, L]
-    ev_pos = ev_pos.masked_fill(~b.event_mask.to(torch::kBool), 0);
-    pos = torch::cat({torch::zeros({B, 1}, lopts), ev_pos,
-                      (torch::arange(T, lopts) + (1 + cfg.max_events)).unsqueeze(0).expand({B, T})},
-                     1);
-  }
-  x = emb_drop->forward(x + pos_emb->forward(pos));
+  // Positions: CLS 0, events 1..L (oldest first), text 1 + max_events + j, so a text token's
+  // position does not depend on the batch's padding width. (Right-aligned event positions,
+  // SASRec-style "events ago", scored HR@10 0.066 against 0.096 on MovieLens-100K.)
+  auto pos = torch::cat({torch::arange(1 + L, lopts), torch::arange(T, lopts) + (1 + cfg.max_events)});
+  x = emb_drop->forward(x + pos_emb->forward(pos).unsqueeze(0));
 
   auto mask = build_attention_mask(b.event_mask, text_mask, cfg.causal);
   for (auto& layer : *layers) x = layer->as<TransformerLayer>()->forward(x, mask);

@@ -242,7 +242,9 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
     const double scale = global_w > 0 ? std::max(local_w, 1.0) * W / global_w : 0.0;
     add("purchase", purchase_bce_loss(logits, labels, w) * scale, lp.purchase.weight);
   }
-  if (lp.clip.enabled && batch->T > 0) {
+  // On the model's text table, not on this batch's T: fit_batch pads to the batch's longest
+  // row, so a rank whose rows have no text has T = 0 and must still join the gathers.
+  if (lp.clip.enabled && m.cfg.n_text_tokens > 0) {
     auto valid = o.has_text & o.has_events;  // [B]
     auto valid_all = gather_rows(cx, valid.to(torch::kLong), counts, kRows, false);
     const int64_t n_valid = valid_all.sum().item<int64_t>();

@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -332,7 +334,7 @@ TEST(Prep, ShardsOpenWithH5pyFromTheProjectVenv) {
 import sys, h5py
 f = h5py.File(sys.argv[1], "r")
 assert f.attrs["format"] == "portrait-shard", f.attrs["format"]
-assert int(f.attrs["format_version"]) == 1
+assert int(f.attrs["format_version"]) == 2
 assert "seq_len" in f.attrs["prep_config"]
 t = f["test"]
 n = t["user"].shape[0]
@@ -579,4 +581,74 @@ TEST(Prep, EveryRankAbortsWithTheSameErrorWhenTooManyRowsAreRejected) {
   for (auto& e : fs::directory_iterator(p.output_dir))
     EXPECT_NE(e.path().filename().string().rfind(".prep.", 0), 0u) << "work dir left: " << e.path();
   fs::remove_all(d);
+}
+
+TEST(Prep, LeaveLastOutHoldsOutEachUsersLastTargetEventsAndLatestKeepsEverything) {
+  auto d = tmpdir("llo");
+  std::string csv = kHeader;
+  // a: view, click, purchase, view, purchase at t = 0..4 (x100 s); targets: click/cart/purchase
+  csv += "a,1700000000,view,i1,c1,1,,\n";
+  csv += "a,1700000100,click,i2,c1,1,,\n";
+  csv += "a,1700000200,purchase,i3,c1,1,,\n";
+  csv += "a,1700000300,view,i4,c1,1,,\n";
+  csv += "a,1700000400,purchase,i5,c1,1,,\n";
+  // b: view, purchase: only the test split has a target.
+  csv += "b,1700000000,view,i1,c1,1,,\n";
+  csv += "b,1700000500,purchase,i2,c1,1,,\n";
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  p.protocol = "leave_last_out";
+  auto s = run_prep(p);
+  EXPECT_EQ(s.users_per_split[3], 2);
+  const std::string a = pseudonymize(kKey, "a"), b = pseudonymize(kKey, "b");
+  // split -> user -> (input event times, target event times), in units of 100 s from t0
+  std::map<int, std::map<std::string, std::pair<std::vector<int64_t>, std::vector<int64_t>>>> got;
+  const int64_t t0 = 1700000000000LL;
+  for (auto& f : list_shards(p.output_dir)) {
+    auto c = read_shard(f);
+    EXPECT_EQ(c.str_attrs["protocol"], "leave_last_out");
+    EXPECT_EQ(c.str_attrs["target_event_types"], "click,cart,purchase");
+    for (int sp = 0; sp < kNumSplits; ++sp) {
+      auto& A = c.splits[sp];
+      for (size_t i = 0; i < A.size(); ++i) {
+        auto& e = got[sp][c.user_ids[size_t(A.user[i])]];
+        for (int64_t k = A.input_offsets[i]; k < A.input_offsets[i + 1]; ++k)
+          e.first.push_back((A.input_ts[size_t(k)] - t0) / 100000);
+        for (int64_t k = A.target_offsets[i]; k < A.target_offsets[i + 1]; ++k)
+          e.second.push_back((A.target_ts[size_t(k)] - t0) / 100000);
+      }
+    }
+  }
+  using V = std::vector<int64_t>;
+  EXPECT_EQ(got[2][a], std::make_pair(V{0, 1, 2, 3}, V{4}));  // test: the last purchase held out
+  EXPECT_EQ(got[1][a], std::make_pair(V{0, 1}, V{2}));        // val: the purchase before it
+  EXPECT_EQ(got[0][a], std::make_pair(V{0}, V{1}));           // train: the click before that
+  EXPECT_EQ(got[3][a], std::make_pair(V{0, 1, 2, 3, 4}, V{}));  // latest: everything, no target
+  EXPECT_EQ(got[2][b], std::make_pair(V{0}, V{5}));
+  EXPECT_EQ(got[1][b], std::make_pair(V{0}, V{}));  // no earlier target event: no target
+  EXPECT_EQ(got[3][b], std::make_pair(V{0, 5}, V{}));
+  // The vocabulary counts the train inputs only: items first seen later are OOV.
+  auto c = read_shard(list_shards(p.output_dir).at(0));
+  EXPECT_EQ(c.items, (std::vector<std::string>{"<pad>", "<oov>", "i1"}));
+}
+
+TEST(Prep, TargetTypesDecideTheTargets) {
+  auto d = tmpdir("targettypes");
+  write(d / "ev.csv", std::string(kHeader) + "a,1700000000,review,i1,c1,1,4,nice\na,1700000100,review,i2,c1,1,5,ok\n");
+  auto p = params(d, (d / "ev.csv").string());
+  p.protocol = "leave_last_out";
+  auto test_targets = [&] {
+    size_t n = 0;
+    for (auto& f : list_shards(p.output_dir)) {
+      auto c = read_shard(f);
+      EXPECT_EQ(c.str_attrs["target_event_types"], fmt::format("{}", fmt::join(p.target_event_types, ",")));
+      n += c.splits[2].target_item.size();
+    }
+    return n;
+  };
+  run_prep(p);  // warns: no review is a target by default
+  EXPECT_EQ(test_targets(), 0u);
+  p.target_event_types = {"review"};
+  run_prep(p);
+  EXPECT_EQ(test_targets(), 1u);
 }

@@ -470,7 +470,7 @@ TEST(Search, RecommendationsExcludePurchasedItems) {
   auto s = run_search(p);
   EXPECT_EQ(s.recommend_users, e.n);
   EXPECT_GT(s.excluded_purchases, 0);
-  auto bought = purchased_items(fixture().shards.string(), "test");
+  auto bought = purchased_items(fixture().shards.string(), "latest");
   EXPECT_GT(expect_recommendations_avoid(p.output_dir, bought, e.n), 0);
   // Without the exclusion, some purchased item does come back (the test is not vacuous).
   auto users = h5::read_strings(h5::open_file(fs::path(p.output_dir) / "search.h5"), "recommend/user_id");
@@ -502,8 +502,8 @@ TEST(Search, ExcludeSeenSkipsEveryItemOfTheHistory) {
   p.top_k = 40;
   p.exclude_seen = true;
   auto s = run_search(p);
-  auto seen = seen_items(fixture().shards.string(), "test");
-  auto bought = purchased_items(fixture().shards.string(), "test");
+  auto seen = seen_items(fixture().shards.string(), "latest");
+  auto bought = purchased_items(fixture().shards.string(), "latest");
   int64_t n_seen = 0, n_bought = 0;
   for (auto& [u, v] : seen) n_seen += int64_t(v.size());
   for (auto& [u, v] : bought) n_bought += int64_t(v.size());

@@ -267,6 +267,9 @@ TEST(TrainEndToEnd, SynthPrepTrainBeatsPopularityAndApproachesOracleAuc) {
   // Measured with the repeat channel (session 4, shipped defaults, 4000 users, 800 steps):
   // x2.10 at seed 1234 (1 and 2 threads alike), x2.08 at seed 7, x2.07 at seed 99; AUC gap
   // 0.034-0.040. Without the channel it was x1.98-2.00, so this pins the channel's effect.
+  // Session 5 defaults (user = last event state, dense loss on every position, no future
+  // loss, dropout 0.2; the same defaults as on MovieLens-100K): x2.10 (0.4531), AUC 0.7847
+  // (gap 0.045) at seed 1234 with 1 thread.
   const bool recall_target = r10 >= 2.0 * pop10, auc_target = std::abs(auc - oracle.mean_auc) <= 0.05;
   std::printf("[e2e] acceptance targets: Recall@10 >= 2x popularity: %s; AUC within 0.05 of oracle: %s\n",
               recall_target ? "MET" : "NOT MET", auc_target ? "MET" : "NOT MET");
