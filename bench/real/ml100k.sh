@@ -37,8 +37,14 @@ export PORTRAIT_HASH_KEY="${PORTRAIT_HASH_KEY:-ml100k-benchmark-key}"
 seen_flag=--exclude-seen
 seen_cfg=true
 if [ "$protocol" = temporal ]; then seen_flag=--no-exclude-seen; seen_cfg=false; fi
+# Only a directory this script made (marker file) is replaced; anything else is left alone.
+if [ -e "$out" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ] && [ ! -f "$out/.ml100k-run" ]; then
+  echo "$out exists and was not made by this script; choose another --out" >&2
+  exit 2
+fi
 rm -rf "$out"
 mkdir -p "$out"
+touch "$out/.ml100k-run"
 t0=$(date +%s)
 "$P" prep data=ml100k "prep.input=[$data/ml-100k.inter]" "prep.catalogue=$data/ml-100k.item" \
   "prep.protocol=$protocol" prep.progress=false "hydra.run.dir=$out/prep"
