@@ -13,11 +13,11 @@ data::Batch fit_batch(const data::Batch& b, const ModelConfig& mc) {
   // and text positions do not depend on L (encoder.h), so only the cost changes. L >= 1: the
   // encoder gathers the last state.
   int64_t longest = 0, most_text = 0;
+  std::vector<int64_t> tokens(size_t(b.rows), 0);  // real text tokens per row
   for (int64_t r = 0; r < b.rows; ++r) {
     longest = std::max<int64_t>(longest, std::min<int64_t>(b.length[size_t(r)], b.L));
-    int64_t tn = 0;
-    for (int64_t k = 0; k < b.T; ++k) tn += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
-    most_text = std::max(most_text, tn);
+    for (int64_t k = 0; k < b.T; ++k) tokens[size_t(r)] += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
+    most_text = std::max(most_text, tokens[size_t(r)]);
   }
   const int64_t L = std::max<int64_t>(1, std::min(longest, mc.max_events));
   // T >= 1 whenever the model has text, even for a batch without any: the text view then
@@ -63,9 +63,7 @@ data::Batch fit_batch(const data::Batch& b, const ModelConfig& mc) {
       cat.seen = std::max(cat.seen, b.category[s]);
       type.seen = std::max(type.seen, b.event[s]);
     }
-    if (T == 0) continue;
-    int64_t tn = 0;
-    for (int64_t k = 0; k < b.T; ++k) tn += b.text_mask[size_t(r * b.T + k)] > 0 ? 1 : 0;
+    const int64_t tn = tokens[size_t(r)];
     const int64_t keep = std::min(tn, T), tfrom = tn - keep;  // the most recent tokens
     for (int64_t k = 0; k < keep; ++k) {
       o.text[size_t(r * T + k)] = b.text[size_t(r * b.T + tfrom + k)];

@@ -148,15 +148,13 @@ EncoderOutput UserEncoderImpl::forward(const UserBatch& b) {
 
   EncoderOutput o;
   auto event_mask = b.event_mask.to(torch::kBool);
-  torch::Tensor pooled;
-  if (cfg.pooling == "last") {
-    // o.user is set from the last event state below.
-  } else if (cfg.pooling == "attention") {
+  torch::Tensor pooled;  // undefined with pooling = last: o.user is the last state (below)
+  if (cfg.pooling == "attention") {
     auto valid = torch::cat({torch::ones({B, 1}, event_mask.options()), event_mask, text_mask}, 1);
     auto scores = torch::matmul(x, pool_query) / std::sqrt(static_cast<double>(cfg.d_model));  // [B, S]
     scores = scores.masked_fill(~valid, -std::numeric_limits<float>::infinity());
     pooled = (torch::softmax(scores, 1).unsqueeze(-1) * x).sum(1);
-  } else {
+  } else if (cfg.pooling == "cls") {
     pooled = x.select(1, 0);
   }
   const auto unit = F::NormalizeFuncOptions().dim(-1);
