@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
 #include "data/io.h"
 #include "core/rng.h"
 #include "data/text.h"
@@ -134,6 +135,30 @@ TEST(RecordReader, ReadsGzipTransparently) {
   EXPECT_EQ(rec, "1,2");
   EXPECT_EQ(line, 2);
   EXPECT_FALSE(r.next(rec, line));
+  fs::remove(p);
+}
+
+TEST(RecordReader, TruncatedGzipIsAnErrorNamingTheFile) {
+  auto p = fs::temp_directory_path() / ("portrait_rr_trunc_" + std::to_string(::getpid()) + ".csv.gz");
+  {
+    TextWriter w(p, true, 6);
+    for (int i = 0; i < 100000; ++i) w.write("row," + std::to_string(i * 7919) + "\n");
+    w.commit();
+  }
+  for (uintmax_t keep : {fs::file_size(p) - 4, fs::file_size(p) * 3 / 4}) {  // trailer cut, body cut
+    fs::resize_file(p, keep);
+    RecordReader r(p, true);
+    std::string_view rec;
+    int64_t line;
+    try {
+      while (r.next(rec, line)) {
+      }
+      FAIL() << "a gzip cut to " << keep << " bytes read as complete";
+    } catch (const portrait::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(p.string()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+    }
+  }
   fs::remove(p);
 }
 
