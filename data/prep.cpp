@@ -20,6 +20,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -66,6 +67,42 @@ int64_t parse_time_config(const std::string& key, const std::string& v) {
     throw ConfigError("config key '" + key + "' = '" + v +
                       "' is not a timestamp (ISO-8601 like 2024-01-01 or unix seconds)");
   return ms;
+}
+
+// Cut-offs given in the config, and the automatic ones they fix (val = test - window, train
+// = val - window), must be in order. Checked before any input is read, so a typo does not
+// cost a pass over the whole input; automatic cut-offs that follow from the data's end are
+// checked again once it is known.
+void check_cutoff_order(const PrepParams& p) {
+  if (p.protocol != "temporal") return;
+  const int64_t window_ms = int64_t(std::llround(p.label_window_days * 86400000.0));
+  struct Cut {
+    const char* key;
+    const std::string& value;
+    std::optional<int64_t> ms;
+    bool derived = false;
+  } c[3] = {{"prep.train_cutoff", p.train_cutoff, {}},
+            {"prep.val_cutoff", p.val_cutoff, {}},
+            {"prep.test_cutoff", p.test_cutoff, {}}};
+  for (int s = 2; s >= 0; --s) {
+    if (c[s].value != "auto") {
+      c[s].ms = parse_time_config(c[s].key, c[s].value);
+    } else if (s < 2 && c[s + 1].ms) {
+      c[s].ms = *c[s + 1].ms - window_ms;
+      c[s].derived = true;
+    }
+  }
+  auto show = [&](int s) {
+    if (!c[s].derived) return fmt::format("{} = {}", c[s].key, c[s].value);
+    return fmt::format("{} = auto = {} ({} - prep.label_window_days)", c[s].key,
+                       format_iso8601(*c[s].ms / 1000), c[s + 1].key);
+  };
+  for (int a = 0; a < 3; ++a)
+    for (int b = a + 1; b < 3; ++b)
+      if (c[a].ms && c[b].ms && *c[a].ms > *c[b].ms)
+        throw ConfigError(fmt::format("cut-offs out of order: {} is after {}; they must satisfy "
+                                      "prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff",
+                                      show(a), show(b)));
 }
 }  // namespace
 
@@ -176,6 +213,7 @@ PrepParams prep_params_from_config(const cfg::Node& root) {
                                                       : p.test_cutoff;
     if (v != "auto") parse_time_config(std::string("prep.") + k, v);
   }
+  check_cutoff_order(p);
   return p;
 }
 
@@ -738,6 +776,7 @@ PrepSummary run_prep(const PrepParams& p) {
     throw ConfigError(fmt::format("prep: rank {} is not in [0, world size {})", rank, world));
   if (world > 1 && (!p.barrier || !p.broadcast))
     throw std::logic_error("run_prep: world size > 1 needs PrepParams::barrier and ::broadcast");
+  check_cutoff_order(p);  // PrepParams may come from code, not only from the config
   auto barrier = [&](const std::string& name) {
     if (world > 1) p.barrier(name);
   };
@@ -1294,8 +1333,14 @@ PrepSummary run_prep(const PrepParams& p) {
     cut[2] = p.test_cutoff == "auto" ? max_ts + 1 - window_ms : parse_time_config("prep.test_cutoff", p.test_cutoff);
     cut[1] = p.val_cutoff == "auto" ? cut[2] - window_ms : parse_time_config("prep.val_cutoff", p.val_cutoff);
     cut[0] = p.train_cutoff == "auto" ? cut[1] - window_ms : parse_time_config("prep.train_cutoff", p.train_cutoff);
+    // Only reachable through an automatic cut-off that follows from the data's end (the
+    // others were checked before reading); say which values came out.
     if (!(cut[0] <= cut[1] && cut[1] <= cut[2]))
-      throw ConfigError("cut-offs must satisfy prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff");
+      throw ConfigError(fmt::format(
+          "cut-offs must satisfy prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff; with the data's last "
+          "event at {} they are train {} ({}), val {} ({}), test {} ({})",
+          format_iso8601(max_ts / 1000), format_iso8601(cut[0] / 1000), p.train_cutoff,
+          format_iso8601(cut[1] / 1000), p.val_cutoff, format_iso8601(cut[2] / 1000), p.test_cutoff));
     PLOG_INFO("cut-offs: train {} val {} test {}, label window {} days", format_iso8601(cut[0] / 1000),
               format_iso8601(cut[1] / 1000), format_iso8601(cut[2] / 1000), p.label_window_days);
   } else {
