@@ -10,6 +10,15 @@
 
 namespace portrait::data {
 
+namespace {
+// gzerror's text starts with the path gzopen was given; the callers name the file themselves.
+std::string zlib_message(const char* msg, const std::string& path, int err) {
+  std::string m = msg && *msg ? msg : "zlib error " + std::to_string(err);
+  if (m.rfind(path + ": ", 0) == 0) m.erase(0, path.size() + 2);
+  return m;
+}
+}  // namespace
+
 RecordReader::RecordReader(const std::filesystem::path& path, bool quote_aware,
                            int max_record_lines)
     : path_(path.string()), quote_aware_(quote_aware), max_lines_(max_record_lines) {
@@ -37,10 +46,20 @@ bool RecordReader::fill() {
   if (n < 0) {
     int err;
     const char* msg = gzerror(gz_, &err);
-    throw DataError("error reading '" + path_ + "': " + (msg ? msg : "unknown zlib error") +
-                    " (truncated or corrupt gzip?)");
+    throw DataError("input file '" + path_ + "' is truncated or corrupt: " + zlib_message(msg, path_, err));
   }
   if (n == 0) {
+    // zlib reports a gzip stream that stops early (a partial copy, a killed writer) as a
+    // normal end of input from gzread and only records Z_BUF_ERROR, so the end must be
+    // checked here or the rows after the cut would vanish without a trace.
+    int err = Z_OK;
+    const char* msg = gzerror(gz_, &err);
+    if (err != Z_OK) {
+      const int64_t lines = line_ + int64_t(std::count(buf_.data() + pos_, buf_.data() + end_, '\n'));
+      throw DataError("input file '" + path_ + "' is truncated or corrupt: the gzip stream ends early (" +
+                      zlib_message(msg, path_, err) + ") after line " + std::to_string(lines) +
+                      "; restore the complete file (`gzip -t` checks one)");
+    }
     eof_ = true;
     return false;
   }

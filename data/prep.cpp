@@ -20,6 +20,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -66,6 +67,42 @@ int64_t parse_time_config(const std::string& key, const std::string& v) {
     throw ConfigError("config key '" + key + "' = '" + v +
                       "' is not a timestamp (ISO-8601 like 2024-01-01 or unix seconds)");
   return ms;
+}
+
+// Cut-offs given in the config, and the automatic ones they fix (val = test - window, train
+// = val - window), must be in order. Checked before any input is read, so a typo does not
+// cost a pass over the whole input; automatic cut-offs that follow from the data's end are
+// checked again once it is known.
+void check_cutoff_order(const PrepParams& p) {
+  if (p.protocol != "temporal") return;
+  const int64_t window_ms = int64_t(std::llround(p.label_window_days * 86400000.0));
+  struct Cut {
+    const char* key;
+    const std::string& value;
+    std::optional<int64_t> ms;
+    bool derived = false;
+  } c[3] = {{"prep.train_cutoff", p.train_cutoff, {}},
+            {"prep.val_cutoff", p.val_cutoff, {}},
+            {"prep.test_cutoff", p.test_cutoff, {}}};
+  for (int s = 2; s >= 0; --s) {
+    if (c[s].value != "auto") {
+      c[s].ms = parse_time_config(c[s].key, c[s].value);
+    } else if (s < 2 && c[s + 1].ms) {
+      c[s].ms = *c[s + 1].ms - window_ms;
+      c[s].derived = true;
+    }
+  }
+  auto show = [&](int s) {
+    if (!c[s].derived) return fmt::format("{} = {}", c[s].key, c[s].value);
+    return fmt::format("{} = auto = {} ({} - prep.label_window_days)", c[s].key,
+                       format_iso8601(*c[s].ms / 1000), c[s + 1].key);
+  };
+  for (int a = 0; a < 3; ++a)
+    for (int b = a + 1; b < 3; ++b)
+      if (c[a].ms && c[b].ms && *c[a].ms > *c[b].ms)
+        throw ConfigError(fmt::format("cut-offs out of order: {} is after {}; they must satisfy "
+                                      "prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff",
+                                      show(a), show(b)));
 }
 }  // namespace
 
@@ -176,6 +213,7 @@ PrepParams prep_params_from_config(const cfg::Node& root) {
                                                       : p.test_cutoff;
     if (v != "auto") parse_time_config(std::string("prep.") + k, v);
   }
+  check_cutoff_order(p);
   return p;
 }
 
@@ -432,26 +470,173 @@ std::string format_of(const fs::path& p, const std::string& configured) {
 }
 
 
+/// When the header came out as one column, the file is most likely separated by another
+/// character than data.format says: name it, and the setting that reads it.
+std::string delimiter_hint(const std::vector<std::string>& header, char sep) {
+  if (header.empty()) return "";
+  const std::string& h = header[0];
+  if (!h.empty() && h[0] == '{') return "; the file looks like JSON Lines: set data.format=jsonl";
+  if (header.size() != 1) return "";
+  if (sep != '\t' && h.find('\t') != std::string::npos)
+    return "; the header is one column holding tabs: the file looks tab-separated, set data.format=tsv";
+  if (sep != ',' && h.find(',') != std::string::npos)
+    return "; the header is one column holding commas: the file looks comma-separated, set data.format=csv";
+  for (char c : {';', '|'})
+    if (h.find(c) != std::string::npos)
+      return fmt::format("; the header is one column holding '{}': the file looks '{}'-separated, which "
+                         "data.format (csv, tsv or jsonl) does not read; convert it to commas or tabs",
+                         c, c);
+  return "";
+}
+
+/// The header's column names as an error message may list them (bounded).
+std::string header_list(const std::vector<std::string>& header) {
+  constexpr size_t kMaxNames = 20;
+  std::string out;
+  for (size_t i = 0; i < header.size() && i < kMaxNames; ++i) out += (i ? ", " : "") + snippet(header[i], 64);
+  if (header.size() > kMaxNames) out += fmt::format(", ... ({} columns)", header.size());
+  return out;
+}
+
+/// Keys at the top level of a JSON object text that parsed (':' at depth 1 outside strings):
+/// nlohmann keeps the last of repeated keys without a word, so repeats are found by count.
+size_t count_top_level_keys(std::string_view s) {
+  size_t n = 0;
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') ++depth;
+    else if (c == '}' || c == ']') --depth;
+    else if (c == ':' && depth == 1) ++n;
+  }
+  return n;
+}
+
+/// Parses one JSON Lines record into `j`: "" for an object with distinct keys, else what is
+/// wrong (a syntax error with its 1-based byte offset, another JSON type, a repeated key). `j`
+/// stays the object when only a key repeats, so the row's fields can still be quarantined.
+std::string parse_json_record(std::string_view rec, nlohmann::json& j) {
+  j = nlohmann::json::parse(rec, nullptr, false);
+  if (j.is_discarded()) {
+    try {  // again, only for a bad row, for the parser's account of what is wrong
+      const nlohmann::json strict = nlohmann::json::parse(rec);  // throws: the syntax error
+      (void)strict;
+    } catch (const nlohmann::json::parse_error& e) {
+      std::string m = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 9: ..."
+      if (const size_t c = m.find(": "); c != std::string::npos) m.erase(0, c + 2);
+      return fmt::format("JSON syntax error at byte {}: {}", e.byte, snippet(m));
+    } catch (const std::exception& e) {
+      return "JSON syntax error: " + snippet(e.what());
+    }
+    return "JSON syntax error";
+  }
+  if (!j.is_object()) return fmt::format("the line is a JSON {}, not an object", j.type_name());
+  if (count_top_level_keys(rec) != j.size()) {
+    std::vector<std::string> keys;
+    std::string repeated;
+    nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& k) {
+      if (ev == nlohmann::json::parse_event_t::key && depth == 1 && repeated.empty() && k.is_string()) {
+        const auto& name = k.get_ref<const std::string&>();
+        if (std::find(keys.begin(), keys.end(), name) != keys.end()) repeated = name;
+        else keys.push_back(name);
+      }
+      return true;
+    };
+    const nlohmann::json again = nlohmann::json::parse(rec, cb, false);  // for the callback
+    (void)again;
+    return fmt::format("key '{}' appears more than once in the object, so which value is meant is unknown",
+                       snippet(repeated, 64));
+  }
+  return "";
+}
+
 /// Rejected rows of one input file (phase 1) or one partition (phase 2): a segment of
 /// quarantine.jsonl, written by whichever rank handles it and concatenated in a fixed order.
+/// A row's content is stored as `fields` (canonical field -> value, as OutputMasker lets it
+/// out) or, when the row cannot be split into fields, as `record` (withheld, or the raw line
+/// under data.privacy.quarantine_raw_lines).
 struct QuarantineSegment {
   TextWriter out;
   std::map<std::string, int64_t>& counts;
   QuarantineSegment(const fs::path& p, std::map<std::string, int64_t>& c) : out(p, false), counts(c) {}
   void add(Reject r, const std::string& file, int64_t line, std::string_view field,
-           std::string_view detail, std::string_view record) {
+           std::string_view detail, const char* content_key, nlohmann::json content) {
     nlohmann::json j;
     j["file"] = file;
     j["line"] = line;
     j["reason"] = reject_name(r);
     if (!field.empty()) j["field"] = field;
     if (!detail.empty()) j["detail"] = detail;
-    j["record"] = record;
+    j[content_key] = std::move(content);
     out.write(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
     out.put('\n');
     ++counts[std::string(reject_name(r))];
   }
 };
+
+/// The one way a row's values leave prep, for accepted and rejected rows alike (shards,
+/// reviews.txt, quarantine.jsonl): the user id becomes its keyed pseudonym, review text is
+/// PII-masked under data.privacy.mask_pii, the other mapped fields pass as they are, and
+/// unmapped columns never leave. Every writer goes through here, so a rule holds for all.
+class OutputMasker {
+ public:
+  OutputMasker(const DataParams& d, std::function<Pseudo(std::string_view)> pseudo)
+      : d_(d), pseudo_(std::move(pseudo)) {}
+  Pseudo user(std::string_view raw) const { return pseudo_(raw); }
+  /// The review text as it may be stored; a view of `raw` or of `buf`.
+  std::string_view text(std::string_view raw, std::string& buf, PiiMaskCounts* counts) const {
+    if (raw.empty() || !d_.mask_pii) return raw;
+    buf = mask_pii(raw, d_.min_digit_run, counts);
+    return buf;
+  }
+  /// A rejected row's mapped fields (`present[k]`: the row has field k) for quarantine.jsonl.
+  nlohmann::json fields(const std::string_view* v, const bool* present) const {
+    nlohmann::json f = nlohmann::json::object();
+    std::string buf;
+    for (int k = 0; k < kNumFields; ++k) {
+      if (!present[k]) continue;
+      if (k == kUser) f[kFieldNames[k]] = v[k].empty() ? std::string() : "u:" + user(v[k]).hex();
+      else if (k == kReview) f[kFieldNames[k]] = std::string(text(v[k], buf, nullptr));
+      else f[kFieldNames[k]] = std::string(v[k]);
+    }
+    return f;
+  }
+  /// An event rejected after phase 1: its values already came through user() and text().
+  static nlohmann::json fields(const Ev& e) {
+    nlohmann::json f = nlohmann::json::object();
+    f[kFieldNames[kUser]] = "u:" + e.user.hex();
+    f[kFieldNames[kTs]] = e.ts;
+    f[kFieldNames[kType]] = event_type_name(EventType(e.type));
+    f[kFieldNames[kItem]] = e.item;
+    if (!e.cat.empty()) f[kFieldNames[kCat]] = e.cat;
+    if (!std::isnan(e.price)) f[kFieldNames[kPrice]] = e.price;
+    if (!std::isnan(e.rating)) f[kFieldNames[kRating]] = e.rating;
+    if (!e.text.empty()) f[kFieldNames[kReview]] = e.text;
+    return f;
+  }
+
+ private:
+  const DataParams& d_;
+  std::function<Pseudo(std::string_view)> pseudo_;
+};
+
+/// The first byte of `v` that an id may not hold (any control byte; a NUL anywhere else),
+/// or npos. NUL ends strings in HDF5 and C, so "item\0A" and "item\0B" would become one item.
+size_t bad_byte(std::string_view v, bool is_id) {
+  if (!is_id) return v.find('\0');
+  for (size_t i = 0; i < v.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(v[i]);
+    if (c < 0x20 || c == 0x7F) return i;
+  }
+  return std::string_view::npos;
+}
 
 std::map<std::string, int64_t> zero_reject_counts() {
   std::map<std::string, int64_t> m;
@@ -738,6 +923,7 @@ PrepSummary run_prep(const PrepParams& p) {
     throw ConfigError(fmt::format("prep: rank {} is not in [0, world size {})", rank, world));
   if (world > 1 && (!p.barrier || !p.broadcast))
     throw std::logic_error("run_prep: world size > 1 needs PrepParams::barrier and ::broadcast");
+  check_cutoff_order(p);  // PrepParams may come from code, not only from the config
   auto barrier = [&](const std::string& name) {
     if (world > 1) p.barrier(name);
   };
@@ -850,6 +1036,8 @@ PrepSummary run_prep(const PrepParams& p) {
       }
       return ps;
     };
+    const OutputMasker masker(d, pseudo_of);
+    std::set<int> warned_absent;  // optional fields already warned about (once per run)
 
     std::unordered_map<std::string, EventType> type_map;
     for (int i = 0; i < kNumEventTypes; ++i) type_map[std::string(kEventTypeNames[size_t(i)])] = EventType(i + 1);
@@ -869,6 +1057,7 @@ PrepSummary run_prep(const PrepParams& p) {
       const std::string fmt_name = format_of(files[fi], d.format);
       const bool is_json = fmt_name == "jsonl";
       const char sep = fmt_name == "tsv" ? '\t' : ',';
+      const char* col_word = is_json ? "key" : "column";
       RecordReader rr(files[fi], !is_json);
       std::string_view rec;
       int64_t line;
@@ -887,6 +1076,15 @@ PrepSummary run_prep(const PrepParams& p) {
           throw ConfigError(std::string("config key 'data.columns.") + kFieldNames[k] + "' must name a column");
       if (need_type_col && jkey[kType].empty())
         throw ConfigError("config key 'data.columns.event_type' is empty: set it or data.default_event_type");
+      auto required = [&](int k) { return k == kUser || k == kTs || k == kItem || (k == kType && need_type_col); };
+      // An optional field mapped to a column the data lacks is probably a misspelt mapping:
+      // say so once per field, since every row would silently lose it.
+      auto warn_absent = [&](int k, const char* where) {
+        if (!warned_absent.insert(k).second) return;
+        PLOG_WARN("input file '{}' {} '{}' for the optional field '{}' (data.columns.{}): the field stays "
+                  "empty for its rows; set data.columns.{}='' if the data has none",
+                  fname, where, snippet(jkey[k], 64), kFieldNames[k], kFieldNames[k], kFieldNames[k]);
+      };
       if (!is_json) {
         if (!rr.next(rec, line))
           throw DataError("input file '" + fname + "' is empty (expected a header line)");
@@ -895,20 +1093,40 @@ PrepSummary run_prep(const PrepParams& p) {
         header.assign(fields.begin(), fields.end());
         if (!header.empty() && header[0].rfind("\xEF\xBB\xBF", 0) == 0) header[0] = header[0].substr(3);
         ncols = header.size();
+        // A mapped name twice in the header is ambiguous: which column holds the field?
+        std::map<std::string_view, std::vector<size_t>> at;
+        for (size_t i = 0; i < header.size(); ++i) at[header[i]].push_back(i + 1);
+        for (auto& [name, pos] : at) {
+          if (pos.size() < 2) continue;
+          const auto mapped = std::find(std::begin(jkey), std::end(jkey), name);
+          if (mapped != std::end(jkey))
+            throw DataError(fmt::format(
+                "input file '{}' line 1: column '{}' (data.columns.{}) appears {} times in the header "
+                "(columns {}); rename all but one, or map the field to a column that appears once",
+                fname, snippet(name, 64), kFieldNames[mapped - std::begin(jkey)], pos.size(),
+                fmt::join(pos, ", ")));
+          PLOG_WARN("input file '{}' line 1: column '{}' appears {} times in the header (columns {}); "
+                    "it is not mapped by data.columns, so it is not read",
+                    fname, snippet(name, 64), pos.size(), fmt::join(pos, ", "));
+        }
         for (int k = 0; k < kNumFields; ++k) {
           if (jkey[k].empty()) continue;
           auto it = std::find(header.begin(), header.end(), jkey[k]);
           if (it != header.end()) {
             col[k] = int(it - header.begin());
-          } else if (k == kUser || k == kTs || k == kItem || (k == kType && need_type_col)) {
+          } else if (required(k)) {
             std::string hint = cfg::did_you_mean(jkey[k], header);
-            throw DataError("input file '" + fname + "' line 1: no column '" + jkey[k] +
+            throw DataError("input file '" + fname + "' line 1: no column '" + snippet(jkey[k], 64) +
                             "' for field '" + kFieldNames[k] + "' (data.columns." + kFieldNames[k] +
-                            "); header has: " + fmt::format("{}", fmt::join(header, ", ")) +
-                            (hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+                            "); header has: " + header_list(header) +
+                            (hint.empty() ? "" : "; did you mean '" + snippet(hint, 64) + "'?") +
+                            delimiter_hint(header, sep));
+          } else {
+            warn_absent(k, "has no column");
           }
         }
       }
+      bool key_seen[kNumFields] = {};  // JSON Lines: some row of the file has the key
 
       while (rr.next(rec, line)) {
         if (rec.empty() || (rec.size() == 1 && rec[0] == '\r')) {
@@ -919,62 +1137,101 @@ PrepSummary run_prep(const PrepParams& p) {
         if ((my_rows & 0xffff) == 0) bar.set(bytes_done_before + uint64_t(rr.bytes_read()));
 
         std::string_view v[kNumFields];
-        bool parsed = false;      // fields available (for redaction)
-        bool shape_ok = false;
+        bool present[kNumFields] = {};  // the row has the field's column / key
+        bool have_fields = false;       // v[] is known to hold the mapped fields (for quarantine)
+        std::string malformed;          // why the row's shape is wrong ("" = fine)
+        int bad_type = -1;              // JSON: a field whose value has the wrong type
+        std::string bad_type_detail;
         nlohmann::json j;
         if (is_json) {
-          j = nlohmann::json::parse(rec, nullptr, false);
-          if (!j.is_discarded() && j.is_object()) {
-            parsed = shape_ok = true;
+          malformed = parse_json_record(rec, j);
+          if (j.is_object()) {
+            have_fields = true;
             for (int k = 0; k < kNumFields; ++k) {
-              json_vals[size_t(k)].clear();
+              std::string& out = json_vals[size_t(k)];
+              out.clear();
               if (jkey[k].empty()) continue;
               auto it = j.find(jkey[k]);
-              if (it == j.end() || it->is_null()) continue;
-              if (it->is_string()) json_vals[size_t(k)] = it->get<std::string>();
-              else json_vals[size_t(k)] = it->dump();
+              if (it == j.end()) continue;
+              key_seen[k] = true;
+              if (it->is_null()) continue;  // null = absent, as exporters write a missing value
+              present[k] = true;
+              const bool id = k == kUser || k == kItem || k == kCat || k == kType;
+              if (it->is_string()) {
+                out = it->get_ref<const std::string&>();
+                continue;
+              }
+              out = it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+              if (it->is_number_integer()) continue;
+              if (it->is_number_float() && !id) continue;  // times, prices, ratings
+              if (bad_type < 0) {
+                bad_type = k;
+                bad_type_detail = fmt::format(
+                    "key '{}' holds a JSON {} ({}); {}", snippet(jkey[k], 64),
+                    it->is_number_float() ? "non-integer number" : it->type_name(), snippet(out, 64),
+                    id ? "ids must be strings or integers" : "this field must be a string or a number");
+              }
             }
             for (int k = 0; k < kNumFields; ++k) v[k] = json_vals[size_t(k)];
           }
         } else if (split_csv(rec, sep, fields, scratch)) {
-          parsed = true;
-          shape_ok = fields.size() == ncols;
-          for (int k = 0; k < kNumFields; ++k)
-            if (col[k] >= 0 && size_t(col[k]) < fields.size()) v[k] = fields[size_t(col[k])];
+          if (fields.size() == ncols) {
+            have_fields = true;
+            for (int k = 0; k < kNumFields; ++k)
+              if (col[k] >= 0) {
+                v[k] = fields[size_t(col[k])];
+                present[k] = true;
+              }
+          } else {
+            malformed = fmt::format("{} fields, header has {}", fields.size(), ncols);
+          }
+        } else {
+          malformed = "unbalanced or misplaced quote";
         }
 
-        auto redact = [&]() -> std::string {
-          // The record with the raw user id replaced by its pseudonym.
-          if (parsed && !v[kUser].empty() && valid_utf8(v[kUser])) {
-            std::string ps = "u:" + pseudo_of(v[kUser]).hex();
-            if (is_json) {
-              j[jkey[kUser]] = ps;
-              return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-            }
-            std::string out;
-            for (size_t i = 0; i < fields.size(); ++i) {
-              if (i) out.push_back(sep);
-              append_csv_field(out, int(i) == col[kUser] ? std::string_view(ps) : fields[i], sep);
-            }
-            return out;
-          }
-          if (d.quarantine_raw_lines) return std::string(rec);
-          return "<withheld: the user id could not be located to pseudonymize it; set "
-                 "data.privacy.quarantine_raw_lines=true to keep raw rows>";
-        };
         auto reject = [&](Reject r, std::string_view field, std::string detail) {
-          quar.add(r, fname, line, field, detail, redact());
+          // Only a row split into its fields can be stored: with the fields unknown, so is
+          // the user id, and the row could not be pseudonymized or masked.
+          if (have_fields) {
+            quar.add(r, fname, line, field, detail, "fields", masker.fields(v, present));
+          } else if (d.quarantine_raw_lines) {
+            quar.add(r, fname, line, field, detail, "record", std::string(rec));
+          } else {
+            quar.add(r, fname, line, field, detail, "record",
+                     "<withheld: the row could not be split into its fields, so its user id could not be "
+                     "pseudonymized; set data.privacy.quarantine_raw_lines=true to keep raw rows>");
+          }
         };
 
         if (!valid_utf8(rec)) {
           reject(Reject::kInvalidUtf8, "", "row contains bytes that are not valid UTF-8");
           continue;
         }
-        if (!shape_ok) {
-          if (is_json) reject(Reject::kMalformedRow, "", "not a JSON object");
-          else if (!parsed) reject(Reject::kMalformedRow, "", "unbalanced or misplaced quote");
-          else reject(Reject::kMalformedRow, "", fmt::format("{} fields, header has {}", fields.size(), ncols));
+        if (!malformed.empty()) {
+          reject(Reject::kMalformedRow, "", malformed);
           continue;
+        }
+        if (bad_type >= 0) {
+          reject(Reject::kBadValue, kFieldNames[bad_type], bad_type_detail);
+          continue;
+        }
+        {
+          int bad = -1;
+          size_t at = 0;
+          for (int k = 0; k < kNumFields && bad < 0; ++k) {
+            at = bad_byte(v[k], k == kUser || k == kItem || k == kCat || k == kType);
+            if (at != std::string_view::npos) bad = k;
+          }
+          if (bad >= 0) {
+            reject(Reject::kBadValue, kFieldNames[bad],
+                   fmt::format("{} '{}' has the control byte 0x{:02x} at byte {} of '{}'; {}", col_word,
+                               snippet(jkey[bad], 64), static_cast<unsigned char>(v[bad][at]), at + 1,
+                               snippet(v[bad], 64),
+                               bad == kReview || bad == kTs || bad == kPrice || bad == kRating
+                                   ? "no field may hold a NUL byte"
+                                   : "ids must be printable text"));
+            continue;
+          }
         }
         int too_long = -1;
         for (int k = 0; k < kNumFields; ++k)
@@ -994,7 +1251,8 @@ PrepSummary run_prep(const PrepParams& p) {
         }
         int64_t ts;
         if (!parse_timestamp_ms(v[kTs], ts)) {
-          reject(Reject::kBadTimestamp, "timestamp", fmt::format("'{}' is not unix s/ms or ISO-8601", v[kTs]));
+          reject(Reject::kBadTimestamp, "timestamp",
+                 fmt::format("'{}' is not unix s/ms or ISO-8601", snippet(v[kTs])));
           continue;
         }
         if (ts < min_ms || ts >= max_ms) {
@@ -1009,7 +1267,8 @@ PrepSummary run_prep(const PrepParams& p) {
           auto it = type_map.find(std::string(v[kType]));
           if (it == type_map.end()) {
             reject(Reject::kUnknownEventType, "event_type",
-                   fmt::format("'{}' is not view/click/cart/purchase/review nor mapped in data.event_types", v[kType]));
+                   fmt::format("'{}' is not view/click/cart/purchase/review nor mapped in data.event_types",
+                               snippet(v[kType])));
             continue;
           }
           type = it->second;
@@ -1018,7 +1277,8 @@ PrepSummary run_prep(const PrepParams& p) {
         if (!v[kPrice].empty()) {
           double x;
           if (!parse_double(v[kPrice], x) || x < 0 || x > d.max_price) {
-            reject(Reject::kBadPrice, "price", fmt::format("'{}' is not a number in [0, {}]", v[kPrice], d.max_price));
+            reject(Reject::kBadPrice, "price",
+                   fmt::format("'{}' is not a number in [0, {}]", snippet(v[kPrice]), d.max_price));
             continue;
           }
           price = float(x);
@@ -1027,7 +1287,7 @@ PrepSummary run_prep(const PrepParams& p) {
           double x;
           if (!parse_double(v[kRating], x) || x < d.rating_min || x > d.rating_max) {
             reject(Reject::kBadRating, "rating",
-                   fmt::format("'{}' is not a number in [{}, {}]", v[kRating], d.rating_min, d.rating_max));
+                   fmt::format("'{}' is not a number in [{}, {}]", snippet(v[kRating]), d.rating_min, d.rating_max));
             continue;
           }
           rating = float(x);
@@ -1041,16 +1301,15 @@ PrepSummary run_prep(const PrepParams& p) {
             if (std::isnan(price)) price = it->second.second;
           }
         }
-        std::string_view text = v[kReview];
-        if (!text.empty() && d.mask_pii) {
-          text_buf = mask_pii(text, d.min_digit_run, &pii);
-          text = text_buf;
-        }
-        Pseudo ps = pseudo_of(v[kUser]);
+        const std::string_view text = masker.text(v[kReview], text_buf, &pii);
+        const Pseudo ps = masker.user(v[kUser]);
         SpillFile& sf = *spills[ps.h() % uint64_t(P)];
         encode_ev(sf.buf(), ps, ts, uint8_t(type), price, rating, fi, line, v[kItem], cat, text);
         sf.maybe_flush();
       }
+      if (is_json)
+        for (int k = 0; k < kNumFields; ++k)
+          if (!jkey[k].empty() && !required(k) && !key_seen[k]) warn_absent(k, "has no row with the key");
       quar.out.commit();
       bytes_done_before += file_bytes[fi];
       bar.set(bytes_done_before);
@@ -1151,12 +1410,7 @@ PrepSummary run_prep(const PrepParams& p) {
       });
       QuarantineSegment quar(wpath("q2", part, ".jsonl"), rejects2);
       auto quarantine_ev = [&](Reject r, const Ev& e, std::string_view detail) {
-        std::string s = "u:" + e.user.hex() + "," + std::to_string(e.ts) + "," +
-                        std::string(event_type_name(EventType(e.type))) + ",";
-        append_csv_field(s, e.item);
-        s += ",";
-        append_csv_field(s, e.cat);
-        quar.add(r, file_names[e.file], e.line, "", detail, s);
+        quar.add(r, file_names[e.file], e.line, "", detail, "fields", OutputMasker::fields(e));
       };
       SpillFile clean(wpath("clean", part, ".bin"), 1 << 20);
       for (size_t a = 0; a < evs.size();) {
@@ -1294,8 +1548,14 @@ PrepSummary run_prep(const PrepParams& p) {
     cut[2] = p.test_cutoff == "auto" ? max_ts + 1 - window_ms : parse_time_config("prep.test_cutoff", p.test_cutoff);
     cut[1] = p.val_cutoff == "auto" ? cut[2] - window_ms : parse_time_config("prep.val_cutoff", p.val_cutoff);
     cut[0] = p.train_cutoff == "auto" ? cut[1] - window_ms : parse_time_config("prep.train_cutoff", p.train_cutoff);
+    // Only reachable through an automatic cut-off that follows from the data's end (the
+    // others were checked before reading); say which values came out.
     if (!(cut[0] <= cut[1] && cut[1] <= cut[2]))
-      throw ConfigError("cut-offs must satisfy prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff");
+      throw ConfigError(fmt::format(
+          "cut-offs must satisfy prep.train_cutoff <= prep.val_cutoff <= prep.test_cutoff; with the data's last "
+          "event at {} they are train {} ({}), val {} ({}), test {} ({})",
+          format_iso8601(max_ts / 1000), format_iso8601(cut[0] / 1000), p.train_cutoff,
+          format_iso8601(cut[1] / 1000), p.val_cutoff, format_iso8601(cut[2] / 1000), p.test_cutoff));
     PLOG_INFO("cut-offs: train {} val {} test {}, label window {} days", format_iso8601(cut[0] / 1000),
               format_iso8601(cut[1] / 1000), format_iso8601(cut[2] / 1000), p.label_window_days);
   } else {

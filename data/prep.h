@@ -16,6 +16,11 @@
 // Outputs in output_dir: shard_NNNNN.h5, tokenizer.model(+.sha256), quarantine.jsonl,
 // prep_summary.json, reviews.txt (masked review text before the train cut-off = the
 // tokenizer corpus). Work files live in output_dir/.prep.<pid>.<n>/ and are removed.
+// quarantine.jsonl has one object per rejected row: file, line, reason (data/schema.h), field,
+// detail, and `fields` (canonical field -> value) under the rules of every output: the user id
+// pseudonymized ("u:<hex>"), review text PII-masked, unmapped columns left out. A row that
+// cannot be split into its fields has `record` instead: withheld, or the raw line when
+// data.privacy.quarantine_raw_lines is set.
 //
 // Several processes (torchrun): rank r reads the input files assigned to it (by size) and
 // handles partitions p with p % world == r; ranks exchange statistics, counts and the
@@ -71,7 +76,8 @@ struct DataParams {
   bool mask_pii = true;                   ///< mask emails/URLs/phones/digit runs in reviews
   int min_digit_run = 9;                  ///< digit runs at least this long become <num>
   int64_t min_events_per_user = 1;        ///< fewer (after cleaning): quarantined
-  bool quarantine_raw_lines = false;      ///< true: keep rows whose user id can't be redacted
+  bool quarantine_raw_lines = false;      ///< true: keep the raw line of rows that cannot be
+                                          ///< split into fields (raw user ids and PII!)
 };
 
 struct PrepParams {

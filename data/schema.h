@@ -26,7 +26,10 @@ inline std::optional<EventType> canonical_event_type(std::string_view s) {
 /// failing check names the row's reason, so each bad row is counted exactly once.
 enum class Reject : uint8_t {
   kInvalidUtf8 = 0,       ///< the record is not valid UTF-8 (checked before parsing)
-  kMalformedRow,          ///< CSV field count / unterminated quote, JSON syntax, not an object
+  kMalformedRow,          ///< CSV field count / unterminated quote, JSON syntax, not an object,
+                          ///< a key twice in one JSON object
+  kBadValue,              ///< a field holds a control byte (NUL...) in an id, a NUL anywhere, or
+                          ///< (JSON) an object/array/boolean, or a non-integer number as an id
   kFieldTooLong,          ///< a field exceeds data.clean.max_field_length bytes
   kMissingField,          ///< user, timestamp, event type or item empty/absent
   kBadTimestamp,          ///< not unix s/ms nor ISO-8601
@@ -40,7 +43,7 @@ enum class Reject : uint8_t {
   kCount
 };
 inline constexpr std::array<std::string_view, size_t(Reject::kCount)> kRejectNames = {
-    "invalid_utf8",   "malformed_row",        "field_too_long", "missing_field",
+    "invalid_utf8",   "malformed_row",        "bad_value",      "field_too_long", "missing_field",
     "bad_timestamp",  "timestamp_out_of_range", "unknown_event_type", "bad_price",
     "bad_rating",     "duplicate",           "bot_user",       "too_few_events"};
 inline std::string_view reject_name(Reject r) { return kRejectNames[size_t(r)]; }

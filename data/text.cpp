@@ -108,6 +108,58 @@ bool parse_iso(std::string_view s, int64_t& ms) {
 
 }  // namespace
 
+namespace {
+
+// A plain decimal number "D[.D][e[+-]D]" (no sign, at least one integer digit) as unix time:
+// seconds below 12 integer digits, milliseconds from 12 on, as for integers. Exact decimal
+// arithmetic on the digits (no binary float), so the same text always gives the same ms.
+bool parse_unix_decimal(std::string_view s, int64_t& ms) {
+  std::string digits;  // all mantissa digits
+  size_t i = 0, int_digits = 0;
+  while (i < s.size() && is_digit(s[i])) digits.push_back(s[i++]);
+  int_digits = digits.size();
+  if (int_digits == 0) return false;
+  if (i < s.size() && s[i] == '.') {
+    ++i;
+    const size_t b = i;
+    while (i < s.size() && is_digit(s[i])) digits.push_back(s[i++]);
+    if (i == b) return false;  // "1700000000." is more likely a cut value than a time
+  }
+  int64_t exp = 0;
+  if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    bool neg = false;
+    if (i < s.size() && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    const size_t b = i;
+    while (i < s.size() && is_digit(s[i])) {
+      exp = exp * 10 + (s[i++] - '0');
+      if (exp > 40) return false;  // far outside any plausible time
+    }
+    if (i == b) return false;
+    if (neg) exp = -exp;
+  }
+  if (i != s.size()) return false;
+  // Move the decimal point by the exponent: value = digits[0, point) . digits[point, ...).
+  const int64_t point = int64_t(int_digits) + exp;
+  if (point < 0) return false;
+  if (size_t(point) > digits.size()) digits.append(size_t(point) - digits.size(), '0');
+  const std::string_view whole = std::string_view(digits).substr(0, size_t(point));
+  const std::string_view frac = std::string_view(digits).substr(size_t(point));
+  if (whole.size() > 18) return false;
+  int64_t v = 0;
+  for (char c : whole) v = v * 10 + (c - '0');
+  if (whole.size() >= 12) {
+    ms = v;  // milliseconds; a fraction of one is dropped
+    return true;
+  }
+  int64_t f = 0;
+  for (size_t k = 0; k < 3; ++k) f = f * 10 + (k < frac.size() ? frac[k] - '0' : 0);
+  ms = v * 1000 + f;
+  return true;
+}
+
+}  // namespace
+
 bool parse_timestamp_ms(std::string_view s, int64_t& ms) {
   if (s.empty()) return false;
   size_t ndig = 0;
@@ -119,21 +171,8 @@ bool parse_timestamp_ms(std::string_view s, int64_t& ms) {
     ms = ndig >= 12 ? v : v * 1000;
     return true;
   }
-  if (ndig > 0 && ndig < 12 && s[ndig] == '.') {  // unix seconds with a fraction
-    int64_t v = 0;
-    std::from_chars(s.data(), s.data() + ndig, v);
-    int64_t frac = 0, scale = 100;
-    size_t i = ndig + 1;
-    if (i == s.size()) return false;
-    for (; i < s.size(); ++i) {
-      if (!is_digit(s[i])) return false;
-      if (scale > 0) frac += (s[i] - '0') * scale;
-      scale /= 10;
-    }
-    ms = v * 1000 + frac;
-    return true;
-  }
-  if (ndig == 4) return parse_iso(s, ms);
+  if (ndig == 4 && s[4] == '-') return parse_iso(s, ms);
+  if (ndig > 0 && (s[ndig] == '.' || s[ndig] == 'e' || s[ndig] == 'E')) return parse_unix_decimal(s, ms);
   return false;
 }
 
@@ -181,6 +220,29 @@ bool valid_utf8(std::string_view s) {
     i += len;
   }
   return true;
+}
+
+std::string snippet(std::string_view s, size_t max_bytes) {
+  size_t n = s.size();
+  if (n > max_bytes) {
+    n = max_bytes;
+    // Back up over continuation bytes so a multi-byte character is kept whole or dropped.
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
+  }
+  std::string out;
+  out.reserve(n + 32);
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x20 || c == 0x7F) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    } else {
+      out.push_back(char(c));
+    }
+  }
+  if (n < s.size()) out += "...[" + std::to_string(s.size()) + " bytes in all]";
+  return out;
 }
 
 bool parse_double(std::string_view s, double& out) {

@@ -60,6 +60,22 @@ TEST(DataConfig, UnknownKeysAndBadMappingsAreConfigErrors) {
   EXPECT_THROW(data::prep_params_from_config(bad), ConfigError);
 }
 
+TEST(DataConfig, CutoffsOutOfOrderAreAConfigErrorNamingTheKeys) {
+  auto root = load("prep", {"prep.input=[a.csv]", "prep.output_dir=/tmp/x", "prep.train_cutoff=2024-03-01",
+                            "prep.test_cutoff=2024-02-01"});
+  try {
+    data::prep_params_from_config(root);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("prep.train_cutoff"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("prep.test_cutoff"), std::string::npos) << e.what();
+  }
+  // leave_last_out cuts per user and ignores the global cut-offs.
+  auto llo = load("prep", {"prep.input=[a.csv]", "prep.output_dir=/tmp/x", "prep.train_cutoff=2024-03-01",
+                           "prep.test_cutoff=2024-02-01", "prep.protocol=leave_last_out"});
+  EXPECT_NO_THROW(data::prep_params_from_config(llo));
+}
+
 TEST(DataConfig, SynthAndTokenizerYamlsParse) {
   auto s = data::synth_params_from_config(load("synth", {"synth.output_dir=/tmp/s", "synth.users=7"}));
   EXPECT_EQ(s.users, 7);

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <thread>
 #include <condition_variable>
@@ -13,11 +14,14 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/log.h"
+#include "data/io.h"
 #include "data/prep.h"
 #include "data/shard.h"
 #include "data/synth.h"
 
 using namespace portrait::data;
+using namespace std::string_literals;
 namespace fs = std::filesystem;
 
 namespace {
@@ -102,7 +106,7 @@ TEST(Prep, EveryRejectionReasonIsQuarantinedWithFileLineAndReason) {
   p.data.min_events_per_user = 2;
   auto s = run_prep(p);
   std::map<std::string, int64_t> want = {
-      {"invalid_utf8", 1}, {"malformed_row", 1}, {"field_too_long", 1}, {"missing_field", 1},
+      {"invalid_utf8", 1}, {"malformed_row", 1}, {"bad_value", 0}, {"field_too_long", 1}, {"missing_field", 1},
       {"bad_timestamp", 1}, {"timestamp_out_of_range", 1}, {"unknown_event_type", 1},
       {"bad_price", 1}, {"bad_rating", 1}, {"duplicate", 1}, {"bot_user", 4},
       {"too_few_events", 1}};
@@ -651,4 +655,307 @@ TEST(Prep, TargetTypesDecideTheTargets) {
   p.target_event_types = {"review"};
   run_prep(p);
   EXPECT_EQ(test_targets(), 1u);
+}
+
+// ---- Hostile input (issue 14): bad rows are quarantined, masked, and named; bad files stop
+// the run with the file named.
+
+namespace {
+
+// The message of the DataError/ConfigError run_prep throws ("" when it does not throw).
+template <typename E = portrait::DataError>
+std::string prep_error(const PrepParams& p) {
+  try {
+    run_prep(p);
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "";
+}
+
+std::string gzip_bytes(const fs::path& dir, const std::string& text) {
+  const fs::path tmp = dir / "whole.csv.gz";
+  {
+    portrait::data::TextWriter w(tmp, true, 6);
+    w.write(text);
+    w.commit();
+  }
+  std::string b = portrait::read_file(tmp);
+  fs::remove(tmp);
+  return b;
+}
+
+// Logs written while `f` runs (the warnings prep prints to stderr go to the log file too).
+template <typename F> std::string logged(const fs::path& dir, F&& f) {
+  const fs::path log = dir / "prep.log";
+  portrait::log::set_file(log.string());
+  f();
+  portrait::log::set_file("");
+  return portrait::read_file(log);
+}
+
+size_t count_of(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t i = s.find(what); i != std::string::npos; i = s.find(what, i + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST(Prep, TruncatedGzipIsAnErrorNamingTheFile) {
+  auto d = tmpdir("truncgz");
+  std::string csv = kHeader;
+  for (int u = 0; u < 2000; ++u)
+    csv += fmt::format("u{},{},view,i{},c1,1,,\n", u, 1700000000 + u, u % 97);
+  const std::string gz = gzip_bytes(d, csv);
+  write(d / "ev.csv.gz", gz.substr(0, gz.size() * 4 / 5));  // a copy cut short
+  auto p = params(d, (d / "ev.csv.gz").string());
+  const std::string m = prep_error(p);
+  EXPECT_NE(m.find((d / "ev.csv.gz").string()), std::string::npos) << m;
+  EXPECT_NE(m.find("truncated"), std::string::npos) << m;
+  EXPECT_TRUE(list_shards(p.output_dir).empty());
+  // The complete file still reads.
+  write(d / "ev.csv.gz", gz);
+  EXPECT_EQ(run_prep(p).rows, 2000);
+  fs::remove_all(d);
+}
+
+TEST(Prep, QuarantinedRowsAreMaskedAndPseudonymizedLikeEveryOtherOutput) {
+  auto d = tmpdir("quarmask");
+  // The user id is the last column, review text with PII before it.
+  std::string csv = "timestamp,event_type,item_id,review_text,user_id\n";
+  csv += "1700000000,view,i1,fine,alice.smith.77\n";
+  csv += "yesterday,review,i1,\"mail alice@example.com or call 138-1234-5678\",alice.smith.77\n";  // bad_timestamp
+  csv += "1700000100,wishlist,i1,\"card 4111 1111 1111 1111\",alice.smith.77\n";  // unknown_event_type
+  // One comma too many: the row's shape no longer says which field is the user id.
+  csv += "1700000200,review,i1,mail bob@example.org, thanks,bob.jones.88\n";
+  csv += "1700000300,view,i1,bad \xff bytes 139-8765-4321,bob.jones.88\n";  // invalid_utf8
+  write(d / "ev.csv", csv);
+  // The same rows as JSON Lines, user key last.
+  std::string jl;
+  jl += R"({"timestamp": 1700000000, "event_type": "view", "item_id": "i1", "user_id": "carol.white.99"})" "\n";
+  jl += R"({"timestamp": "yesterday", "event_type": "review", "item_id": "i1", "review_text": "mail carol@example.net or 138-1234-5678", "user_id": "carol.white.99"})" "\n";
+  write(d / "ev.jsonl", jl);
+  auto p = params(d, (d / "ev.*").string());
+  p.data.columns["rating"] = p.data.columns["category"] = p.data.columns["price"] = "";
+  auto s = run_prep(p);
+  EXPECT_EQ(s.quarantined, 5);
+  const std::string q = portrait::read_file(fs::path(p.output_dir) / "quarantine.jsonl");
+  for (const char* secret : {"alice.smith", "bob.jones", "carol.white", "alice@example.com",
+                             "bob@example.org", "carol@example.net", "138-1234-5678",
+                             "4111 1111", "139-8765-4321"})
+    EXPECT_EQ(q.find(secret), std::string::npos) << secret << " leaked into\n" << q;
+  EXPECT_NE(q.find(pseudonymize(kKey, "alice.smith.77")), std::string::npos) << q;
+  EXPECT_NE(q.find(pseudonymize(kKey, "carol.white.99")), std::string::npos) << q;
+  EXPECT_NE(q.find("<email>"), std::string::npos) << q;
+  EXPECT_NE(q.find("<phone>"), std::string::npos) << q;
+  // Nothing lost: every rejected row is there with its file, line and reason.
+  std::map<std::string, std::string> by_place;
+  for (auto& r : quarantine(p))
+    by_place[fs::path(r["file"].get<std::string>()).filename().string() + ":" +
+             std::to_string(r["line"].get<int64_t>())] = r["reason"];
+  EXPECT_EQ(by_place, (std::map<std::string, std::string>{{"ev.csv:3", "bad_timestamp"},
+                                                          {"ev.csv:4", "unknown_event_type"},
+                                                          {"ev.csv:5", "malformed_row"},
+                                                          {"ev.csv:6", "invalid_utf8"},
+                                                          {"ev.jsonl:2", "bad_timestamp"}}));
+  fs::remove_all(d);
+}
+
+TEST(Prep, ControlBytesInIdsAreQuarantinedNamingTheField) {
+  auto d = tmpdir("nulids");
+  std::string csv = kHeader;
+  csv += "u1,1700000000,view,i1,c1,1,,\n";
+  csv += "u1,1700000100,view,item"s + '\0' + "A,c1,1,,\n";  // NUL: HDF5 would cut it to "item"
+  csv += "u1,1700000200,view,item"s + '\0' + "B,c1,1,,\n";
+  csv += "u1,1700000300,view,item,c\x01,1,,\n";
+  csv += "u\x1b,1700000400,view,i1,c1,1,,\n";
+  csv += "u1,1700000500,view,item,c1,1,,\n";
+  write(d / "ev.csv", csv);
+  auto p = params(d, (d / "ev.csv").string());
+  p.train_cutoff = p.val_cutoff = p.test_cutoff = "1800000000";  // the vocabulary sees every event
+  auto s = run_prep(p);
+  EXPECT_EQ(s.accepted_events, 2);
+  std::map<int64_t, std::string> field;
+  for (auto& r : quarantine(p)) {
+    EXPECT_EQ(r["reason"], "bad_value") << r;
+    field[r["line"].get<int64_t>()] = r.value("field", "");
+  }
+  EXPECT_EQ(field, (std::map<int64_t, std::string>{{3, "item"}, {4, "item"}, {5, "category"}, {6, "user"}}));
+  std::set<std::string> items;
+  for (auto& f : list_shards(p.output_dir))
+    for (auto& n : read_shard(f).items) items.insert(n);
+  EXPECT_EQ(items, (std::set<std::string>{"<pad>", "<oov>", "i1", "item"}));
+  fs::remove_all(d);
+}
+
+TEST(Prep, JsonIdsMustBeStringsOrIntegers) {
+  auto d = tmpdir("jsonids");
+  std::string jl;
+  jl += R"({"user_id": "u1", "timestamp": 1700000000, "event_type": "view", "item_id": 42})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000100, "event_type": "view", "item_id": "i1"})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000200, "event_type": "view", "item_id": {"id": 1}})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000300, "event_type": "view", "item_id": [1, 2]})" "\n";
+  jl += R"({"user_id": true, "timestamp": 1700000400, "event_type": "view", "item_id": "i1"})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000500, "event_type": "view", "item_id": 1.5})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000600, "event_type": "view", "item_id": "i2", "category": false})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000700, "event_type": "view", "item_id": "i3", "review_text": {"t": "x"}})" "\n";
+  write(d / "ev.jsonl", jl);
+  auto p = params(d, (d / "ev.jsonl").string());
+  p.train_cutoff = p.val_cutoff = p.test_cutoff = "1800000000";
+  auto s = run_prep(p);
+  EXPECT_EQ(s.accepted_events, 2);
+  std::map<int64_t, std::string> field;
+  for (auto& r : quarantine(p)) {
+    EXPECT_EQ(r["reason"], "bad_value") << r;
+    field[r["line"].get<int64_t>()] = r.value("field", "");
+  }
+  EXPECT_EQ(field, (std::map<int64_t, std::string>{
+                       {3, "item"}, {4, "item"}, {5, "user"}, {6, "item"}, {7, "category"}, {8, "review"}}));
+  std::set<std::string> items;
+  for (auto& f : list_shards(p.output_dir))
+    for (auto& n : read_shard(f).items) items.insert(n);
+  EXPECT_EQ(items, (std::set<std::string>{"<pad>", "<oov>", "42", "i1"}));
+  fs::remove_all(d);
+}
+
+TEST(Prep, DuplicateJsonKeysAreQuarantinedNamingTheKey) {
+  auto d = tmpdir("jsondup");
+  std::string jl;
+  jl += R"({"user_id": "u1", "timestamp": 1700000000, "event_type": "view", "item_id": "i1"})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000100, "event_type": "view", "item_id": "i1", "item_id": "i2"})" "\n";
+  write(d / "ev.jsonl", jl);
+  auto p = params(d, (d / "ev.jsonl").string());
+  auto s = run_prep(p);
+  EXPECT_EQ(s.accepted_events, 1);
+  auto q = quarantine(p);
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0]["line"], 2);
+  EXPECT_EQ(q[0]["reason"], "malformed_row");
+  EXPECT_NE(q[0]["detail"].get<std::string>().find("'item_id'"), std::string::npos) << q[0];
+  fs::remove_all(d);
+}
+
+TEST(Prep, JsonSyntaxErrorsSayWhatIsWrongAndAtWhichByte) {
+  auto d = tmpdir("jsonsyntax");
+  std::string jl;
+  jl += R"({"user_id": "u1", "timestamp": 1700000000, "event_type": "view", "item_id": "i1"})" "\n";
+  jl += R"({"user_id": "u1", "timestamp": , "event_type": "view", "item_id": "i1"})" "\n";
+  jl += R"(["u1", 1700000000, "view", "i1"])" "\n";
+  jl += R"({"user_id": "u1", "timestamp": 1700000000, "event_type": "view")" "\n";
+  write(d / "ev.jsonl", jl);
+  auto p = params(d, (d / "ev.jsonl").string());
+  run_prep(p);
+  std::map<int64_t, std::string> detail;
+  for (auto& r : quarantine(p)) {
+    EXPECT_EQ(r["reason"], "malformed_row");
+    detail[r["line"].get<int64_t>()] = r["detail"];
+  }
+  ASSERT_EQ(detail.size(), 3u);
+  EXPECT_NE(detail[2].find("byte 32"), std::string::npos) << detail[2];
+  EXPECT_NE(detail[3].find("array"), std::string::npos) << detail[3];
+  EXPECT_NE(detail[4].find("byte"), std::string::npos) << detail[4];
+  for (auto& [l, t] : detail) EXPECT_EQ(t.find("not a JSON object"), std::string::npos) << t;
+  fs::remove_all(d);
+}
+
+TEST(Prep, AWrongDelimiterErrorSuggestsTheFormat) {
+  auto d = tmpdir("delim");
+  write(d / "semi.csv", "user_id;timestamp;event_type;item_id\nu1;1700000000;view;i1\n");
+  auto p = params(d, (d / "semi.csv").string());
+  std::string m = prep_error(p);
+  EXPECT_NE(m.find("';'"), std::string::npos) << m;
+  EXPECT_NE(m.find("data.format"), std::string::npos) << m;
+  write(d / "commas.tsv", "user_id,timestamp,event_type,item_id\nu1,1700000000,view,i1\n");
+  p = params(d, (d / "commas.tsv").string());
+  m = prep_error(p);
+  EXPECT_NE(m.find("data.format=csv"), std::string::npos) << m;
+  fs::remove_all(d);
+}
+
+TEST(Prep, ADuplicatedMappedHeaderIsAnErrorNamingTheColumnAndFile) {
+  auto d = tmpdir("duphdr");
+  write(d / "ev.csv", "user_id,timestamp,event_type,item_id,item_id\nu1,1700000000,view,i1,i2\n");
+  auto p = params(d, (d / "ev.csv").string());
+  const std::string m = prep_error(p);
+  EXPECT_NE(m.find("ev.csv"), std::string::npos) << m;
+  EXPECT_NE(m.find("'item_id'"), std::string::npos) << m;
+  fs::remove_all(d);
+}
+
+TEST(Prep, AnAbsentOptionalColumnIsWarnedOnceNamingTheKeyAndColumn) {
+  auto d = tmpdir("optcol");
+  write(d / "a.csv", "user_id,timestamp,event_type,item_id,category\nu1,1700000000,view,i1,c1\n");
+  write(d / "b.csv", "user_id,timestamp,event_type,item_id,category\nu2,1700000000,view,i1,c1\n");
+  auto p = params(d, (d / "*.csv").string());
+  const std::string log = logged(d, [&] { run_prep(p); });
+  EXPECT_EQ(count_of(log, "(data.columns.price)"), 1u) << log;
+  EXPECT_NE(log.find("no column 'price'"), std::string::npos) << log;
+  EXPECT_EQ(count_of(log, "(data.columns.category)"), 0u) << log;
+  fs::remove_all(d);
+}
+
+TEST(Prep, LongLinesAreEchoedOnlyAsBoundedSnippets) {
+  auto d = tmpdir("longline");
+  // A file without line breaks: the "header" is one 1 MB line.
+  write(d / "ev.csv", std::string(1 << 20, 'x'));
+  auto p = params(d, (d / "ev.csv").string());
+  std::string m = prep_error(p);
+  EXPECT_NE(m.find("no column"), std::string::npos) << m.substr(0, 500);
+  EXPECT_LT(m.size(), 2000u);
+  EXPECT_NE(m.find("1048576 bytes"), std::string::npos) << m.substr(0, 500);
+  // A rejected row's reason quotes a bounded piece of its value.
+  std::string csv = kHeader;
+  csv += "u1,1700000000,view,i1,c1,1,,\n";
+  csv += "u1," + std::string(100000, '7') + "x,view,i1,c1,1,,\n";
+  write(d / "ev.csv", csv);
+  p.data.max_field_length = 1 << 20;
+  run_prep(p);
+  auto q = quarantine(p);
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0]["reason"], "bad_timestamp");
+  EXPECT_LT(q[0]["detail"].get<std::string>().size(), 400u);
+  EXPECT_NE(q[0]["detail"].get<std::string>().find("100001 bytes"), std::string::npos) << q[0]["detail"];
+  fs::remove_all(d);
+}
+
+TEST(Prep, DecimalUnixTimestampsAreAccepted) {
+  auto d = tmpdir("floatts");
+  std::string csv = kHeader;
+  csv += "u1,1700000000000.0,view,i1,c1,1,,\n";
+  csv += "u1,1700000000.5,view,i2,c1,1,,\n";
+  write(d / "ev.csv", csv);
+  std::string jl;
+  jl += R"({"user_id": "u2", "timestamp": 1700000000000.0, "event_type": "view", "item_id": "i1"})" "\n";
+  jl += R"({"user_id": "u2", "timestamp": 1.7000000001e12, "event_type": "view", "item_id": "i2"})" "\n";
+  write(d / "ev.jsonl", jl);
+  auto p = params(d, (d / "ev.*").string());
+  p.train_cutoff = p.val_cutoff = p.test_cutoff = "1800000000";
+  auto s = run_prep(p);
+  EXPECT_EQ(s.quarantined, 0) << portrait::read_file(fs::path(p.output_dir) / "quarantine.jsonl");
+  std::map<std::string, int64_t> ts;  // "user/item" -> time
+  for (auto& r : inputs(p, 0)) ts[r.user + "/" + r.item] = r.ts;
+  const std::string u1 = pseudonymize(kKey, "u1"), u2 = pseudonymize(kKey, "u2");
+  EXPECT_EQ(ts, (std::map<std::string, int64_t>{{u1 + "/i1", 1700000000000},
+                                                {u1 + "/i2", 1700000000500},
+                                                {u2 + "/i1", 1700000000000},
+                                                {u2 + "/i2", 1700000000100}}));
+  fs::remove_all(d);
+}
+
+TEST(Prep, CutoffOrderIsCheckedBeforeAnyInputIsRead) {
+  auto d = tmpdir("cutorder");
+  // The input does not exist: reading it would fail, so the error must be the config's.
+  auto p = params(d, (d / "missing.csv").string());
+  p.train_cutoff = "2024-02-01";
+  p.val_cutoff = "2024-01-01";
+  const std::string m = prep_error<portrait::ConfigError>(p);
+  EXPECT_NE(m.find("prep.train_cutoff"), std::string::npos) << m;
+  EXPECT_NE(m.find("prep.val_cutoff"), std::string::npos) << m;
+  // An explicit test cut-off fixes the automatic ones before it.
+  p.train_cutoff = "2024-01-10";
+  p.val_cutoff = "auto";
+  p.test_cutoff = "2024-01-15";  // val = test - 14 days = 2024-01-01 < train
+  EXPECT_NE(prep_error<portrait::ConfigError>(p).find("prep.train_cutoff"), std::string::npos);
+  fs::remove_all(d);
 }

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/error.h"
 #include "data/io.h"
 #include "core/rng.h"
 #include "data/text.h"
@@ -35,6 +36,40 @@ TEST(Timestamp, ImpossibleDatesAndGarbageAreRejected) {
   for (const char* s : {"", "yesterday", "2024-13-01", "2023-02-29", "2024-01-01T25:00:00",
                         "2024-01-01T10:00:00X", "12ab", "1700000000.", "2024-1-1"})
     EXPECT_FALSE(parse_timestamp_ms(s, v)) << s;
+}
+
+TEST(Timestamp, DecimalUnixNumbersAreAcceptedWithTheFractionFloored) {
+  // Exports that went through a float column (spreadsheets, JSON encoders, pandas) write
+  // unix times with a fraction or an exponent; sub-millisecond parts are dropped, never
+  // rounded up, so a time never moves past a cut-off.
+  const std::pair<const char*, int64_t> ok[] = {
+      {"1700000000000.0", 1700000000000}, {"1700000000000.999", 1700000000000},
+      {"1700000000.5", 1700000000500},    {"1700000000.1239", 1700000000123},
+      {"1.7e12", 1700000000000},          {"1.7E+9", 1700000000000},
+      {"17000000000000e-1", 1700000000000}, {"1.7000000001e12", 1700000000100}};
+  for (auto& [s, want] : ok) {
+    int64_t v = 0;
+    ASSERT_TRUE(parse_timestamp_ms(s, v)) << s;
+    EXPECT_EQ(v, want) << s;
+  }
+  int64_t v;
+  for (const char* s : {"nan", "inf", "1e", "1.7e", "-1700000000", "1.2.3", "1700000000.", ".5",
+                        "1e400", "1.7e12x", "0x1p40"})
+    EXPECT_FALSE(parse_timestamp_ms(s, v)) << s;
+}
+
+TEST(Snippet, LongTextIsCutToTheBoundAndSaysItsFullLength) {
+  EXPECT_EQ(snippet("short"), "short");
+  const std::string s = snippet(std::string(1 << 20, 'x'));
+  EXPECT_LT(s.size(), 260u);
+  EXPECT_EQ(s.rfind(std::string(200, 'x'), 0), 0u);
+  EXPECT_NE(s.find("1048576 bytes"), std::string::npos) << s;
+  // Never cuts a UTF-8 character in two.
+  std::string zh;
+  for (int i = 0; i < 100; ++i) zh += "质";
+  EXPECT_TRUE(valid_utf8(snippet(zh, 200)));
+  // Control bytes are shown escaped, so a snippet cannot break a log line or a terminal.
+  EXPECT_EQ(snippet(std::string("a\0b\x1b" "c", 5)).find('\x1b'), std::string::npos);
 }
 
 TEST(Utf8, AcceptsChineseAndEmojiRejectsBrokenSequences) {
@@ -134,6 +169,30 @@ TEST(RecordReader, ReadsGzipTransparently) {
   EXPECT_EQ(rec, "1,2");
   EXPECT_EQ(line, 2);
   EXPECT_FALSE(r.next(rec, line));
+  fs::remove(p);
+}
+
+TEST(RecordReader, TruncatedGzipIsAnErrorNamingTheFile) {
+  auto p = fs::temp_directory_path() / ("portrait_rr_trunc_" + std::to_string(::getpid()) + ".csv.gz");
+  {
+    TextWriter w(p, true, 6);
+    for (int i = 0; i < 100000; ++i) w.write("row," + std::to_string(i * 7919) + "\n");
+    w.commit();
+  }
+  for (uintmax_t keep : {fs::file_size(p) - 4, fs::file_size(p) * 3 / 4}) {  // trailer cut, body cut
+    fs::resize_file(p, keep);
+    RecordReader r(p, true);
+    std::string_view rec;
+    int64_t line;
+    try {
+      while (r.next(rec, line)) {
+      }
+      FAIL() << "a gzip cut to " << keep << " bytes read as complete";
+    } catch (const portrait::DataError& e) {
+      EXPECT_NE(std::string(e.what()).find(p.string()), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("truncated"), std::string::npos) << e.what();
+    }
+  }
   fs::remove(p);
 }
 
