@@ -41,6 +41,7 @@ struct DemoParams {
   int64_t users = 4000;
   int64_t items = 1000;
   int segments = 8;
+  int64_t seq_len = 64;  ///< events per user kept by prep (prep.seq_len)
   std::vector<std::string> stages = {"synth", "prep", "train", "embed", "segment", "score", "profile"};
 };
 
@@ -50,6 +51,7 @@ DemoParams demo_params(const cfg::Node& root) {
   s.read("users", p.users, 100, 100000000);
   s.read("items", p.items, 10, 100000000);
   s.read("segments", p.segments, 1, 1024);
+  s.read("seq_len", p.seq_len, 1, 65536);
   s.read("stages", p.stages);
   s.finish();
   for (const auto& st : p.stages) {
@@ -247,7 +249,7 @@ CommandSpec demo_command() {
       auto cfgn = stage_config(ctx, "prep",
                                {"prep.input=[" + (raw / "events_00000.csv").string() + "]",
                                 "prep.catalogue=" + (raw / "catalogue.csv").string(),
-                                "prep.output_dir=" + shards.string(),
+                                "prep.output_dir=" + shards.string(), fmt::format("prep.seq_len={}", d.seq_len),
                                 // The demo joins segments to the planted truth, so it asks for the map.
                                 "data.privacy.id_map_path=" + (shards / "id_map.csv").string()},
                                shards, {"data"});

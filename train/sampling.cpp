@@ -41,7 +41,7 @@ PositiveTypes parse_positive_types(const std::string& names, const std::string& 
 }
 
 Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, const PositiveTypes& positive_type,
-                         uint64_t seed) {
+                         uint64_t seed, bool skip_same_item) {
   Pairs out;
   std::vector<int64_t> cand, pos;
   for (int64_t r = 0; r < b.rows; ++r) {
@@ -53,20 +53,36 @@ Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window,
       return e >= 0 && size_t(e) < positive_type.size() && positive_type[size_t(e)] &&
              b.item[base + size_t(j)] >= kFirstRealItem;
     };
-    // next_pos[i] = number of positives in (i, i+window]: sliding count from the right.
     cand.clear();
-    std::vector<int32_t> pref(size_t(n + 1), 0);
-    for (int64_t j = 0; j < n; ++j) pref[size_t(j + 1)] = pref[size_t(j)] + (positive(j) ? 1 : 0);
-    for (int64_t i = 0; i + 1 < n; ++i) {
-      int64_t hi = std::min(n - 1, i + window);
-      if (pref[size_t(hi + 1)] - pref[size_t(i + 1)] > 0) cand.push_back(i);
+    if (!skip_same_item) {
+      // next_pos[i] = number of positives in (i, i+window]: sliding count from the right.
+      std::vector<int32_t> pref(size_t(n + 1), 0);
+      for (int64_t j = 0; j < n; ++j) pref[size_t(j + 1)] = pref[size_t(j)] + (positive(j) ? 1 : 0);
+      for (int64_t i = 0; i + 1 < n; ++i) {
+        int64_t hi = std::min(n - 1, i + window);
+        if (pref[size_t(hi + 1)] - pref[size_t(i + 1)] > 0) cand.push_back(i);
+      }
+    } else {
+      // Eligible: a positive whose item is not the query event's own (a funnel's next step on
+      // the same item is the repeat channel's job, not a transition to learn).
+      for (int64_t i = 0; i + 1 < n; ++i)
+        for (int64_t j = i + 1; j < n; ++j)
+          if (positive(j) && b.item[base + size_t(j)] != b.item[base + size_t(i)]) {
+            cand.push_back(i);
+            break;
+          }
     }
     if (per_user > 0) choose(cand, per_user, rng);
     std::sort(cand.begin(), cand.end());
     for (int64_t i : cand) {
       pos.clear();
-      for (int64_t j = i + 1; j <= std::min(n - 1, i + window); ++j)
-        if (positive(j)) pos.push_back(j);
+      if (!skip_same_item) {
+        for (int64_t j = i + 1; j <= std::min(n - 1, i + window); ++j)
+          if (positive(j)) pos.push_back(j);
+      } else {
+        for (int64_t j = i + 1; j < n && int64_t(pos.size()) < window; ++j)
+          if (positive(j) && b.item[base + size_t(j)] != b.item[base + size_t(i)]) pos.push_back(j);
+      }
       int64_t j = pos[rng.below(pos.size())];
       out.owner.push_back(r);
       out.position.push_back(r * b.L + i);

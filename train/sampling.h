@@ -39,9 +39,10 @@ struct Pairs {
 
 /// Dense all-action pairs: per row up to `per_user` (<= 0: every) distinct positions i with at
 /// least one positive real-item event among positions (i, i + window]; each gets one such
-/// positive at random.
+/// positive at random. skip_same_item: positives whose item is the query event's own item are
+/// not eligible, and `window` counts eligible positives (the next `window` of them), not events.
 Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, const PositiveTypes& positive,
-                         uint64_t seed);
+                         uint64_t seed, bool skip_same_item = false);
 
 /// Future-window pairs: per row up to `per_user` distinct valid targets (target_mask set,
 /// item >= kFirstRealItem), drawn without replacement.

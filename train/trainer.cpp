@@ -154,7 +154,8 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
   const LossParams& lp = p.loss;
   Pairs dense, future, masked;
   if (lp.dense.enabled)
-    dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, cx.positive, seed);
+    dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, cx.positive, seed,
+                               lp.dense_skip_same_item);
   if (lp.future.enabled) future = sample_future_pairs(batch_in, lp.future_targets_per_user, seed);
   data::Batch masked_batch;
   const data::Batch* batch = &batch_in;

@@ -60,13 +60,18 @@ struct LossTerm {
   double weight = 1.0;   ///< multiplier in the total loss
 };
 
+/// Defaults are configs/train/default.yaml's (the shipped recipe; see its comments for the
+/// measurements behind each).
 struct LossParams {
   /// Dense all-action loss on per-event states.
   LossTerm dense{true, 1.0};
-  int64_t dense_positions_per_user = 8;  ///< sampled query positions per user per step (0 = every)
-  int64_t dense_window = 16;             ///< positives are taken from the next `window` events
+  int64_t dense_positions_per_user = 0;  ///< sampled query positions per user per step (0 = every)
+  int64_t dense_window = 1;              ///< positives are taken from the next `window` events
+  /// true: the positive is one of the next `window` positives whose item is not the query
+  /// event's own (`window` then counts those positives, not events).
+  bool dense_skip_same_item = true;
   /// Pooled user embedding -> a random future positive from the label window.
-  LossTerm future{true, 1.0};
+  LossTerm future{false, 1.0};
   int64_t future_targets_per_user = 8;   ///< rows per user (distinct targets, sampled)
   /// Negatives shared by dense and future: in-batch positives + this many uniform items.
   int64_t uniform_negatives = 512;
@@ -78,7 +83,7 @@ struct LossParams {
   double logq_strength = 1.0;             ///< logits - strength * logQ (1 = unbiased full
                                           ///< softmax; > 1 favours popular items more)
   /// Purchase heads (multi-label BCE over categories).
-  LossTerm purchase{true, 5.0};  ///< its BCE is ~0.1 vs ~6 for the softmax losses
+  LossTerm purchase{true, 1.0};
   /// CLIP alignment between the behaviour and the text view.
   LossTerm clip{true, 0.1};
   /// Masked-item loss (off by default).

@@ -300,6 +300,31 @@ TEST(TrainSampling, DensePositivesAreThePrepTargetEventTypes) {
   EXPECT_THROW(parse_positive_types("click,wishlist", "shard x"), DataError);
 }
 
+TEST(TrainSampling, SkipSameItemTargetsTheNextPositivesOfOtherItems) {
+  // A funnel on item 10 (view, cart, purchase) then a purchase of 11 and a purchase of 12:
+  // with skip_same_item the query at the view of 10 targets 11 (window 1) or 11/12 (window 2),
+  // never its own item's purchase; window counts those positives, not events.
+  data::Batch b;
+  b.rows = 1;
+  b.L = 6;
+  b.length = {6};
+  b.item = {10, 10, 10, 11, 12, 12};
+  b.event = {1, 3, 4, 4, 1, 4};
+  for (uint64_t seed = 0; seed < 10; ++seed) {
+    auto w1 = sample_dense_pairs(b, 0, 1, kClickCartPurchase, seed, /*skip_same_item=*/true);
+    // positions 0..3 have a later positive of another item; 4 (view of 12) sees only 12.
+    ASSERT_EQ(w1.size(), 4u);
+    for (size_t k = 0; k < 3; ++k) EXPECT_EQ(w1.target[k], 11);
+    EXPECT_EQ(w1.target[3], 12);
+    auto w2 = sample_dense_pairs(b, 0, 2, kClickCartPurchase, seed, true);
+    ASSERT_EQ(w2.size(), 4u);
+    for (size_t k = 0; k < 3; ++k) EXPECT_TRUE(w2.target[k] == 11 || w2.target[k] == 12);
+    // Without the skip, window 1 at the view of 10 targets its own cart.
+    auto plain = sample_dense_pairs(b, 0, 1, kClickCartPurchase, seed);
+    EXPECT_EQ(plain.target[0], 10);
+  }
+}
+
 TEST(TrainSampling, PairsDependOnTheUserNotOnTheBatchPosition) {
   // Two users; the same users in swapped rows (as on another rank) get the same pairs.
   data::Batch b;
