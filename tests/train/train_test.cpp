@@ -50,7 +50,8 @@ TrainParams tiny_params() {
   p.warmup_steps = 2;
   p.lr = 3e-3;
   p.loss.uniform_negatives = 32;
-  p.loss.masked_item.enabled = true;  // exercise every objective
+  p.loss.masked_item.enabled = true;  // exercise every objective (both are off by default)
+  p.loss.future.enabled = true;
   p.eval_every = 0;
   p.ckpt_every = 0;
   p.final_eval_splits = {};
