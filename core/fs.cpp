@@ -2,13 +2,19 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <cstdio>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <system_error>
+
+#include "core/error.h"
 
 namespace portrait {
 namespace {
@@ -95,6 +101,51 @@ void AtomicOutput::commit() {
   fs::rename(temp_, final_);  // throws fs::filesystem_error naming both paths
   committed_ = true;
   fsync_path(final_.has_parent_path() ? final_.parent_path() : fs::path("."));
+}
+
+void fsync_dir(const fs::path& dir) { fsync_path(dir.empty() ? fs::path(".") : dir); }
+
+DirLock::DirLock(const fs::path& dir, std::string_view what) {
+  fs::create_directories(dir);
+  const fs::path lock = dir / kLockFileName;
+  fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0)
+    throw DataError("cannot create the lock file " + lock.string() + ": " + std::strerror(errno) +
+                    " (" + std::string(what) + " must be a writable directory)");
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK)
+      throw DataError(std::string(what) + " '" + dir.string() +
+                      "' is in use by another running command (it holds " + lock.string() +
+                      "). Wait for it to finish, or write into another directory.");
+    throw DataError("cannot lock " + lock.string() + ": " + std::strerror(err));
+  }
+}
+
+DirLock::~DirLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+}
+
+void check_output_not_input(const fs::path& output, std::string_view output_key,
+                            const std::vector<NamedInput>& inputs) {
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(fs::absolute(output), ec);
+  for (const NamedInput& in : inputs) {
+    if (in.path.empty()) continue;
+    bool same = false;
+    std::error_code e1;
+    if (fs::exists(output, e1) && fs::exists(in.path, e1)) same = fs::equivalent(output, in.path, e1);
+    if (!same) {
+      std::error_code e2;
+      same = !out.empty() && fs::weakly_canonical(fs::absolute(in.path), e2) == out;
+    }
+    if (same)
+      throw ConfigError(std::string(output_key) + " '" + output.string() + "' is the input " + in.key + " ('" +
+                        in.path.string() + "'): writing it would destroy the input. Choose another " +
+                        std::string(output_key) + ".");
+  }
 }
 
 std::string sha256_hex(std::string_view bytes) {

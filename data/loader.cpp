@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/rng.h"
+#include "data/manifest.h"
 
 namespace portrait::data {
 
@@ -15,8 +16,11 @@ Loader::Loader(LoaderParams p) : p_(std::move(p)) {
   if (p_.batch_size < 1) throw ConfigError("loader: batch_size must be >= 1");
   split_ = split_index(p_.split);
   if (split_ < 0) throw ConfigError("loader: split '" + p_.split + "' is not train, val, test or latest");
-  auto files = list_shards(p_.shard_dir);
-  if (files.empty()) throw DataError("no shard_*.h5 files in '" + p_.shard_dir + "'");
+  const PrepManifest manifest = verify_prep_dir(p_.shard_dir);
+  run_id_ = manifest.prep_run_id;
+  fingerprint_ = manifest.vocab_fingerprint;
+  std::vector<std::filesystem::path> files;
+  for (const auto& s : manifest.shards) files.push_back(std::filesystem::path(p_.shard_dir) / s.file);
   std::string sha;
   for (size_t i = 0; i < files.size(); ++i) {
     int64_t rows;
@@ -43,6 +47,16 @@ Loader::Loader(LoaderParams p) : p_(std::move(p)) {
         I_ = int64_t(c.items.size());
       }
     }
+    // A file under a listed name but from another run (copied in, or written by a concurrent
+    // prep) has the right size only by chance; its run id says where it came from.
+    if (str_attrs["prep_run_id"] != manifest.prep_run_id || int_attrs["shard_index"] != int64_t(i) ||
+        int_attrs["num_shards"] != manifest.num_shards)
+      throw DataError("shard '" + files[i].string() + "' belongs to prep run '" + str_attrs["prep_run_id"] +
+                      "' (shard " + std::to_string(int_attrs["shard_index"]) + " of " +
+                      std::to_string(int_attrs["num_shards"]) + "), but " + kManifestFile + " in " + p_.shard_dir +
+                      " lists it as shard " + std::to_string(i) + " of " + std::to_string(manifest.num_shards) +
+                      " of run '" + manifest.prep_run_id +
+                      "'. Re-run `portrait prep` into an empty prep.output_dir.");
     if (i == 0) {
       attrs_ = str_attrs;
       sha = str_attrs["tokenizer_sha256"];

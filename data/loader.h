@@ -1,4 +1,5 @@
-// Torch-free batch loader over `portrait prep` shards: random access by global user index,
+// Torch-free batch loader over `portrait prep` shards (a directory sealed by its
+// prep_manifest.json, verified on construction: see data/manifest.h): random access by global user index,
 // a deterministic shuffle per (seed, epoch), sharding by GLOBAL position across ranks, and
 // background prefetch threads producing padded int32/float arrays.
 //
@@ -78,6 +79,9 @@ class Loader {
   int64_t text_len() const { return T_; }
   int64_t num_categories() const { return C_; }
   int64_t num_items() const { return I_; }
+  /// The prep run (data/manifest.h) and vocabulary fingerprint of the verified shard set.
+  const std::string& prep_run_id() const { return run_id_; }
+  const std::string& vocab_fingerprint() const { return fingerprint_; }
   /// A string attribute of the first shard (protocol, target_event_types, ...); "" if absent.
   std::string str_attr(const std::string& name) const {
     auto it = attrs_.find(name);
@@ -115,6 +119,7 @@ class Loader {
   mutable std::vector<std::unique_ptr<UserIds>> ids_;       // lazy: per shard, on first use
   std::vector<int64_t> starts_;  // prefix sums of users per shard
   std::map<std::string, std::string> attrs_;  // string attributes of the first shard
+  std::string run_id_, fingerprint_;
   int64_t total_ = 0, L_ = 0, T_ = 0, C_ = 0, I_ = 0;
   int split_ = 0;
 

@@ -30,6 +30,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/io.h"
+#include "data/manifest.h"
 #include "core/rng.h"
 #include "data/schema.h"
 #include "data/shard.h"
@@ -930,6 +931,15 @@ PrepSummary run_prep(const PrepParams& p) {
   const std::string key = resolve_key(p);
   const fs::path out_dir(p.output_dir);
   fs::create_directories(out_dir);
+  // Rank 0 holds the directory for the whole run (the other ranks are its helpers): a second
+  // prep into the same directory would interleave its shards with ours.
+  std::optional<DirLock> lock;
+  if (rank == 0) {
+    lock.emplace(out_dir, "prep.output_dir");
+    // Unseal before anything is replaced: from here until the new manifest is written, the
+    // directory holds no finished run, so a kill leaves nothing a reader accepts.
+    remove_prep_manifest(out_dir);
+  }
   // Work directory shared by the ranks (spills, per-rank statistics, output segments).
   std::string work_name = fmt::format(".prep.{}.{}", ::getpid(),
                                       std::chrono::steady_clock::now().time_since_epoch().count());
@@ -969,6 +979,18 @@ PrepSummary run_prep(const PrepParams& p) {
   const int64_t max_ms = parse_time_config("data.clean.max_time", d.max_time);
   const auto files = expand_inputs(p.input);
   if (files.empty()) throw DataError("prep.input matched no files");
+  {
+    std::vector<NamedInput> inputs;
+    for (auto& f : files) inputs.push_back({"prep.input", f});
+    if (!p.catalogue.empty()) inputs.push_back({"prep.catalogue", p.catalogue});
+    for (const char* name : {"quarantine.jsonl", "prep_summary.json", "reviews.txt", "tokenizer.model",
+                             "tokenizer.model.sha256", kManifestFile})
+      check_output_not_input(out_dir / name, std::string("prep.output_dir's ") + name, inputs);
+    if (!d.id_map_path.empty()) check_output_not_input(d.id_map_path, "data.privacy.id_map_path", inputs);
+    for (auto& f : files)
+      if (f.filename().string().rfind("shard_", 0) == 0 && f.extension() == ".h5")
+        check_output_not_input(out_dir / f.filename(), "prep.output_dir's shards", inputs);
+  }
   std::vector<std::string> file_names;
   std::vector<uint64_t> file_bytes;
   for (auto& f : files) {
@@ -1693,6 +1715,17 @@ PrepSummary run_prep(const PrepParams& p) {
   base.int_attrs["text_len"] = p.text_len;
   base.int_attrs["label_window_ms"] = window_ms;
   base.int_attrs["num_shards"] = P;
+  const std::string vocab_fp = vocab_fingerprint(base.items, base.categories, base.event_types, sum.tokenizer_sha256);
+  base.str_attrs["vocab_fingerprint"] = vocab_fp;
+  {
+    // Everything that decides the shards' bytes, and nothing that does not (no time, pid or
+    // world size): an identical rerun gets the same id and the same bytes.
+    std::string what = "portrait-prep-run-1\n" + p.config_yaml + "\n" + std::to_string(P) + "\n" + vocab_fp + "\n" +
+                       std::to_string(p.seq_len) + "," + std::to_string(p.text_len) + "," + p.protocol + "\n";
+    for (size_t i = 0; i < files.size(); ++i) what += file_names[i] + "\t" + std::to_string(file_bytes[i]) + "\n";
+    for (int s = 0; s < kNumSplits; ++s) what += std::to_string(cut[s]) + ",";
+    base.str_attrs["prep_run_id"] = sha256_hex(what).substr(0, 32);
+  }
   for (int s = 0; s < kNumSplits; ++s) base.int_attrs[std::string(kSplitNames[s]) + "_cutoff_ms"] = cut[s];
   base.str_attrs["protocol"] = p.protocol;
   {
@@ -1705,6 +1738,7 @@ PrepSummary run_prep(const PrepParams& p) {
   // ---- Phase 3b (this rank's partitions): sequences, labels, shards -----------------------
   {
     int64_t my_split_users[kNumSplits] = {0, 0, 0, 0};
+    int64_t shards_written = 0;
     Progress bar3("prep shards", uint64_t((P - rank + world - 1) / world), "shards", pp);
     std::vector<Ev> evs;
     for (int part = 0; part < P; ++part) {
@@ -1830,6 +1864,11 @@ PrepSummary run_prep(const PrepParams& p) {
       std::vector<Ev>().swap(evs);
       release_free_memory();
       bar3.add(1);
+      if (p.debug_max_shards >= 0 && ++shards_written >= p.debug_max_shards) {
+        PLOG_WARN("prep: stopping after {} shard(s) (debug_max_shards): the output is left unsealed",
+                  shards_written);
+        return sum;
+      }
     }
     bar3.finish();
     nlohmann::json st;
@@ -1856,7 +1895,7 @@ PrepSummary run_prep(const PrepParams& p) {
     PLOG_INFO("wrote the raw-id map to {} as configured by data.privacy.id_map_path", d.id_map_path);
   }
   // Shards of an earlier run with more partitions would be read as part of this one.
-  for (auto& f : list_shards(out_dir))
+  for (auto& f : list_shard_files(out_dir))
     if (std::find(sum.shards.begin(), sum.shards.end(), f.string()) == sum.shards.end()) {
       PLOG_WARN("removing {}: left by an earlier prep run with more partitions", f.string());
       fs::remove(f);
@@ -1886,6 +1925,10 @@ PrepSummary run_prep(const PrepParams& p) {
   js["read_seconds"] = sum.read_seconds;
   js["input_files"] = file_names;
   write_file_atomic(out_dir / "prep_summary.json", js.dump(2) + "\n");
+  {
+    std::vector<fs::path> shard_files(sum.shards.begin(), sum.shards.end());
+    write_prep_manifest(out_dir, base.str_attrs["prep_run_id"], vocab_fp, sum.tokenizer_sha256, shard_files);
+  }
   std::string table;
   for (auto& [k, n] : sum.rejects) table += fmt::format("\n  {:<24} {:>12}", k, n);
   PLOG_INFO("prep done in {:.1f}s: {} rows, {} events kept, {} users, {} quarantined ({:.3f}%), "

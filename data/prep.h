@@ -14,7 +14,8 @@
 //      SentencePiece on a bounded sample; write one shard per partition with train/val/test
 //      inputs and labels and the `latest` split (every event, no labels: what exports embed).
 // Outputs in output_dir: shard_NNNNN.h5, tokenizer.model(+.sha256), quarantine.jsonl,
-// prep_summary.json, reviews.txt (masked review text before the train cut-off = the
+// prep_summary.json, prep_manifest.json (written last: seals the directory, data/manifest.h;
+// removed first when a prep starts, under an exclusive lock on .portrait.lock), reviews.txt (masked review text before the train cut-off = the
 // tokenizer corpus). Work files live in output_dir/.prep.<pid>.<n>/ and are removed.
 // quarantine.jsonl has one object per rejected row: file, line, reason (data/schema.h), field,
 // detail, and `fields` (canonical field -> value) under the rules of every output: the user id
@@ -122,6 +123,9 @@ struct PrepParams {
   // Set by the caller, not from config:
   std::string config_yaml;          ///< resolved config text stored in every shard
   std::string hash_key;             ///< overrides key_file / key_env (tests, benchmarks)
+  /// Tests: return after writing this many shards, as a prep killed midway would leave the
+  /// directory (no summary, no manifest). One process only.
+  int64_t debug_max_shards = -1;
 };
 
 /// Sections `prep`, `data` and `prep.tokenizer`; rejects unknown keys.

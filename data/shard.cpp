@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "data/manifest.h"
 
 namespace portrait::data {
 namespace {
@@ -577,6 +578,13 @@ void ShardSplitReader::read_user_ids(std::vector<std::string>& ids, std::vector<
 }
 
 std::vector<std::filesystem::path> list_shards(const std::filesystem::path& dir) {
+  const PrepManifest m = verify_prep_dir(dir);
+  std::vector<std::filesystem::path> out;
+  for (const auto& s : m.shards) out.push_back(dir / s.file);
+  return out;
+}
+
+std::vector<std::filesystem::path> list_shard_files(const std::filesystem::path& dir) {
   std::vector<std::filesystem::path> out;
   if (!std::filesystem::is_directory(dir))
     throw DataError("shard directory '" + dir.string() + "' does not exist");

@@ -1,8 +1,10 @@
 // HDF5 training shards written by `portrait prep` and read by the loader (and by h5py).
 //
 // File layout (one file per partition, "shard_00000.h5"):
-//   attributes on "/": format = "portrait-shard", format_version = 2 (int64), shard_index,
-//     num_shards, tokenizer_sha256 ("" without text), prep_config (YAML text), seq_len,
+//   attributes on "/": format = "portrait-shard", format_version = 3 (int64), shard_index,
+//     num_shards, prep_run_id and vocab_fingerprint (see data/manifest.h: the directory is
+//     sealed by prep_manifest.json, and a shard belongs to it only with its run id),
+//     tokenizer_sha256 ("" without text), prep_config (YAML text), seq_len,
 //     text_len, label_window_ms, protocol ("temporal" | "leave_last_out": how the splits'
 //     inputs and targets were cut, see data/prep.h), target_event_types (comma-separated
 //     canonical names: the events that count as positives and targets), and per split
@@ -46,7 +48,8 @@ namespace portrait::data {
 
 inline constexpr const char* kShardFormat = "portrait-shard";
 /// Version 2: a fourth split `latest` and the `protocol` / `target_event_types` attributes.
-inline constexpr int64_t kShardFormatVersion = 2;
+/// Version 3: `prep_run_id` / `vocab_fingerprint` attributes and the directory manifest.
+inline constexpr int64_t kShardFormatVersion = 3;
 inline constexpr int kNumSplits = 4;
 inline constexpr const char* kSplitNames[kNumSplits] = {"train", "val", "test", "latest"};
 inline constexpr int kLatestSplit = 3;
@@ -154,7 +157,11 @@ class ShardSplitReader {
   SplitArrays read_rows_hdf5(const std::vector<int64_t>& u) const;
 };
 
-/// Shard files in a directory ("shard_*.h5"), sorted.
+/// The shards of a finished prep run in `dir`, in shard_index order, after verify_prep_dir
+/// (data/manifest.h): throws DataError when the manifest is missing, or when shards are
+/// missing, resized or not listed. Every reader of a shard directory goes through this.
 std::vector<std::filesystem::path> list_shards(const std::filesystem::path& dir);
+/// The "shard_*.h5" files present in `dir`, sorted, without any check (prep's own cleanup).
+std::vector<std::filesystem::path> list_shard_files(const std::filesystem::path& dir);
 
 }  // namespace portrait::data

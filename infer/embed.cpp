@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/progress.h"
 #include "data/loader.h"
+#include "data/manifest.h"
 #include "data/shard.h"
 #include "infer/h5.h"
 #include "kernels/device.h"
@@ -283,6 +284,24 @@ EmbedSummary run_embed(const EmbedParams& p) {
   if (!device.is_cuda() && p.precision == "bf16")
     PLOG_WARN("embed.precision=bf16 ignored on CPU (fp32)");
 
+  {
+    // Nothing of the model or the shards may be overwritten by the export or its parts.
+    std::vector<NamedInput> inputs = {{"embed.model_dir", std::filesystem::path(p.model_dir) / "model.pt"},
+                                      {"embed.model_dir", std::filesystem::path(p.model_dir) / "model.json"}};
+    for (const auto& f : data::list_shards(p.shards)) inputs.push_back({"embed.shards", f});
+    for (const char* name : {data::kManifestFile, "tokenizer.model", "tokenizer.model.sha256"})
+      inputs.push_back({"embed.shards", std::filesystem::path(p.shards) / name});
+    check_output_not_input(p.output, "embed.output", inputs);
+    const std::filesystem::path parts = p.output + ".parts";
+    for (const auto& in : inputs) {
+      std::error_code ec;
+      const auto rel = std::filesystem::relative(std::filesystem::weakly_canonical(in.path, ec),
+                                                 std::filesystem::weakly_canonical(parts, ec), ec);
+      if (!ec && !rel.empty() && rel.native().rfind("..", 0) != 0)
+        throw ConfigError("embed.output '" + p.output + "': its parts folder " + parts.string() + " holds the input " +
+                          in.key + " ('" + in.path.string() + "'). Choose another embed.output.");
+    }
+  }
   ModelBundle model = load_model(p.model_dir, device);
   model.train(false);
   const std::filesystem::path model_pt = std::filesystem::path(p.model_dir) / "model.pt";
@@ -298,6 +317,19 @@ EmbedSummary run_embed(const EmbedParams& p) {
   lp.prefetch = 1;
   lp.max_targets = 1;
   data::Loader loader(lp);
+  // The model's embedding tables are indexed by these shards' token ids: another prep's
+  // vocabulary would embed every user with other items' vectors, silently.
+  {
+    const std::string model_fp = model.meta.value("vocab_fingerprint", std::string());
+    if ((!model_fp.empty() && model_fp != loader.vocab_fingerprint()) || model.cfg.n_items != loader.num_items() ||
+        model.cfg.n_categories != loader.num_categories())
+      throw DataError("embed.shards '" + p.shards + "' are not the shards the model in " + p.model_dir +
+                      " was trained on (vocabulary fingerprint " + loader.vocab_fingerprint().substr(0, 12) + " vs " +
+                      (model_fp.empty() ? std::string("unrecorded") : model_fp.substr(0, 12)) + ", items " +
+                      std::to_string(loader.num_items()) + " vs " + std::to_string(model.cfg.n_items) +
+                      "). Embed with the prep output the model was trained on (model.json 'shards': " +
+                      model.meta.value("shards", std::string("?")) + ").");
+  }
   const int64_t N = loader.num_users();
   if (N == 0) throw DataError("embed: split '" + p.split + "' of " + p.shards + " has no users");
   size_t id_width = 1;
@@ -372,6 +404,14 @@ EmbedSummary run_embed(const EmbedParams& p) {
         user = model.encoder->forward(ub).user;
       }
       user = user.to(torch::kCPU, torch::kFloat).contiguous();
+      if (!torch::isfinite(user).all().item<bool>()) {
+        const int64_t bad = (~torch::isfinite(user)).any(1).sum().item<int64_t>();
+        throw DataError(fmt::format("embed: the model in {} gives non-finite embeddings for {} of {} users "
+                                    "(rows {}..{}); nothing of them was written. The model is corrupt or "
+                                    "diverged: retrain, or use an earlier checkpoint's model.",
+                                    p.model_dir, bad, jobs[k].rows, jobs[k].row0 + jobs[k].row,
+                                    jobs[k].row0 + jobs[k].row + jobs[k].rows - 1));
+      }
       Chunk c;
       const Job& j = jobs[k];
       c.part = j.part;
@@ -459,6 +499,8 @@ EmbedSummary run_embed(const EmbedParams& p) {
       h5::set_attr(f, "model_dir", std::filesystem::absolute(p.model_dir).string());
       h5::set_attr(f, "shards", std::filesystem::absolute(p.shards).string());
       h5::set_attr(f, "tokenizer_sha256", tok_sha);
+      h5::set_attr(f, "vocab_fingerprint", loader.vocab_fingerprint());
+      h5::set_attr(f, "prep_run_id", loader.prep_run_id());
       h5::set_attr(f, "config_yaml", p.config_yaml);
       h5::set_attr(f, "dim", D);
       h5::set_attr(f, "num_users", N);

@@ -5,7 +5,9 @@
 //
 // Output `<output>` (e.g. embeddings.h5), root attributes:
 //   format = "portrait-embeddings", format_version = 1 (int64), checkpoint_sha256 (sha256 of
-//   model.pt), model_dir, tokenizer_sha256, config_yaml (resolved config text), dim (int64),
+//   model.pt), model_dir, tokenizer_sha256, vocab_fingerprint and prep_run_id (of the shards
+//   embedded, data/manifest.h: readers compare them with the shards or tokenizer they are
+//   given), config_yaml (resolved config text), dim (int64),
 //   num_users (int64), normalized = 1 (int64), repeat_dim (int64 R: the last R of the D
 //   columns are the model's repeat channel, an item sketch of the user's history; the first
 //   D - R the transformer's part; see models/encoder.h), dtype ("float32" | "float16"), split,
@@ -36,6 +38,9 @@
 //     file and its .parts folder move together as a unit;
 //   stitch = "consolidate": the parts are copied into one self-contained file and removed.
 // The output is written to a temporary name and renamed: it exists only when complete.
+// Readers (read_embeddings) refuse a VDS export whose part files are missing, and any export
+// holding a non-finite value; embed itself refuses a model that yields non-finite rows, shards
+// of another vocabulary than the model's, and an output that is one of its inputs.
 #pragma once
 
 #include <cstdint>

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "core/fs.h"
+
 namespace portrait::infer {
 
 struct EmbeddingsFile {
@@ -13,6 +15,10 @@ struct EmbeddingsFile {
   std::vector<float> x;                 ///< [n, dim] (float16 files are widened)
   std::vector<std::string> user_id;     ///< [n]
   std::string checkpoint_sha256, split, shards, dtype;
+  /// Provenance carried from the shards (data/manifest.h); "" in exports older than them.
+  std::string vocab_fingerprint, prep_run_id, tokenizer_sha256;
+  /// Files the export's datasets live in: the file itself, then its VDS part files.
+  std::vector<std::string> files;
   // Items (when read with items = true and present).
   int64_t n_items = 0;
   std::vector<float> items;             ///< [n_items, dim]
@@ -25,8 +31,18 @@ struct EmbeddingsFile {
 };
 
 /// Reads the export; throws DataError naming the file when it is not a complete
-/// portrait-embeddings file or has an unsupported format_version.
+/// portrait-embeddings file, has an unsupported format_version, when a virtual dataset's
+/// part file is missing (HDF5 would read its rows as zeros: an embeddings.h5 copied without
+/// its .parts folder), or when an embedding or head weight is not finite (NaN rows would
+/// become confident scores and vanish from searches).
 EmbeddingsFile read_embeddings(const std::string& path, bool items = false, bool head = false);
+
+/// The export's files as inputs named by `key`, for check_output_not_input.
+std::vector<NamedInput> embeddings_inputs(const EmbeddingsFile& e, const std::string& key);
+
+/// Throws DataError when the prep output `shards` (named by config key `key`) has another
+/// vocabulary than the shards the export was embedded from: token ids would name other items.
+void check_same_vocabulary(const EmbeddingsFile& e, const std::string& shards, const std::string& key);
 
 /// Common attributes of every file derived from an embeddings export (segments, scores,
 /// search): format, format_version, source embeddings path and checkpoint hash, created_utc.

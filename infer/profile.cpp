@@ -178,6 +178,14 @@ ProfileSummary run_profile(const ProfileParams& p) {
   fs::path tok_path = p.tokenizer.empty() ? fs::path(shards) / "tokenizer.model" : fs::path(p.tokenizer);
   if (fs::exists(tok_path)) tokenizer = tok::Tokenizer::load(tok_path);
   else if (!p.tokenizer.empty()) throw DataError("profile.tokenizer: " + p.tokenizer + " does not exist");
+  check_same_vocabulary(e, shards, p.shards.empty() ? "the export's shards" : "profile.shards");
+  // Another prep's tokenizer decodes the same token ids into other words.
+  if (tokenizer && !e.tokenizer_sha256.empty() && tokenizer->sha256() != e.tokenizer_sha256)
+    throw DataError((p.tokenizer.empty() ? "the shards' tokenizer " : "profile.tokenizer ") + tok_path.string() +
+                    " is not the tokenizer of " + e.path + " (sha256 " + tokenizer->sha256().substr(0, 12) +
+                    " vs the export's " + e.tokenizer_sha256.substr(0, 12) +
+                    "): it would decode the review tokens into other words. Use the tokenizer.model of the prep "
+                    "the model was trained on.");
   std::vector<SegStats> st(static_cast<size_t>(K));
   std::vector<std::string> categories;
   std::unordered_map<std::string, int64_t> all_terms;
@@ -289,6 +297,13 @@ ProfileSummary run_profile(const ProfileParams& p) {
     for (int i = 0; i < std::min<int>(p.representatives, int(members.size())); ++i) reps.push_back(e.user_id[size_t(members[size_t(i)])]);
     j["representatives"] = reps;
     segs.push_back(j);
+  }
+  {
+    std::vector<NamedInput> inputs = embeddings_inputs(e, "profile.embeddings");
+    inputs.push_back({"profile.segments", p.segments});
+    inputs.push_back({"profile.tokenizer", tok_path});
+    for (const char* name : {"profile.json", "profile.csv", "report.html", "report.log"})
+      check_output_not_input(fs::path(p.output_dir) / name, std::string("profile.output_dir's ") + name, inputs);
   }
   const fs::path dir(p.output_dir);
   fs::create_directories(dir);

@@ -1,6 +1,8 @@
 // `portrait score`: see score.h.
 #include "infer/score.h"
 
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -93,6 +95,9 @@ ScoreSummary run_score(const ScoreParams& p) {
   k::heads_validate(N, w, p.top_m > 0 ? std::min<int64_t>(p.top_m, std::max<int64_t>(N, 1)) : 1);
 
   const std::filesystem::path dir(p.output_dir);
+  for (const char* name : {"scores.h5", "top_audiences.csv"})
+    check_output_not_input(dir / name, std::string("score.output_dir's ") + name,
+                           embeddings_inputs(e, "score.embeddings"));
   std::filesystem::create_directories(dir);
   ScoreSummary sum;
   sum.output_dir = p.output_dir;
@@ -115,6 +120,14 @@ ScoreSummary run_score(const ScoreParams& p) {
   }
 #endif
 
+  // Finite inputs give finite sigmoids; this guards the kernels too, since a NaN that
+  // reached top-m would rank above every real probability.
+  auto require_finite = [&](const float* v, size_t n, const char* what) {
+    for (size_t i = 0; i < n; ++i)
+      if (!std::isfinite(v[i]))
+        throw DataError("score: non-finite " + std::string(what) + " computed from " + p.embeddings +
+                        "; nothing was written. Check the model and re-run `portrait embed`.");
+  };
   AtomicOutput ao(dir / "scores.h5");
   {
     h5::H f = h5::create_file(ao.temp_path());
@@ -138,6 +151,7 @@ ScoreSummary run_score(const ScoreParams& p) {
         } else
 #endif
           k::heads_probs_cpu(x, nb, w, hp, probs.data());
+        require_finite(probs.data(), probs.size(), "probability");
         for (int64_t i = 0; i < nb; ++i)
           for (int64_t c = 0; c < C; ++c) sum.mean_probability[size_t(c)] += probs[size_t(i * C + c)];
         h5::write_rows(ds, H5T_NATIVE_FLOAT, hsize_t(b0), hsize_t(nb), probs.data());
@@ -158,6 +172,8 @@ ScoreSummary run_score(const ScoreParams& p) {
       } else
 #endif
         k::heads_topm_cpu(e.x.data(), N, w, hp, m, tp.data(), ti.data());
+      for (size_t o = 0; o < ti.size(); ++o)
+        if (ti[o] >= 0) require_finite(&tp[o], 1, "top-m probability");
       h5::H g = h5::create_group(f, "top");
       std::vector<std::string> ids(ti.size());
       std::ofstream csv(dir / "top_audiences.csv");

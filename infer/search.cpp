@@ -144,6 +144,14 @@ SearchSummary run_search(const SearchParams& p) {
   row_of.reserve(size_t(e.n));
   for (int64_t i = 0; i < e.n; ++i) row_of.emplace(e.user_id[size_t(i)], i);
 
+  {
+    std::vector<NamedInput> inputs = embeddings_inputs(e, "search.embeddings");
+    if (!p.users.empty()) inputs.push_back({"search.users", p.users});
+    for (const char* name : {"search.h5", "lookalikes.csv", "lookalikes.jsonl", "recommendations.csv",
+                             "recommendations.jsonl"})
+      check_output_not_input(std::filesystem::path(p.output_dir) / name, std::string("search.output_dir's ") + name,
+                             inputs);
+  }
   const std::filesystem::path dir(p.output_dir);
   std::filesystem::create_directories(dir);
   SearchSummary sum;
@@ -230,6 +238,7 @@ SearchSummary run_search(const SearchParams& p) {
     }
     std::unordered_map<std::string, std::vector<int64_t>> excluded;  // per user id, sorted
     const std::string hist_shards = p.shards.empty() ? e.shards : p.shards;
+    check_same_vocabulary(e, hist_shards, p.shards.empty() ? "the export's shards" : "search.shards");
     if (p.exclude_seen) excluded = seen_items(hist_shards, e.split);
     else if (p.exclude_purchased) excluded = purchased_items(hist_shards, e.split);
     const int64_t Q = int64_t(qrows.size()), K = p.top_k;

@@ -111,6 +111,7 @@ SegmentSummary run_segment(const SegmentParams& p) {
   if (p.embeddings.empty()) throw ConfigError("segment.embeddings: the embeddings file is mandatory");
   if (p.output.empty()) throw ConfigError("segment.output: the output file is mandatory");
   EmbeddingsFile e = read_embeddings(p.embeddings);
+  check_output_not_input(p.output, "segment.output", embeddings_inputs(e, "segment.embeddings"));
   if (p.k > e.n)
     throw ConfigError(fmt::format("segment.k = {} exceeds the {} users of {}", p.k, e.n, p.embeddings));
   const bool cosine = p.metric == "cosine";

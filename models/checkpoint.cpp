@@ -4,6 +4,7 @@
 
 #include <fstream>
 
+#include "core/error.h"
 #include "core/fs.h"
 
 namespace portrait {
@@ -98,6 +99,37 @@ void load_model_weights(ModelBundle& m, torch::serialize::InputArchive& ar) {
   m.temperature->load(temp);
 }
 
+nlohmann::json checksum_files(const fs::path& dir, const std::vector<std::string>& names) {
+  nlohmann::json j = nlohmann::json::object();
+  for (const auto& n : names) j[n] = sha256_file(dir / n);
+  return j;
+}
+
+void verify_checksums(const fs::path& dir, const nlohmann::json& sums, const fs::path& recorded_in) {
+  if (!sums.is_object()) throw DataError(recorded_in.string() + ": 'checksums' is not an object (corrupt file)");
+  for (const auto& [name, want] : sums.items()) {
+    const fs::path f = dir / name;
+    if (!fs::exists(f)) throw DataError(f.string() + " is missing (listed in " + recorded_in.string() + ")");
+    if (!want.is_string() || sha256_file(f) != want.get<std::string>())
+      throw DataError(f.string() + " does not match the sha256 recorded in " + recorded_in.string() +
+                      ": the file is corrupt (a flipped bit, a partial copy) or was replaced.");
+  }
+}
+
+void check_finite_weights(const ModelBundle& m, const std::string& source) {
+  torch::NoGradGuard ng;
+  auto check = [&](const std::string& where, const torch::OrderedDict<std::string, torch::Tensor>& d) {
+    for (const auto& it : d)
+      if (it.value().defined() && it.value().is_floating_point() && !torch::isfinite(it.value()).all().item<bool>())
+        throw DataError(source + ": weight " + where + "." + it.key() +
+                        " holds NaN or infinite values: the model is corrupt or diverged.");
+  };
+  check("encoder", m.encoder->named_parameters());
+  check("encoder", m.encoder->named_buffers());
+  check("head", m.head->named_parameters());
+  check("temperature", m.temperature->named_parameters());
+}
+
 void save_model(const ModelBundle& m, const fs::path& dir) {
   fs::path tmp = dir.string() + ".tmp." + std::to_string(::getpid());
   fs::remove_all(tmp);
@@ -111,6 +143,7 @@ void save_model(const ModelBundle& m, const fs::path& dir) {
   j["format"] = kModelFormat;
   j["format_version"] = kModelFormatVersion;
   j["config"] = model_config_to_json(m.cfg);
+  j["checksums"] = checksum_files(tmp, {"model.pt"});
   write_file_atomic(tmp / "model.json", j.dump(2) + "\n");
   fs::path old = dir.string() + ".old." + std::to_string(::getpid());
   if (fs::exists(dir)) fs::rename(dir, old);
@@ -135,11 +168,19 @@ ModelBundle load_model(const fs::path& dir, const torch::Device& device) {
                              std::to_string(j.value("format_version", 0)) + " (this build reads " +
                              std::to_string(kModelFormatVersion) + ")");
   }
+  // Models written before checksums were recorded load without that check.
+  if (j.contains("checksums")) verify_checksums(dir, j["checksums"], meta_path);
   ModelBundle m = ModelBundle::create(model_config_from_json(j.at("config")));
   m.meta = j;
-  torch::serialize::InputArchive ar;
-  ar.load_from((dir / "model.pt").string());
-  load_model_weights(m, ar);
+  try {
+    torch::serialize::InputArchive ar;
+    ar.load_from((dir / "model.pt").string());
+    load_model_weights(m, ar);
+  } catch (const c10::Error& e) {
+    throw DataError((dir / "model.pt").string() + ": cannot be read as a Portrait model (" +
+                    std::string(e.what_without_backtrace()).substr(0, 300) + ")");
+  }
+  check_finite_weights(m, (dir / "model.pt").string());
   m.to(device);
   m.train(false);
   return m;

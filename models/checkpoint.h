@@ -2,12 +2,16 @@
 // inference (which loads it): a directory
 //
 //   <dir>/model.json   {"format": "portrait-model", "format_version": 1, "config": {...},
-//                       "tokenizer_sha256": "...", "step": N, ...}
+//                       "tokenizer_sha256": "...", "vocab_fingerprint": "..." (of the shards
+//                       trained on, data/manifest.h), "step": N, ...,
+//                       "checksums": {"model.pt": sha256}}
 //   <dir>/model.pt     torch::serialize archive with sub-archives "encoder", "head",
 //                       "temperature"
 //
 // Written into "<dir>.tmp.<pid>" and renamed, so a crash never leaves a directory that looks
-// complete; model.json is checked (format tag and version) on load.
+// complete; model.json is checked (format tag and version) on load, model.pt against its
+// recorded sha256 (a flipped bit would otherwise load silently and embed everyone as NaN),
+// and every weight must be finite.
 #pragma once
 
 #include <torch/torch.h>
@@ -49,6 +53,15 @@ ModelConfig model_config_from_json(const nlohmann::json& j);
 void save_model(const ModelBundle& m, const std::filesystem::path& dir);
 /// Loads a bundle; throws std::runtime_error naming the file on a missing or foreign format.
 ModelBundle load_model(const std::filesystem::path& dir, const torch::Device& device = torch::kCPU);
+
+/// {"<name>": sha256 of dir/<name>} for each name: the checksums an artefact records.
+nlohmann::json checksum_files(const std::filesystem::path& dir, const std::vector<std::string>& names);
+/// Throws DataError naming the first file of `sums` in `dir` that is missing or whose sha256
+/// differs (`recorded_in` names the file that recorded them).
+void verify_checksums(const std::filesystem::path& dir, const nlohmann::json& sums,
+                      const std::filesystem::path& recorded_in);
+/// Throws DataError naming `source` and the first tensor holding a NaN or infinity.
+void check_finite_weights(const ModelBundle& m, const std::string& source);
 
 /// Writes `m`'s parameters into / reads them from an archive (used by the trainer's own
 /// checkpoints too).

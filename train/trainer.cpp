@@ -327,12 +327,65 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const ModelBundl
   torch::save(opt, (tmp / "optimizer.pt").string());
   save_rng(tmp / "rng.pt");
   write_file_atomic(tmp / "config.yaml", config_yaml);
-  write_file_atomic(tmp / "state.json", state.dump(2) + "\n");  // last: marks completeness
+  nlohmann::json st = state;
+  st["checksums"] = checksum_files(tmp, {"model.pt", "optimizer.pt", "rng.pt", "config.yaml"});
+  write_file_atomic(tmp / "state.json", st.dump(2) + "\n");  // last: marks completeness
   const fs::path final_dir = dir / name;
   if (fs::exists(final_dir)) fs::remove_all(final_dir);
   fs::rename(tmp, final_dir);
   prune_checkpoints(run_dir, keep);
   return final_dir;
+}
+
+/// state.json of a checkpoint whose payload matches its recorded checksums; throws DataError
+/// naming the file otherwise (checkpoints written before checksums pass on state.json alone).
+nlohmann::json verified_checkpoint_state(const fs::path& ckpt) {
+  const fs::path sp = ckpt / "state.json";
+  nlohmann::json st;
+  try {
+    st = nlohmann::json::parse(read_file(sp));
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(sp.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!st.is_object() || !st.contains("step")) throw DataError(sp.string() + ": not a checkpoint state (no step)");
+  if (st.contains("checksums")) verify_checksums(ckpt, st["checksums"], sp);
+  return st;
+}
+
+/// The checkpoint a run continues from ("" = fresh), chosen on rank 0.
+fs::path pick_resume_checkpoint(const TrainParams& p, const fs::path& run_dir) {
+  const auto all = list_checkpoints(run_dir);
+  if (p.resume.empty()) {
+    // A fresh run here would overwrite some of the old run's checkpoints and leave others,
+    // and a later resume=auto would continue whichever is newest: two runs mixed.
+    if (!all.empty())
+      throw ConfigError("run directory " + run_dir.string() + " already holds checkpoints of an earlier run (newest " +
+                        all.back().string() + "). Continue it with train.resume=auto, or start the new run in "
+                        "another directory (hydra.run.dir=...).");
+    return {};
+  }
+  if (p.resume != "auto") {
+    const fs::path c = p.resume;
+    if (!fs::exists(c / "state.json"))
+      throw ConfigError("train.resume=" + p.resume + " is not a checkpoint directory (no state.json)");
+    verified_checkpoint_state(c);
+    return c;
+  }
+  if (all.empty()) {
+    PLOG_INFO("train.resume=auto: no checkpoint in {}, starting fresh", (run_dir / "checkpoints").string());
+    return {};
+  }
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    try {
+      verified_checkpoint_state(*it);
+      return *it;
+    } catch (const DataError& e) {
+      PLOG_WARN("train.resume=auto: skipping checkpoint {}: {}; trying the previous one", it->string(), e.what());
+    }
+  }
+  throw DataError("train.resume=auto: none of the " + std::to_string(all.size()) + " checkpoints in " +
+                  (run_dir / "checkpoints").string() +
+                  " is intact (see the warnings above). Restore one, or start a fresh run in another directory.");
 }
 
 /// CUDA device = LOCAL_RANK (torchrun starts one process per GPU of a node).
@@ -590,27 +643,31 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   int64_t step = 0, nonfinite = 0;
   Position pos;
   fs::path resume_from;
-  if (rank == 0) {
-    if (p.resume == "auto") {
-      auto all = list_checkpoints(run_dir);
-      if (!all.empty()) resume_from = all.back();
-      else PLOG_INFO("train.resume=auto: no checkpoint in {}, starting fresh", (run_dir / "checkpoints").string());
-    } else if (!p.resume.empty()) {
-      resume_from = p.resume;
-      if (!fs::exists(resume_from / "state.json"))
-        throw ConfigError("train.resume=" + p.resume + " is not a checkpoint directory (no state.json)");
-    }
-  }
+  if (rank == 0) resume_from = pick_resume_checkpoint(p, run_dir);
   if (loss_pg) resume_from = loss_pg->broadcast_string("resume_from", resume_from.string());
   if (!resume_from.empty()) {
     auto st = nlohmann::json::parse(read_file(resume_from / "state.json"));
-    {
-      torch::serialize::InputArchive ar;
-      ar.load_from((resume_from / "model.pt").string(), device);
-      load_model_weights(m, ar);
+    // The checkpoint must have been trained on these shards' vocabulary: its embedding rows
+    // are indexed by their token ids.
+    const std::string ckpt_fp = st.value("vocab_fingerprint", std::string());
+    if ((!ckpt_fp.empty() && ckpt_fp != loader.vocab_fingerprint()) ||
+        st.value("tokenizer_sha256", stats.tokenizer_sha256) != stats.tokenizer_sha256)
+      throw DataError("checkpoint " + resume_from.string() + " was trained on other shards than train.shards=" +
+                      p.shards + " (vocabulary or tokenizer differs). Resume with the shards it was trained on, or "
+                      "start a fresh run in another directory.");
+    try {
+      {
+        torch::serialize::InputArchive ar;
+        ar.load_from((resume_from / "model.pt").string(), device);
+        load_model_weights(m, ar);
+      }
+      torch::load(opt, (resume_from / "optimizer.pt").string(), device);
+      load_rng(resume_from / "rng.pt");
+    } catch (const c10::Error& e) {
+      throw DataError("checkpoint " + resume_from.string() + " cannot be loaded (" +
+                      std::string(e.what_without_backtrace()).substr(0, 300) + ")");
     }
-    torch::load(opt, (resume_from / "optimizer.pt").string(), device);
-    load_rng(resume_from / "rng.pt");
+    check_finite_weights(m, (resume_from / "model.pt").string());
     step = st.at("step");
     nonfinite = st.value("nonfinite_skipped", int64_t{0});
     pos.epoch = st.at("epoch");
@@ -625,8 +682,6 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
       PLOG_WARN("resume offset {} is not a multiple of the global batch {}; rounding down", pos.offset, G);
       pos.offset -= pos.offset % G;
     }
-    if (st.value("tokenizer_sha256", std::string()) != stats.tokenizer_sha256)
-      PLOG_WARN("checkpoint tokenizer sha256 differs from the shards' ({}); continuing", stats.tokenizer_sha256);
     sum.resumed_from = resume_from.string();
     PLOG_INFO("resumed from {} at step {} (epoch {}, sample {})", resume_from.string(), step, pos.epoch, pos.offset);
   }
@@ -663,6 +718,8 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
                           {"seed", p.seed},
                           {"nonfinite_skipped", nonfinite},
                           {"tokenizer_sha256", stats.tokenizer_sha256},
+                          {"vocab_fingerprint", loader.vocab_fingerprint()},
+                          {"prep_run_id", loader.prep_run_id()},
                           {"scheduler", {{"schedule", p.schedule}, {"lr", p.lr}, {"warmup_steps", p.warmup_steps},
                                          {"steps", p.steps}, {"min_lr_ratio", p.min_lr_ratio},
                                          {"last_lr", lr_at(p, std::max<int64_t>(step, 1))}}},
@@ -890,6 +947,8 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   sum.model_dir = run_dir / "model";
   if (rank == 0) {
     m.meta = {{"tokenizer_sha256", stats.tokenizer_sha256},
+              {"vocab_fingerprint", loader.vocab_fingerprint()},
+              {"prep_run_id", loader.prep_run_id()},
               {"step", step},
               {"shards", p.shards},
               {"train_users", stats.users},

@@ -3,10 +3,13 @@
 #include <filesystem>
 #include <fstream>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/loader.h"
+#include "data/manifest.h"
 #include "data/prep.h"
 #include "data/synth.h"
 
@@ -45,6 +48,32 @@ const fs::path& shard_dir() {
     return d / "out";
   }();
   return dir;
+}
+
+// A small prep into `out` (partitions shards; stops after `max_shards` written when >= 0).
+void prep_into(const fs::path& out, int partitions, int64_t max_shards = -1) {
+  PrepParams p;
+  p.input = {(shard_dir().parent_path() / "syn/events_00000.csv").string()};
+  p.output_dir = out.string();
+  p.hash_key = "loader-test-key-0123456789";
+  p.partitions = partitions;
+  p.progress = false;
+  p.seq_len = 16;
+  p.text_len = 8;
+  p.tokenizer.vocab_size = 400;
+  p.debug_max_shards = max_shards;
+  run_prep(p);
+}
+
+std::string loader_error(const fs::path& dir) {
+  LoaderParams p;
+  p.shard_dir = dir.string();
+  try {
+    Loader l(p);
+  } catch (const portrait::DataError& e) {
+    return e.what();
+  }
+  return "";
 }
 
 LoaderParams lp(int batch, int rank = 0, int world = 1) {
@@ -255,6 +284,12 @@ TEST(Loader, LazyReadsOfChunkedShardsGoThroughHdf5AndMatch) {
     std::string cmd = "h5repack -l CHUNK=7 '" + f.string() + "' '" + (d / f.filename()).string() + "'";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   }
+  // Repacking changes the files' bytes: the repacked set is sealed again, as a tool that
+  // rewrites shards must do, under the original run id (kept in every shard's attributes).
+  {
+    const PrepManifest m = verify_prep_dir(shard_dir());
+    write_prep_manifest(d, m.prep_run_id, m.vocab_fingerprint, m.tokenizer_sha256, list_shard_files(d));
+  }
   auto p = lp(5);
   p.lazy = false;
   Loader mem(p);
@@ -272,4 +307,69 @@ TEST(Loader, LazyReadsOfChunkedShardsGoThroughHdf5AndMatch) {
     ASSERT_EQ(x.purchase, y.purchase);
   }
   fs::remove_all(d);
+}
+
+TEST(Loader, RefusesShardsOfAnUnfinishedPrep) {
+  const fs::path d = shard_dir().parent_path() / "unfinished";
+  prep_into(d, 3, /*max_shards=*/1);  // as a prep killed after its first shard leaves it
+  ASSERT_EQ(list_shard_files(d).size(), 1u);
+  const std::string e = loader_error(d);
+  EXPECT_NE(e.find("no prep_manifest.json"), std::string::npos) << e;
+  EXPECT_NE(e.find(d.string()), std::string::npos) << e;
+  EXPECT_NE(e.find("empty prep.output_dir"), std::string::npos) << e;
+  EXPECT_THROW(list_shards(d), portrait::DataError);  // every reader, not only the loader
+  fs::remove_all(d);
+}
+
+TEST(Loader, RefusesOldAndNewShardsOfAKilledRerunWithAnotherPartitionCount) {
+  const fs::path d = shard_dir().parent_path() / "rerun";
+  prep_into(d, 3);
+  { Loader ok(LoaderParams{.shard_dir = d.string()}); }
+  prep_into(d, 2, /*max_shards=*/1);  // new shard_00000 beside the old shard_00001..2
+  ASSERT_EQ(list_shard_files(d).size(), 3u);
+  const std::string e = loader_error(d);
+  EXPECT_NE(e.find("no prep_manifest.json"), std::string::npos) << e;
+  // Finishing the rerun seals exactly its own shards.
+  prep_into(d, 2);
+  Loader l(LoaderParams{.shard_dir = d.string()});
+  EXPECT_EQ(list_shards(d).size(), 2u);
+  std::set<std::string> ids;
+  for (int64_t g = 0; g < l.num_users(); ++g) EXPECT_TRUE(ids.insert(l.user_id(g)).second) << l.user_id(g);
+  fs::remove_all(d);
+}
+
+TEST(Loader, RefusesMissingExtraAndForeignShardsNamingTheFile) {
+  const fs::path a = shard_dir().parent_path() / "sealed_a", b = shard_dir().parent_path() / "sealed_b";
+  const fs::path tmp = shard_dir().parent_path() / "sealed_tmp";
+  prep_into(a, 3);
+  prep_into(b, 2);
+  fs::create_directories(tmp);
+  // Missing.
+  fs::rename(a / "shard_00002.h5", tmp / "shard_00002.h5");
+  std::string e = loader_error(a);
+  EXPECT_NE(e.find("shard_00002.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("missing"), std::string::npos) << e;
+  fs::rename(tmp / "shard_00002.h5", a / "shard_00002.h5");
+  // Extra: a shard the manifest does not list.
+  fs::copy_file(b / "shard_00001.h5", a / "shard_00007.h5");
+  e = loader_error(a);
+  EXPECT_NE(e.find("shard_00007.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("not listed"), std::string::npos) << e;
+  fs::remove(a / "shard_00007.h5");
+  // Foreign: another run's shard under a listed name, even at the recorded size.
+  fs::rename(a / "shard_00001.h5", tmp / "shard_00001.h5");
+  fs::copy_file(b / "shard_00001.h5", a / "shard_00001.h5");
+  {
+    const PrepManifest m = verify_prep_dir(b);
+    auto j = nlohmann::json::parse(portrait::read_file(a / kManifestFile));
+    j["shards"][1]["bytes"] = m.shards[1].bytes;
+    portrait::write_file_atomic(a / kManifestFile, j.dump());
+  }
+  e = loader_error(a);
+  EXPECT_NE(e.find("shard_00001.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("belongs to prep run"), std::string::npos) << e;
+  EXPECT_THROW(verify_prep_dir(a, /*checksums=*/true), portrait::DataError);
+  fs::remove_all(a);
+  fs::remove_all(b);
+  fs::remove_all(tmp);
 }

@@ -150,7 +150,7 @@ TEST(Prep, RejectFractionAboveLimitAbortsNamingTheQuarantineFile) {
     EXPECT_NE(std::string(e.what()).find("bad_timestamp=1"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(fs::exists(fs::path(p.output_dir) / "quarantine.jsonl"));
-  EXPECT_TRUE(list_shards(p.output_dir).empty());
+  EXPECT_TRUE(list_shard_files(p.output_dir).empty());
   fs::remove_all(d);
 }
 
@@ -338,7 +338,7 @@ TEST(Prep, ShardsOpenWithH5pyFromTheProjectVenv) {
 import sys, h5py
 f = h5py.File(sys.argv[1], "r")
 assert f.attrs["format"] == "portrait-shard", f.attrs["format"]
-assert int(f.attrs["format_version"]) == 2
+assert int(f.attrs["format_version"]) == 3
 assert "seq_len" in f.attrs["prep_config"]
 t = f["test"]
 n = t["user"].shape[0]
@@ -581,7 +581,7 @@ TEST(Prep, EveryRankAbortsWithTheSameErrorWhenTooManyRowsAreRejected) {
   ASSERT_EQ(q.size(), 2u);  // both ranks' rows, in input-file order
   EXPECT_EQ(q[0]["file"], (d / "a.csv").string());
   EXPECT_EQ(q[1]["file"], (d / "b.csv").string());
-  EXPECT_TRUE(list_shards(p.output_dir).empty());
+  EXPECT_TRUE(list_shard_files(p.output_dir).empty());
   for (auto& e : fs::directory_iterator(p.output_dir))
     EXPECT_NE(e.path().filename().string().rfind(".prep.", 0), 0u) << "work dir left: " << e.path();
   fs::remove_all(d);
@@ -713,7 +713,7 @@ TEST(Prep, TruncatedGzipIsAnErrorNamingTheFile) {
   const std::string m = prep_error(p);
   EXPECT_NE(m.find((d / "ev.csv.gz").string()), std::string::npos) << m;
   EXPECT_NE(m.find("truncated"), std::string::npos) << m;
-  EXPECT_TRUE(list_shards(p.output_dir).empty());
+  EXPECT_TRUE(list_shard_files(p.output_dir).empty());
   // The complete file still reads.
   write(d / "ev.csv.gz", gz);
   EXPECT_EQ(run_prep(p).rows, 2000);
@@ -957,5 +957,38 @@ TEST(Prep, CutoffOrderIsCheckedBeforeAnyInputIsRead) {
   p.val_cutoff = "auto";
   p.test_cutoff = "2024-01-15";  // val = test - 14 days = 2024-01-01 < train
   EXPECT_NE(prep_error<portrait::ConfigError>(p).find("prep.train_cutoff"), std::string::npos);
+  fs::remove_all(d);
+}
+
+TEST(Prep, RefusesAnOutputDirectoryAnotherCommandIsWritingInto) {
+  auto d = tmpdir("locked");
+  write(d / "a.csv", std::string(kHeader) + "u1,1700000000,view,i1,c1,1,,\n");
+  auto p = params(d, (d / "a.csv").string());
+  p.partitions = 1;
+  {
+    portrait::DirLock other(p.output_dir, "prep.output_dir");  // a concurrent prep holds it
+    try {
+      run_prep(p);
+      FAIL() << "a second prep ran in a locked output directory";
+    } catch (const portrait::DataError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("in use by another running command"), std::string::npos) << m;
+      EXPECT_NE(m.find(p.output_dir), std::string::npos) << m;
+    }
+    EXPECT_TRUE(list_shard_files(p.output_dir).empty());
+  }
+  run_prep(p);  // released: the next prep runs
+  EXPECT_EQ(list_shards(p.output_dir).size(), 1u);
+  fs::remove_all(d);
+}
+
+TEST(Prep, RefusesAnOutputThatIsOneOfItsInputs) {
+  auto d = tmpdir("over_input");
+  write(d / "reviews.txt", std::string(kHeader) + "u1,1700000000,view,i1,c1,1,,\n");
+  auto p = params(d, (d / "reviews.txt").string());
+  p.data.format = "csv";
+  p.output_dir = d.string();  // prep would write reviews.txt over its input
+  EXPECT_THROW(run_prep(p), portrait::ConfigError);
+  EXPECT_NE(portrait::read_file(d / "reviews.txt").find("u1,"), std::string::npos);
   fs::remove_all(d);
 }

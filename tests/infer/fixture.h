@@ -71,7 +71,7 @@ inline const Fixture& fixture() {
     f.cfg = c;
     torch::manual_seed(7);
     auto m = ModelBundle::create(c);
-    m.meta["tokenizer_sha256"] = "test";
+    m.meta["tokenizer_sha256"] = tok::Tokenizer::load(f.shards / "tokenizer.model").sha256();
     f.model = f.root / "model";
     save_model(m, f.model);
     std::atexit([] {

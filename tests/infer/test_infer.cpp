@@ -5,11 +5,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
 #include <map>
 #include <random>
 #include <set>
 #include <unordered_map>
 
+#include "core/error.h"
+#include "core/fs.h"
 #include "data/loader.h"
 #include "fixture.h"
 #include "infer/embed.h"
@@ -171,7 +174,8 @@ a = f.attrs
 assert a['format'] == 'portrait-embeddings' and int(a['format_version']) == 1
 assert len(a['checkpoint_sha256']) == 64 and int(a['dim']) == 16 and int(a['normalized']) == 1
 assert int(a['repeat_dim']) == 4
-assert a['created_utc'].endswith('Z') and 'embed' in a['config_yaml'] and a['tokenizer_sha256'] == 'test'
+assert a['created_utc'].endswith('Z') and 'embed' in a['config_yaml'] and len(a['tokenizer_sha256']) == 64
+assert len(a['vocab_fingerprint']) == 64 and len(a['prep_run_id']) == 32
 assert f['embedding'].is_virtual
 assert f['item_embedding'].shape[1] == 16 and len(f['item_id']) == f['item_embedding'].shape[0]
 assert f['head/W1'].shape[1] == 16 and f['head/W2'].shape[1] == f['head/W1'].shape[0]
@@ -540,6 +544,146 @@ TEST(Score, KernelMatchesThePurchaseHeadModule) {
   for (int j = 0; j < 10; ++j)
     EXPECT_NEAR(col[top[size_t(j)]].item<float>(), col[best[j].item<int64_t>()].item<float>(), 1e-6);
   EXPECT_TRUE(fs::exists(fs::path(p.output_dir) / "top_audiences.csv"));
+}
+
+
+// ---- artefact integrity --------------------------------------------------------------------
+
+template <typename F>
+std::string data_error_of(F&& f) {
+  try {
+    f();
+  } catch (const DataError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Embed, AnExportCopiedWithoutItsPartsFolderIsRefusedNamingTheMissingPart) {
+  base();
+  const fs::path moved = fixture().root / "moved";
+  fs::create_directories(moved);
+  fs::copy_file(fixture().root / "base/embeddings.h5", moved / "embeddings.h5", fs::copy_options::overwrite_existing);
+  const std::string e = data_error_of([&] { read_embeddings((moved / "embeddings.h5").string()); });
+  EXPECT_NE(e.find("embeddings.h5.parts/part-00000.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find(".parts folder"), std::string::npos) << e;
+  SegmentParams sp;
+  sp.embeddings = (moved / "embeddings.h5").string();
+  sp.output = (moved / "segments.h5").string();
+  sp.k = 2;
+  EXPECT_THROW(run_segment(sp), DataError);
+  EXPECT_FALSE(fs::exists(sp.output));
+  // With its parts beside it, the copy reads the same rows.
+  fs::copy(fixture().root / "base/embeddings.h5.parts", moved / "embeddings.h5.parts", fs::copy_options::recursive);
+  EXPECT_EQ(read_embeddings((moved / "embeddings.h5").string()).x, base().x);
+}
+
+TEST(Embed, RefusesAnOutputThatIsOneOfItsInputs) {
+  const fs::path shard = data::list_shards(fixture().shards).at(0);
+  const std::string before = sha256_file(shard);
+  auto p = embed_params(shard);
+  EXPECT_THROW(run_embed(p), ConfigError);
+  EXPECT_EQ(sha256_file(shard), before);
+  p = embed_params(fixture().model / "model.pt");
+  EXPECT_THROW(run_embed(p), ConfigError);
+  EXPECT_NO_THROW(load_model(fixture().model));
+}
+
+TEST(Segment, RefusesAnOutputThatIsItsEmbeddingsFile) {
+  base();
+  const std::string emb = (fixture().root / "base/embeddings.h5").string();
+  const std::string before = sha256_file(emb);
+  SegmentParams p;
+  p.embeddings = emb;
+  p.output = emb;
+  p.k = 2;
+  EXPECT_THROW(run_segment(p), ConfigError);
+  p.output = (fixture().root / "base/embeddings.h5.parts/part-00000.h5").string();  // a VDS source
+  EXPECT_THROW(run_segment(p), ConfigError);
+  EXPECT_EQ(sha256_file(emb), before);
+  EXPECT_EQ(read_embeddings(emb).x, base().x);
+}
+
+TEST(Score, NonFiniteEmbeddingsAreRefusedNotScored) {
+  // An export in which one user's row is NaN (as a corrupt model used to produce).
+  fs::path f = planted_export("nan_row", 2, 8, 3, false);
+  {
+    h5::H h = h5::open_file(f, true);
+    h5::H ds(H5Dopen2(h, "embedding", H5P_DEFAULT), H5Dclose);
+    std::vector<float> row(8, std::numeric_limits<float>::quiet_NaN());
+    h5::write_rows(ds, H5T_NATIVE_FLOAT, 3, 1, row.data());
+  }
+  const std::string e = data_error_of([&] { read_embeddings(f.string()); });
+  EXPECT_NE(e.find("non-finite"), std::string::npos) << e;
+  EXPECT_NE(e.find("user000003"), std::string::npos) << e;
+  ScoreParams sp;
+  sp.embeddings = f.string();
+  sp.output_dir = (fixture().root / "nan_score").string();
+  EXPECT_THROW(run_score(sp), DataError);
+  EXPECT_FALSE(fs::exists(fs::path(sp.output_dir) / "scores.h5"));
+  SearchParams q;
+  q.embeddings = f.string();
+  q.output_dir = (fixture().root / "nan_search").string();
+  q.mode = "recommend";
+  EXPECT_THROW(run_search(q), DataError);
+}
+
+TEST(Embed, AModelWithNonFiniteWeightsOrAFlippedBitIsRefusedOnLoad) {
+  const fs::path dir = fixture().root / "bad_models";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  // A flipped bit in model.pt: refused by its checksum, naming the file.
+  fs::copy(fixture().model, dir / "flipped", fs::copy_options::recursive);
+  {
+    std::string b = read_file(dir / "flipped/model.pt");
+    b[b.size() / 2] ^= 0x10;
+    std::ofstream(dir / "flipped/model.pt", std::ios::binary | std::ios::trunc) << b;
+  }
+  std::string e = data_error_of([&] { load_model(dir / "flipped"); });
+  EXPECT_NE(e.find("model.pt"), std::string::npos) << e;
+  EXPECT_NE(e.find("sha256"), std::string::npos) << e;
+  auto p = embed_params(dir / "flipped_emb.h5");
+  p.model_dir = (dir / "flipped").string();
+  EXPECT_THROW(run_embed(p), DataError);
+  EXPECT_FALSE(fs::exists(p.output));
+  // NaN weights (a diverged run saved them): refused too.
+  auto m = load_model(fixture().model);
+  {
+    torch::NoGradGuard ng;
+    m.encoder->parameters()[0].view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+  }
+  save_model(m, dir / "nan");
+  e = data_error_of([&] { load_model(dir / "nan"); });
+  EXPECT_NE(e.find("NaN"), std::string::npos) << e;
+}
+
+TEST(Embed, ShardsOfAnotherPrepAreRefusedByEmbedAndSearch) {
+  base();
+  data::PrepParams pp;
+  pp.input = {(fixture().root / "syn/events_00000.csv").string()};
+  pp.output_dir = (fixture().root / "other_shards").string();
+  pp.hash_key = "infer-test-key-0123456789";
+  pp.partitions = 2;
+  pp.progress = false;
+  pp.seq_len = 24;
+  pp.text_len = 12;
+  pp.min_item_count = 5;  // another vocabulary
+  pp.tokenizer.vocab_size = 400;
+  data::run_prep(pp);
+  auto p = embed_params(fixture().root / "other_emb.h5");
+  p.shards = pp.output_dir;
+  std::string e = data_error_of([&] { run_embed(p); });
+  EXPECT_NE(e.find("not the shards the model"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(p.output));
+  SearchParams q;
+  q.embeddings = (fixture().root / "base/embeddings.h5").string();
+  q.output_dir = (fixture().root / "other_search").string();
+  q.mode = "recommend";
+  q.top_k = 5;
+  q.shards = pp.output_dir;
+  e = data_error_of([&] { run_search(q); });
+  EXPECT_NE(e.find("search.shards"), std::string::npos) << e;
+  EXPECT_NE(e.find("another prep"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 #include <unistd.h>
 
@@ -501,4 +502,95 @@ TEST(TrainLoop, CheckpointsArePrunedAtomicAndEvaluationIsWritten) {
   auto bad = tiny_params();
   bad.resume = (dir / "checkpoints" / "step_000000008").string();
   EXPECT_THROW(run_train(bad, fresh_dir("badresume")), ConfigError);
+}
+
+// ---- artefact integrity: run directories, checkpoint checksums, foreign shards -------------
+
+namespace {
+std::map<std::string, std::string> checkpoint_digests(const fs::path& run_dir) {
+  std::map<std::string, std::string> d;
+  for (const auto& c : list_checkpoints(run_dir))
+    for (const char* f : {"model.pt", "state.json"}) d[(c.filename() / f).string()] = sha256_file(c / f);
+  return d;
+}
+}  // namespace
+
+TEST(TrainLoop, AFreshRunRefusesARunDirectoryHoldingAnotherRunsCheckpoints) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.ckpt_every = 1;
+  p.stop_after = 3;
+  auto dir = fresh_dir("two_runs");
+  run_train(p, dir);
+  const auto before = checkpoint_digests(dir);
+  ASSERT_EQ(before.size(), 6u);
+  auto q = tiny_params();  // another run (other learning rate), not a resume
+  q.lr = 1e-2;
+  q.ckpt_every = 1;
+  try {
+    run_train(q, dir);
+    FAIL() << "a fresh run trained into a run directory holding another run's checkpoints";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("train.resume=auto"), std::string::npos) << m;
+    EXPECT_NE(m.find(dir.string()), std::string::npos) << m;
+  }
+  EXPECT_EQ(checkpoint_digests(dir), before);
+}
+
+TEST(TrainLoop, ResumeAutoFallsBackFromAFlippedCheckpointToThePreviousIntactOne) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.ckpt_every = 1;
+  p.keep_last = 3;
+  p.stop_after = 3;
+  auto dir = fresh_dir("flipped_ckpt");
+  run_train(p, dir);
+  auto ck = list_checkpoints(dir);
+  ASSERT_EQ(ck.size(), 3u);
+  {
+    std::string b = read_file(ck.back() / "model.pt");
+    b[b.size() / 2] ^= 0x04;
+    std::ofstream(ck.back() / "model.pt", std::ios::binary | std::ios::trunc) << b;
+  }
+  auto explicit_resume = p;
+  explicit_resume.resume = ck.back().string();
+  explicit_resume.stop_after = 4;
+  EXPECT_THROW(run_train(explicit_resume, dir), DataError);
+  auto a = p;
+  a.resume = "auto";
+  a.stop_after = 0;
+  auto s = run_train(a, dir);
+  EXPECT_EQ(s.resumed_from, ck[1].string());
+  EXPECT_EQ(s.start_step, 2);
+  EXPECT_EQ(s.steps, p.steps);
+  EXPECT_NO_THROW(load_model(dir / "model"));
+}
+
+TEST(TrainLoop, ResumeOntoShardsOfAnotherVocabularyIsRefused) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.stop_after = 2;
+  auto dir = fresh_dir("other_vocab");
+  run_train(p, dir);
+  data::PrepParams pp;
+  pp.input = {(shard_dir().parent_path() / "syn/events_00000.csv").string()};
+  pp.output_dir = (tmp_root() / "other_vocab_shards").string();
+  pp.hash_key = "train-test-key-0123456789";
+  pp.partitions = 2;
+  pp.progress = false;
+  pp.seq_len = 16;
+  pp.text_len = 8;
+  pp.min_item_count = 6;  // another item vocabulary
+  pp.tokenizer.vocab_size = 400;
+  data::run_prep(pp);
+  auto q = tiny_params();
+  q.shards = pp.output_dir;
+  q.resume = "auto";
+  try {
+    run_train(q, dir);
+    FAIL() << "resumed onto shards of another vocabulary";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("other shards"), std::string::npos) << e.what();
+  }
 }
