@@ -444,6 +444,26 @@ TEST(TrainLoop, ResumeGivesBitwiseIdenticalParameters) {
   EXPECT_TRUE(any_diff);
 }
 
+TEST(TrainLoop, PeriodicEvaluationAndCheckpointsDoNotChangeTraining) {
+  // Evaluating and checkpointing every step must leave the trained weights bitwise as a run
+  // that does neither: eval switches dropout off and back, draws nothing from the step RNG.
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.steps = 6;
+  auto plain = fresh_dir("no_eval");
+  run_train(p, plain);
+  auto e = p;
+  e.eval_every = 1;
+  e.eval_max_users = 32;
+  e.ckpt_every = 1;
+  auto evald = fresh_dir("eval_every_step");
+  run_train(e, evald);
+  auto x = named_weights(plain / "model"), y = named_weights(evald / "model");
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    EXPECT_TRUE(torch::equal(x[i].second, y[i].second)) << x[i].first << " differs with periodic eval";
+}
+
 TEST(TrainLoop, CheckpointsArePrunedAtomicAndEvaluationIsWritten) {
   at::set_num_threads(1);
   auto p = tiny_params();
