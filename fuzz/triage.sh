@@ -9,7 +9,9 @@ set -uo pipefail
 bin="$1"; shift
 rc=0
 for f in "$@"; do
-  out=$(timeout 120 "$bin" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1000000 "$f" 2>&1)
+  # A malloc limit below the RSS limit: libFuzzer then prints the stack of the one allocation
+  # that is too large (an RSS overrun only lists the live heap, which names no culprit).
+  out=$(timeout 120 "$bin" -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=1024 "$f" 2>&1)
   status=$?
   # Frames of the report, without the fuzz binary's own runtime frames (sanitizer, libFuzzer:
   # no source line, "(<binary>+0x...)"), libc, libstdc++'s throw machinery and the C++ runtime.
