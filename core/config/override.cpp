@@ -375,7 +375,7 @@ std::string value_to_override_text(const Node& v) {
       const std::string& s = v.as_string();
       Node typed = type_cli_primitive(s);
       bool plain = typed.is_string() && !s.empty() &&
-                   s.find_first_of(",[]{}()='\"\\: ") == std::string::npos;
+                   s.find_first_of(",[]{}()='\"\\: \t\n\r\v\f") == std::string::npos;  // unquoted text loses its whitespace
       if (plain) return s;
       std::string out = "'";
       for (char c : s) {

@@ -128,7 +128,9 @@ TEST(OverrideGrammar, MalformedOverridesAreUsageErrors) {
 }
 
 TEST(OverrideGrammar, ValuesRenderBackToOverrideSyntax) {
-  for (const char* t : {"12", "'a b'", "[1,'x,y']", "{a:1}", "true", "null"}) {
+  // "'\t'" and "[' x\n']": found by fuzz_override (whitespace other than ' ' was written
+  // unquoted, and unquoted text loses it).
+  for (const char* t : {"12", "'a b'", "[1,'x,y']", "{a:1}", "true", "null", "'\t'", "[' x\n']", "'\ra'"}) {
     Node v = parse_override_value(t);
     EXPECT_TRUE(parse_override_value(value_to_override_text(v)) == v) << t;
   }
