@@ -62,7 +62,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const cfg::Override o = cfg::parse_override(arg);
     (void)o.key_with_prefix();
     if (o.has_value) round_trip(o.value);
-    for (const Node& s : o.sweep) round_trip(s);
+    // range() may expand to 100000 values; the first ones exercise the rendering as well.
+    for (size_t i = 0; i < o.sweep.size() && i < 16; ++i) round_trip(o.sweep[i]);
   });
   fuzz::expect_clean_errors([&] { round_trip(cfg::parse_override_value(arg)); });
   return 0;
