@@ -6,7 +6,11 @@
 #include <cstring>
 #include <stdexcept>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
+#include "data/text.h"
 
 namespace portrait::data {
 
@@ -187,9 +191,9 @@ void append_csv_field(std::string& out, std::string_view f, char sep) {
   out.push_back('"');
 }
 
-bool split_csv(std::string_view r, char sep, std::vector<std::string_view>& fields,
-               std::vector<std::string>& scratch) {
-  fields.clear();
+namespace {
+bool split_csv_fields(std::string_view r, char sep, std::vector<std::string_view>& fields,
+                      std::vector<std::string>& scratch, std::vector<size_t>& unescaped) {
   size_t scratch_used = 0;
   size_t i = 0;
   const size_t n = r.size();
@@ -217,7 +221,8 @@ bool split_csv(std::string_view r, char sep, std::vector<std::string_view>& fiel
           s.push_back(raw[k]);
           if (raw[k] == '"') ++k;
         }
-        fields.emplace_back(s);
+        unescaped.push_back(fields.size());  // bound to scratch[] once the record is split
+        fields.emplace_back();
       } else {
         fields.push_back(raw);
       }
@@ -243,6 +248,76 @@ bool split_csv(std::string_view r, char sep, std::vector<std::string_view>& fiel
       }
     }
   }
+}
+
+}  // namespace
+
+bool split_csv(std::string_view r, char sep, std::vector<std::string_view>& fields,
+               std::vector<std::string>& scratch) {
+  fields.clear();
+  // Unescaped fields point into `scratch` only after the whole record is split: growing it
+  // moves its strings (a short one keeps its text inside the string object), so a view taken
+  // before a later field's emplace_back would dangle.
+  std::vector<size_t> unescaped;
+  const bool ok = split_csv_fields(r, sep, fields, scratch, unescaped);
+  for (size_t k = 0; k < unescaped.size(); ++k) fields[unescaped[k]] = scratch[k];
+  return ok;
+}
+
+/// Keys at the top level of a JSON object text that parsed (':' at depth 1 outside strings):
+/// nlohmann keeps the last of repeated keys without a word, so repeats are found by count.
+static size_t count_top_level_keys(std::string_view s) {
+  size_t n = 0;
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') ++depth;
+    else if (c == '}' || c == ']') --depth;
+    else if (c == ':' && depth == 1) ++n;
+  }
+  return n;
+}
+
+std::string parse_json_record(std::string_view rec, nlohmann::json& j) {
+  j = nlohmann::json::parse(rec, nullptr, false);
+  if (j.is_discarded()) {
+    try {  // again, only for a bad row, for the parser's account of what is wrong
+      const nlohmann::json strict = nlohmann::json::parse(rec);  // throws: the syntax error
+      (void)strict;
+    } catch (const nlohmann::json::parse_error& e) {
+      std::string m = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 9: ..."
+      if (const size_t c = m.find(": "); c != std::string::npos) m.erase(0, c + 2);
+      return fmt::format("JSON syntax error at byte {}: {}", e.byte, snippet(m));
+    } catch (const std::exception& e) {
+      return "JSON syntax error: " + snippet(e.what());
+    }
+    return "JSON syntax error";
+  }
+  if (!j.is_object()) return fmt::format("the line is a JSON {}, not an object", j.type_name());
+  if (count_top_level_keys(rec) != j.size()) {
+    std::vector<std::string> keys;
+    std::string repeated;
+    nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& k) {
+      if (ev == nlohmann::json::parse_event_t::key && depth == 1 && repeated.empty() && k.is_string()) {
+        const auto& name = k.get_ref<const std::string&>();
+        if (std::find(keys.begin(), keys.end(), name) != keys.end()) repeated = name;
+        else keys.push_back(name);
+      }
+      return true;
+    };
+    const nlohmann::json again = nlohmann::json::parse(rec, cb, false);  // for the callback
+    (void)again;
+    return fmt::format("key '{}' appears more than once in the object, so which value is meant is unknown",
+                       snippet(repeated, 64));
+  }
+  return "";
 }
 
 std::vector<std::filesystem::path> expand_inputs(const std::vector<std::string>& patterns) {

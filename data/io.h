@@ -5,6 +5,8 @@
 
 #include <zlib.h>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -79,6 +81,11 @@ void append_csv_field(std::string& out, std::string_view field, char sep = ',');
 /// call). Returns false on a malformed record (text after a closing quote, unterminated quote).
 bool split_csv(std::string_view record, char sep, std::vector<std::string_view>& fields,
                std::vector<std::string>& scratch);
+
+/// Parses one JSON Lines record into `j`: "" for an object with distinct keys, else what is
+/// wrong (a syntax error with its 1-based byte offset, another JSON type, a repeated key). `j`
+/// stays the object when only a key repeats, so the row's fields can still be quarantined.
+std::string parse_json_record(std::string_view rec, nlohmann::json& j);
 
 /// Expands a list of paths / glob patterns ("logs/*.csv.gz") into sorted, de-duplicated
 /// existing files. A pattern matching nothing is an error naming the pattern.

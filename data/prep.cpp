@@ -499,65 +499,6 @@ std::string header_list(const std::vector<std::string>& header) {
   return out;
 }
 
-/// Keys at the top level of a JSON object text that parsed (':' at depth 1 outside strings):
-/// nlohmann keeps the last of repeated keys without a word, so repeats are found by count.
-size_t count_top_level_keys(std::string_view s) {
-  size_t n = 0;
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-      continue;
-    }
-    if (c == '"') in_string = true;
-    else if (c == '{' || c == '[') ++depth;
-    else if (c == '}' || c == ']') --depth;
-    else if (c == ':' && depth == 1) ++n;
-  }
-  return n;
-}
-
-/// Parses one JSON Lines record into `j`: "" for an object with distinct keys, else what is
-/// wrong (a syntax error with its 1-based byte offset, another JSON type, a repeated key). `j`
-/// stays the object when only a key repeats, so the row's fields can still be quarantined.
-std::string parse_json_record(std::string_view rec, nlohmann::json& j) {
-  j = nlohmann::json::parse(rec, nullptr, false);
-  if (j.is_discarded()) {
-    try {  // again, only for a bad row, for the parser's account of what is wrong
-      const nlohmann::json strict = nlohmann::json::parse(rec);  // throws: the syntax error
-      (void)strict;
-    } catch (const nlohmann::json::parse_error& e) {
-      std::string m = e.what();  // "[json.exception.parse_error.101] parse error at line 1, column 9: ..."
-      if (const size_t c = m.find(": "); c != std::string::npos) m.erase(0, c + 2);
-      return fmt::format("JSON syntax error at byte {}: {}", e.byte, snippet(m));
-    } catch (const std::exception& e) {
-      return "JSON syntax error: " + snippet(e.what());
-    }
-    return "JSON syntax error";
-  }
-  if (!j.is_object()) return fmt::format("the line is a JSON {}, not an object", j.type_name());
-  if (count_top_level_keys(rec) != j.size()) {
-    std::vector<std::string> keys;
-    std::string repeated;
-    nlohmann::json::parser_callback_t cb = [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& k) {
-      if (ev == nlohmann::json::parse_event_t::key && depth == 1 && repeated.empty() && k.is_string()) {
-        const auto& name = k.get_ref<const std::string&>();
-        if (std::find(keys.begin(), keys.end(), name) != keys.end()) repeated = name;
-        else keys.push_back(name);
-      }
-      return true;
-    };
-    const nlohmann::json again = nlohmann::json::parse(rec, cb, false);  // for the callback
-    (void)again;
-    return fmt::format("key '{}' appears more than once in the object, so which value is meant is unknown",
-                       snippet(repeated, 64));
-  }
-  return "";
-}
-
 /// Rejected rows of one input file (phase 1) or one partition (phase 2): a segment of
 /// quarantine.jsonl, written by whichever rank handles it and concatenated in a fixed order.
 /// A row's content is stored as `fields` (canonical field -> value, as OutputMasker lets it

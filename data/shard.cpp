@@ -97,14 +97,42 @@ void attr_int(hid_t loc, const std::string& name, int64_t val) {
   check(H5Awrite(a, H5T_NATIVE_INT64, &val), name);
 }
 
+// Elements of the 1-D dataset `ds`, checked against the bytes the file holds for it before
+// anything is allocated: a corrupt header must not make a reader allocate terabytes, nor read
+// a dataset of another rank into a 1-D buffer (HDF5 would write past its end).
+hsize_t checked_length(hid_t ds, const std::string& name, const std::string& file) {
+  if (ds < 0) throw DataError("shard '" + file + "' has an unreadable dataset '" + name + "' (corrupt file?)");
+  H space(H5Dget_space(ds), H5Sclose);
+  const int rank = space < 0 ? -1 : H5Sget_simple_extent_ndims(space);
+  if (rank != 1)
+    throw DataError("shard '" + file + "' dataset '" + name + "' has " + std::to_string(rank) +
+                    " dimensions, expected 1 (corrupt file?)");
+  hsize_t n = 0;
+  H5Sget_simple_extent_dims(space, &n, nullptr);
+  if (n == 0) return 0;
+  H type(H5Dget_type(ds), H5Tclose);
+  H dcpl(H5Dget_create_plist(ds), H5Pclose);
+  H fid(H5Iget_file_id(ds), H5Fclose);
+  hsize_t file_bytes = 0;
+  const size_t elem = type < 0 ? 0 : H5Tget_size(type);
+  const hsize_t stored = H5Dget_storage_size(ds);
+  const bool filtered = dcpl >= 0 && H5Pget_nfilters(dcpl) > 0;
+  // Unfiltered data takes `elem` bytes per element; deflate packs at most ~1032:1.
+  const long double have =
+      (long double)(fid >= 0 && H5Fget_filesize(fid, &file_bytes) >= 0 ? std::min(stored, file_bytes) : stored) *
+      (filtered ? 1100.0L : 1.0L);
+  if (elem == 0 || (long double)n * (long double)elem > have)
+    throw DataError("shard '" + file + "' dataset '" + name + "' claims " + std::to_string(n) +
+                    " elements but the file holds " + std::to_string(stored) + " bytes for it (corrupt file?)");
+  return n;
+}
+
 template <typename T>
 std::vector<T> read_vec(hid_t loc, const std::string& name, const std::string& file) {
   if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0)
     throw DataError("shard '" + file + "' lacks dataset '" + name + "'");
   H ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
-  H space(H5Dget_space(ds), H5Sclose);
-  hsize_t n = 0;
-  H5Sget_simple_extent_dims(space, &n, nullptr);
+  const hsize_t n = checked_length(ds, name, file);
   std::vector<T> v(n);
   if (n) check(H5Dread(ds, h5type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), name);
   return v;
@@ -114,9 +142,8 @@ std::vector<std::string> read_strings(hid_t loc, const std::string& name, const 
   if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0)
     throw DataError("shard '" + file + "' lacks dataset '" + name + "'");
   H ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
+  const hsize_t n = checked_length(ds, name, file);
   H space(H5Dget_space(ds), H5Sclose);
-  hsize_t n = 0;
-  H5Sget_simple_extent_dims(space, &n, nullptr);
   std::vector<char*> ptrs(n);
   H t = str_type();
   std::vector<std::string> out;
@@ -285,10 +312,22 @@ ShardContents read_shard(const std::filesystem::path& path, const std::vector<st
     a.target_ts = read_vec<int64_t>(f, g + "target_ts", file);
     a.purchase_offsets = read_vec<int64_t>(f, g + "purchase_offsets", file);
     a.purchase_category = read_vec<int32_t>(f, g + "purchase_category", file);
-    if (a.input_offsets.size() != a.user.size() + 1 || a.text_offsets.size() != a.user.size() + 1 ||
-        a.target_offsets.size() != a.user.size() + 1 ||
-        a.purchase_offsets.size() != a.user.size() + 1 ||
-        a.input_offsets.back() != int64_t(a.input_item.size()))
+    // Every reader indexes the arrays through the offsets: each family's offsets must start
+    // at 0, never decrease and end at the length of every array they index.
+    auto family_ok = [&](const std::vector<int64_t>& off, std::initializer_list<size_t> lengths) {
+      if (off.size() != a.user.size() + 1 || off.front() != 0) return false;
+      for (size_t i = 1; i < off.size(); ++i)
+        if (off[i] < off[i - 1]) return false;
+      for (size_t n : lengths)
+        if (n != uint64_t(off.back())) return false;
+      return true;
+    };
+    if (!family_ok(a.input_offsets, {a.input_item.size(), a.input_category.size(), a.input_event.size(),
+                                     a.input_gap.size(), a.input_price.size(), a.input_ts.size()}) ||
+        !family_ok(a.text_offsets, {a.text_tokens.size()}) ||
+        !family_ok(a.target_offsets, {a.target_item.size(), a.target_category.size(), a.target_event.size(),
+                                      a.target_ts.size()}) ||
+        !family_ok(a.purchase_offsets, {a.purchase_category.size()}))
       throw DataError("shard '" + file + "' split '" + kSplitNames[s] +
                       "' has inconsistent offsets (corrupt file?)");
   }
@@ -301,10 +340,7 @@ hsize_t dataset_length(hid_t loc, const std::string& name, const std::string& fi
   if (H5Lexists(loc, name.c_str(), H5P_DEFAULT) <= 0)
     throw DataError("shard '" + file + "' lacks dataset '" + name + "'");
   H ds(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose);
-  H space(H5Dget_space(ds), H5Sclose);
-  hsize_t n = 0;
-  H5Sget_simple_extent_dims(space, &n, nullptr);
-  return n;
+  return checked_length(ds, name, file);
 }
 
 // Elements at `coords`, in that order.
@@ -361,6 +397,15 @@ const std::vector<Family>& families() {
   return f;
 }
 
+// Length of the shortest array a family indexes: the bound of its offsets.
+template <typename Extents>
+uint64_t family_length(const Family& fam, const Extents& extents) {
+  uint64_t n = UINT64_MAX;
+  for (auto& [name, member] : fam.i32) n = std::min<uint64_t>(n, extents.at(name).length);
+  for (auto& [name, member] : fam.i64) n = std::min<uint64_t>(n, extents.at(name).length);
+  return n;
+}
+
 }  // namespace
 
 ShardSplitReader::ShardSplitReader(std::filesystem::path path, const std::string& split)
@@ -405,11 +450,14 @@ ShardSplitReader::ShardSplitReader(std::filesystem::path path, const std::string
     e.offset = off == HADDR_UNDEF ? 0 : uint64_t(off);
     if (H5Pget_layout(dcpl) != H5D_CONTIGUOUS || H5Tequal(type, native) <= 0 || (n > 0 && off == HADDR_UNDEF))
       raw_ = false;
+    e.length = checked_length(ds, full, file);
     extents_[name] = e;
   };
   probe("user", H5T_NATIVE_INT32);
   for (const Family& fam : families()) {
     probe(fam.offsets, H5T_NATIVE_INT64);
+    if (int64_t(extents_.at(fam.offsets).length) != rows_ + 1)
+      throw DataError("shard '" + file + "' split '" + split_ + "' has inconsistent offsets (corrupt file?)");
     for (auto& [name, member] : fam.i32) probe(name, H5T_NATIVE_INT32);
     for (auto& [name, member] : fam.i64) probe(name, H5T_NATIVE_INT64);
   }
@@ -506,6 +554,8 @@ SplitArrays ShardSplitReader::read_rows_raw(const std::vector<int64_t>& u) const
       int64_t b[2];
       pread_full(fd, b, 16, oe.offset + uint64_t(u[i]) * 8, file);
       if (b[1] < b[0]) throw DataError("shard '" + file + "' has decreasing " + fam.offsets + " (corrupt file?)");
+      if (b[0] < 0 || uint64_t(b[1]) > family_length(fam, extents_))
+        throw DataError("shard '" + file + "' has " + fam.offsets + " past the arrays they index (corrupt file?)");
       lo[i] = b[0];
       hi[i] = b[1];
       oo.push_back(oo.back() + (b[1] - b[0]));
@@ -557,6 +607,8 @@ SplitArrays ShardSplitReader::read_rows_hdf5(const std::vector<int64_t>& u) cons
     for (size_t i = 0; i < u.size(); ++i) {
       const int64_t lo = b[2 * i], hi = b[2 * i + 1];
       if (hi < lo) throw DataError("shard '" + file + "' has decreasing " + fam.offsets + " (corrupt file?)");
+      if (lo < 0 || uint64_t(hi) > family_length(fam, extents_))
+        throw DataError("shard '" + file + "' has " + fam.offsets + " past the arrays they index (corrupt file?)");
       if (hi > lo) ranges.emplace_back(hsize_t(lo), hsize_t(hi));
       oo.push_back(oo.back() + (hi - lo));
     }

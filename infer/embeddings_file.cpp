@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <initializer_list>
 
 #include "core/error.h"
 #include "data/manifest.h"
@@ -49,7 +50,22 @@ EmbeddingsFile read_embeddings(const std::string& path, bool items, bool head) {
     }
   }
   std::vector<hsize_t> dims;
+  // Shapes are checked here, once: every consumer indexes rows as [i * dim, (i + 1) * dim).
+  auto shape = [&](const std::string& what, size_t rank, std::initializer_list<int64_t> want) {
+    bool ok = dims.size() == rank;
+    size_t k = 0;
+    for (int64_t w : want) {
+      if (ok && w >= 0 && int64_t(dims[k]) != w) ok = false;
+      ++k;
+    }
+    if (!ok) {
+      std::string got;
+      for (size_t i = 0; i < dims.size(); ++i) got += (i ? " x " : "") + std::to_string(dims[i]);
+      throw DataError(path + ": " + what + " has shape [" + got + "], which does not fit the export (corrupt file?)");
+    }
+  };
   e.x = h5::read_float(f, "embedding", &dims);
+  shape("/embedding", 2, {});
   e.n = int64_t(dims.at(0));
   e.dim = int64_t(dims.at(1));
   e.user_id = h5::read_strings(f, "user_id");
@@ -77,18 +93,27 @@ EmbeddingsFile read_embeddings(const std::string& path, bool items, bool head) {
   finite(e.x, e.dim, "/embedding");
   if (items && h5::exists(f, "item_embedding")) {
     e.items = h5::read_float(f, "item_embedding", &dims);
+    shape("/item_embedding", 2, {-1, e.dim});
     e.n_items = int64_t(dims.at(0));
     e.item_id = h5::read_strings(f, "item_id");
+    if (int64_t(e.item_id.size()) != e.n_items)
+      throw DataError(path + ": /item_id and /item_embedding differ in length (corrupt file?)");
   }
   if (head && h5::exists(f, "head")) {
     h5::H g = h5::open_group(f, "head");
     e.w1 = h5::read_float(g, "W1", &dims);
+    shape("/head/W1", 2, {-1, e.dim});
     e.head_hidden = int64_t(dims.at(0));
-    e.b1 = h5::read_float(g, "b1");
+    e.b1 = h5::read_float(g, "b1", &dims);
+    shape("/head/b1", 1, {e.head_hidden});
     e.w2 = h5::read_float(g, "W2", &dims);
+    shape("/head/W2", 2, {-1, e.head_hidden});
     e.head_targets = int64_t(dims.at(0));
-    e.b2 = h5::read_float(g, "b2");
+    e.b2 = h5::read_float(g, "b2", &dims);
+    shape("/head/b2", 1, {e.head_targets});
     e.head_target = h5::read_strings(g, "target");
+    if (int64_t(e.head_target.size()) != e.head_targets)
+      throw DataError(path + ": /head/target and /head/W2 differ in length (corrupt file?)");
     e.head_activation = h5::attr_str(g, "activation");
     finite(e.w1, e.dim, "/head/W1");
     finite(e.b1, 1, "/head/b1");

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "core/error.h"
+
 namespace portrait::infer::h5 {
 
 void check(int64_t rc, const std::string& what) {
@@ -313,13 +315,34 @@ std::vector<hsize_t> dataset_dims(hid_t loc, const std::string& name) {
 }
 
 namespace {
+// A corrupt header must not make a reader allocate far more than the file can hold: the
+// elements of a stored (not virtual) dataset take at least `elem` bytes each uncompressed,
+// and deflate packs at most ~1032:1.
+void check_stored_size(hid_t ds, const std::string& name, long double elements) {
+  H dcpl(H5Dget_create_plist(ds), H5Pclose);
+  if (dcpl < 0 || H5Pget_layout(dcpl) == H5D_VIRTUAL || elements == 0) return;
+  H type(H5Dget_type(ds), H5Tclose);
+  H fid(H5Iget_file_id(ds), H5Fclose);
+  hsize_t file_bytes = 0;
+  const hsize_t stored = H5Dget_storage_size(ds);
+  const long double have = (long double)(fid >= 0 && H5Fget_filesize(fid, &file_bytes) >= 0
+                                             ? std::min(stored, file_bytes) : stored) *
+                           (H5Pget_nfilters(dcpl) > 0 ? 1100.0L : 1.0L);
+  const size_t elem = type < 0 ? 0 : H5Tget_size(type);
+  if (elem == 0 || elements * (long double)elem > have)
+    throw DataError("dataset /" + name + " claims " + std::to_string((unsigned long long)elements) +
+                    " elements but the file holds " + std::to_string(stored) + " bytes for it (corrupt file?)");
+}
+
 template <class T>
 std::vector<T> read_any(hid_t loc, const std::string& name, hid_t mtype, std::vector<hsize_t>* out) {
   auto dims = dataset_dims(loc, name);
-  hsize_t n = 1;
-  for (auto d : dims) n *= d;
-  std::vector<T> v(n);
+  long double total = 1;
+  for (auto d : dims) total *= (long double)d;
   H ds = checked(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose, "cannot open dataset " + name);
+  check_stored_size(ds, name, total);
+  const hsize_t n = hsize_t(total);
+  std::vector<T> v(n);
   if (n) check(H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), "read " + name);
   if (out) *out = dims;
   return v;
@@ -339,8 +362,12 @@ std::vector<int32_t> read_i32(hid_t loc, const std::string& name, std::vector<hs
 std::vector<std::string> read_strings(hid_t loc, const std::string& name) {
   H ds = checked(H5Dopen2(loc, name.c_str(), H5P_DEFAULT), H5Dclose, "cannot open dataset " + name);
   H space(H5Dget_space(ds), H5Sclose);
+  // A list of strings is 1-D: HDF5 would write the whole of a 2-D dataset into n pointers.
+  if (const int nd = H5Sget_simple_extent_ndims(space); nd != 1)
+    throw DataError("dataset /" + name + " has " + std::to_string(nd) + " dimensions, expected 1 (corrupt file?)");
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space, &n, nullptr);
+  check_stored_size(ds, name, (long double)n);
   H ft(H5Dget_type(ds), H5Tclose);
   std::vector<std::string> out(n);
   if (!n) return out;

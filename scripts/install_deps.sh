@@ -8,9 +8,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PORTRAIT_VENV:-$ROOT/.venv}"
 
-# Keep this list in step with scripts/gpu_fetch_debs.sh (the GPU machine has no registries).
+# Keep this list in step with scripts/gpu_fetch_debs.sh (the GPU machine has no registries),
+# except the clang line: the sanitizer + fuzz job (scripts/sanitize.sh) runs on CI machines
+# only. clang-14's libFuzzer and ASan/UBSan runtimes (libclang_rt.fuzzer/asan/ubsan*.a) are in
+# libclang-rt-14-dev, which clang only recommends; llvm-14 has llvm-symbolizer (stack traces).
 APT_PACKAGES=(
   cmake ninja-build pkg-config ccache g++
+  clang-14 libclang-rt-14-dev llvm-14
   libyaml-cpp-dev libsentencepiece-dev
   libhdf5-dev hdf5-tools
   libgtest-dev libgmock-dev libgloo-dev

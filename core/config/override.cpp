@@ -277,10 +277,21 @@ std::vector<Node> expand_function(Parser& p, const std::string& s, const std::st
     bool ints = true;
     for (const auto& a : args) ints = ints && a.is_int();
     std::vector<Node> out;
-    for (double x = start; step > 0 ? x < stop : x > stop; x += step) {
-      out.push_back(ints ? Node::integer(static_cast<int64_t>(x)) : Node::floating(x));
-      if (out.size() > 100000) p.fail("range() too long");
+    if (ints) {  // exact integer steps: int64 bounds do not survive a round trip through double
+      const __int128 b = args.size() == 1 ? 0 : args[0].as_int(), e = args[args.size() == 1 ? 0 : 1].as_int(),
+                     st = args.size() == 3 ? args[2].as_int() : 1;
+      for (__int128 x = b; st > 0 ? x < e : x > e; x += st) {
+        out.push_back(Node::integer(int64_t(x)));
+        if (out.size() > 100000) p.fail("range() too long");
+      }
+    } else {
+      for (double x = start; step > 0 ? x < stop : x > stop; x += step) {
+        out.push_back(Node::floating(x));
+        if (out.size() > 100000) p.fail("range() too long");
+      }
     }
+    // An empty sweep would leave the override without a value.
+    if (out.empty()) p.fail("range() gives no values (start must be below stop for a positive step, above it for a negative one)");
     return out;
   }
   throw UsageError(fmt::format("Error parsing override '{}': unknown function '{}'; supported "
@@ -364,7 +375,7 @@ std::string value_to_override_text(const Node& v) {
       const std::string& s = v.as_string();
       Node typed = type_cli_primitive(s);
       bool plain = typed.is_string() && !s.empty() &&
-                   s.find_first_of(",[]{}()='\"\\: ") == std::string::npos;
+                   s.find_first_of(",[]{}()='\"\\: \t\n\r\v\f") == std::string::npos;  // unquoted text loses its whitespace
       if (plain) return s;
       std::string out = "'";
       for (char c : s) {

@@ -244,8 +244,21 @@ void emit(const Node& n, int indent, std::string& out) {
   std::string pad(indent, ' ');
   if (n.is_map()) {
     for (const auto& [k, v] : n.items()) {
-      out += pad + key_yaml(k) + ":";
-      emit_value_after_key(v, indent, out);
+      const std::string key = key_yaml(k);
+      if (key.size() <= 1000) {
+        out += pad + key + ":";
+        emit_value_after_key(v, indent, out);
+        continue;
+      }
+      // YAML limits implicit keys ("key: value") to 1024 characters, so a longer key would
+      // not load back: write it as an explicit key ("? key" then ": value").
+      out += pad + "? " + key + "\n" + pad + ":";
+      if (v.is_scalar() || v.size() == 0) {
+        emit_value_after_key(v, indent, out);
+      } else {
+        out += "\n";
+        emit(v, indent + 2, out);
+      }
     }
   } else if (n.is_list()) {
     for (const auto& e : n.elements()) {

@@ -98,6 +98,20 @@ TEST(OverrideGrammar, CommaListsAndChoiceAndRangeAreSweeps) {
   EXPECT_FALSE(parse_override("x=[1,2]").is_sweep());
 }
 
+TEST(OverrideGrammar, EmptyAndInt64EdgeRangesAreCleanErrorsOrExact) {
+  // Found by fuzz_override: range(10,2) gave an empty sweep whose front() was read (UB), and
+  // integer bounds went through double (a cast out of int64's range near its limits).
+  EXPECT_THROW(parse_override("a=range(10,2)"), UsageError);
+  EXPECT_THROW(parse_override("a=range(0)"), UsageError);
+  EXPECT_THROW(parse_override("a=range(1,5,-1)"), UsageError);
+  Override r = parse_override("a=range(9223372036854775805,9223372036854775807)");
+  ASSERT_EQ(r.sweep.size(), 2u);
+  EXPECT_EQ(r.sweep[1].as_int(), 9223372036854775806);
+  Override d = parse_override("a=range(3,0,-1)");
+  ASSERT_EQ(d.sweep.size(), 3u);
+  EXPECT_EQ(d.sweep[2].as_int(), 1);
+}
+
 TEST(OverrideGrammar, InterpolationsStayVerbatimForLaterResolution) {
   Node v = parse_override_value("${model.d_model}");
   EXPECT_TRUE(v.is_interpolation());
@@ -114,7 +128,9 @@ TEST(OverrideGrammar, MalformedOverridesAreUsageErrors) {
 }
 
 TEST(OverrideGrammar, ValuesRenderBackToOverrideSyntax) {
-  for (const char* t : {"12", "'a b'", "[1,'x,y']", "{a:1}", "true", "null"}) {
+  // "'\t'" and "[' x\n']": found by fuzz_override (whitespace other than ' ' was written
+  // unquoted, and unquoted text loses it).
+  for (const char* t : {"12", "'a b'", "[1,'x,y']", "{a:1}", "true", "null", "'\t'", "[' x\n']", "'\ra'"}) {
     Node v = parse_override_value(t);
     EXPECT_TRUE(parse_override_value(value_to_override_text(v)) == v) << t;
   }

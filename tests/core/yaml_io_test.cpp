@@ -91,5 +91,27 @@ TEST(YamlEmit, RoundTripKeepsTypesAndQuotesAmbiguousStrings) {
   EXPECT_TRUE(back == n) << y;
 }
 
+TEST(YamlEmit, KeysLongerThanYamlsImplicitKeyLimitRoundTrip) {
+  // Found by fuzz_compose: a key over 1024 characters was written as "key: value", which YAML
+  // (and yaml-cpp) refuse to read back ("illegal map value").
+  const std::string long_key(1500, 'k');
+  Node n = Node::map();
+  n[long_key] = Node::string("a");
+  n["short"] = Node::integer(1);
+  Node inner = Node::map();
+  inner[long_key + "x"] = Node::integer(2);
+  inner["y"] = Node::list();
+  inner["y"].push_back(Node::integer(3));
+  n["nested"] = inner;
+  Node list_val = Node::list();
+  list_val.push_back(Node::string("p"));
+  list_val.push_back(inner);
+  n[long_key + "list"] = list_val;
+  n[long_key + "map"] = inner;
+  const std::string y = to_yaml(n);
+  Node back = load_yaml_string(y, "long.yaml");
+  EXPECT_TRUE(back == n) << y.substr(0, 400);
+}
+
 }  // namespace
 }  // namespace portrait::cfg

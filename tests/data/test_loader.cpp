@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include <hdf5.h>
+
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/loader.h"
@@ -372,4 +374,57 @@ TEST(Loader, RefusesMissingExtraAndForeignShardsNamingTheFile) {
   fs::remove_all(a);
   fs::remove_all(b);
   fs::remove_all(tmp);
+}
+
+TEST(Loader, CorruptDatasetShapesAndOffsetsAreDataErrorsBeforeAnyAllocation) {
+  // Found by fuzz_shard: dataset sizes came from the file's header unchecked (a 38 KB file made
+  // read_shard allocate 12 TB; a 2-D dataset was read into a buffer sized for its first
+  // dimension, so HDF5 wrote past its end), and offsets past the arrays they index sized
+  // read_rows' buffers before being checked (text_offsets were not checked at all).
+  auto d = fs::temp_directory_path() / ("portrait_corrupt_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  const fs::path src = list_shards(shard_dir()).front();
+  auto fresh = [&](const char* name) {
+    const fs::path p = d / name;
+    fs::copy_file(src, p, fs::copy_options::overwrite_existing);
+    return p;
+  };
+  {  // train/user as a 4 x 3 matrix
+    const fs::path p = fresh("two_d.h5");
+    hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    ASSERT_GE(H5Ldelete(f, "train/user", H5P_DEFAULT), 0);
+    hsize_t dims[2] = {4, 3};
+    hid_t sp = H5Screate_simple(2, dims, nullptr);
+    hid_t ds = H5Dcreate2(f, "train/user", H5T_NATIVE_INT32, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    std::vector<int32_t> v(12, 0);
+    ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, v.data()), 0);
+    H5Dclose(ds);
+    H5Sclose(sp);
+    H5Fclose(f);
+    EXPECT_THROW(read_shard(p), portrait::DataError);
+    EXPECT_THROW(ShardSplitReader(p, "train"), portrait::DataError);
+  }
+  {  // the last text offset of `train` far past /train/text_tokens
+    const fs::path p = fresh("offsets.h5");
+    hid_t f = H5Fopen(p.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    hid_t ds = H5Dopen2(f, "train/text_offsets", H5P_DEFAULT);
+    hid_t sp = H5Dget_space(ds);
+    hsize_t n = 0;
+    H5Sget_simple_extent_dims(sp, &n, nullptr);
+    std::vector<int64_t> off(n);
+    ASSERT_GE(H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data()), 0);
+    off.back() = int64_t(1) << 40;
+    ASSERT_GE(H5Dwrite(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, off.data()), 0);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    H5Fclose(f);
+    EXPECT_THROW(read_shard(p), portrait::DataError);
+    ShardSplitReader r(p, "train");
+    ASSERT_GT(r.rows(), 0);
+    EXPECT_THROW(r.read_rows({r.rows() - 1}), portrait::DataError);
+  }
+  fs::remove_all(d);
 }
