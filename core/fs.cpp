@@ -8,20 +8,82 @@
 #include <cerrno>
 #include <cstring>
 
+#include <csignal>
 #include <cstdio>
+#include <mutex>
+#include <set>
 #include <fstream>
 #include <memory>
 #include <stdexcept>
 #include <system_error>
 
 #include "core/error.h"
+#include "core/log.h"
 
 namespace portrait {
+
+[[noreturn]] void throw_write_error(std::string_view what, const fs::path& path, int err) {
+  std::string msg = std::string(what) + " " + path.string() + ": " + std::strerror(err);
+  if (err == ENOSPC || err == EDQUOT || err == EFBIG)
+    msg += " (the filesystem or quota is full, or the file exceeds the size limit: free space there or "
+           "write the output elsewhere; the unfinished file was removed and nothing was left under its final name)";
+  throw std::runtime_error(msg);
+}
+
+const std::string& host_name() {
+  static const std::string h = [] {
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return std::string("localhost");
+    std::string s(buf);
+    for (char& c : s)
+      if (c == '/' || c == '@') c = '_';
+    return s;
+  }();
+  return h;
+}
+
+std::string temp_suffix() { return ".tmp." + std::to_string(::getpid()) + "@" + host_name(); }
+
+int sweep_stale_temps(const fs::path& dir) {
+  static std::mutex mu;
+  static std::set<std::string> swept;
+  std::error_code ec;
+  const fs::path key = fs::weakly_canonical(dir.empty() ? fs::path(".") : dir, ec);
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    if (!swept.insert(key.string()).second) return 0;  // once per directory and process
+  }
+  int removed = 0;
+  for (auto it = fs::directory_iterator(key, ec); !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const size_t t = name.rfind(".tmp.");
+    if (t == std::string::npos) continue;
+    const std::string owner = name.substr(t + 5);  // "<pid>@<host>"
+    const size_t at = owner.find('@');
+    if (at == std::string::npos || owner.substr(at + 1) != host_name()) continue;  // another machine's
+    long pid = 0;
+    try {
+      size_t used = 0;
+      pid = std::stol(owner.substr(0, at), &used);
+      if (used != at) continue;
+    } catch (...) {
+      continue;
+    }
+    if (pid <= 0 || pid == long(::getpid())) continue;
+    if (::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;  // alive (or not ours to judge)
+    std::error_code rm;
+    fs::remove_all(it->path(), rm);
+    if (!rm) ++removed;
+  }
+  if (removed > 0)
+    PLOG_INFO("removed {} unfinished temporary file(s) of stopped processes in {}", removed, key.string());
+  return removed;
+}
+
 namespace {
 
 fs::path temp_name_for(const fs::path& final_path) {
-  return final_path.parent_path() /
-         (final_path.filename().string() + ".tmp." + std::to_string(::getpid()));
+  return final_path.parent_path() / (final_path.filename().string() + temp_suffix());
 }
 
 void fsync_path(const fs::path& p) {
@@ -29,6 +91,33 @@ void fsync_path(const fs::path& p) {
   if (fd >= 0) {
     ::fsync(fd);
     ::close(fd);
+  }
+}
+
+// A full disk shows up as a failed write(), or only at fsync()/close() when the filesystem
+// allocates lazily; every one of them is checked, or a truncated file is renamed into place.
+void fsync_file_checked(const fs::path& p) {
+  int fd = ::open(p.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_write_error("cannot reopen", p, errno);
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    throw_write_error("cannot flush", p, err);
+  }
+  ::close(fd);
+}
+
+void write_all(int fd, std::string_view bytes, const fs::path& p) {
+  const char* d = bytes.data();
+  size_t left = bytes.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, d, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_write_error("cannot write", p, errno);
+    }
+    d += n;
+    left -= size_t(n);
   }
 }
 
@@ -51,12 +140,15 @@ struct MdCtxDeleter {
 void write_file_atomic(const fs::path& path, std::string_view content) {
   if (path.has_parent_path()) fs::create_directories(path.parent_path());
   AtomicOutput out(path);
-  {
-    std::ofstream f(out.temp_path(), std::ios::binary | std::ios::trunc);
-    if (!f) throw std::runtime_error("cannot write " + out.temp_path().string());
-    f.write(content.data(), static_cast<std::streamsize>(content.size()));
-    if (!f) throw std::runtime_error("write failed for " + out.temp_path().string());
+  const int fd = ::open(out.temp_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw_write_error("cannot create", out.temp_path(), errno);
+  try {
+    write_all(fd, content, out.temp_path());
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
+  if (::close(fd) != 0) throw_write_error("cannot write", out.temp_path(), errno);
   out.commit();
 }
 
@@ -86,6 +178,7 @@ std::string read_file(const fs::path& path) {
 AtomicOutput::AtomicOutput(fs::path final_path)
     : final_(std::move(final_path)), temp_(temp_name_for(final_)) {
   if (final_.has_parent_path()) fs::create_directories(final_.parent_path());
+  sweep_stale_temps(final_.parent_path());
 }
 
 AtomicOutput::~AtomicOutput() {
@@ -97,10 +190,56 @@ AtomicOutput::~AtomicOutput() {
 
 void AtomicOutput::commit() {
   if (committed_) return;
-  fsync_path(temp_);
+  fsync_file_checked(temp_);
   fs::rename(temp_, final_);  // throws fs::filesystem_error naming both paths
   committed_ = true;
   fsync_path(final_.has_parent_path() ? final_.parent_path() : fs::path("."));
+}
+
+AtomicDir::AtomicDir(fs::path final_path) : final_(std::move(final_path)) {
+  temp_ = final_.parent_path() / ("." + final_.filename().string() + temp_suffix());
+  std::error_code ec;
+  if (final_.has_parent_path()) fs::create_directories(final_.parent_path());
+  sweep_stale_temps(final_.parent_path());
+  fs::remove_all(temp_, ec);  // a stale one of a process that had this pid
+  fs::create_directories(temp_);
+}
+
+AtomicDir::~AtomicDir() {
+  if (!committed_) {
+    std::error_code ec;
+    fs::remove_all(temp_, ec);
+  }
+}
+
+void AtomicDir::commit() {
+  if (committed_) return;
+  for (const auto& e : fs::directory_iterator(temp_))
+    if (e.is_regular_file()) fsync_file_checked(e.path());
+  fsync_path(temp_);
+  const fs::path old = final_.parent_path() / ("." + final_.filename().string() + ".old" + temp_suffix());
+  std::error_code ec;
+  fs::remove_all(old, ec);
+  const bool replace = fs::exists(final_);
+  if (replace) fs::rename(final_, old);
+  fs::rename(temp_, final_);
+  committed_ = true;
+  if (replace) fs::remove_all(old, ec);
+  fsync_path(final_.has_parent_path() ? final_.parent_path() : fs::path("."));
+}
+
+AtomicStream::AtomicStream(fs::path final_path) : file_(std::move(final_path)) {
+  f_.open(file_.temp_path(), std::ios::binary | std::ios::trunc);
+  if (!f_) throw_write_error("cannot create", file_.temp_path(), errno);
+}
+
+void AtomicStream::commit() {
+  errno = 0;
+  f_.flush();
+  const bool ok = bool(f_);
+  f_.close();  // sets failbit when the last flush fails
+  if (!ok || f_.fail()) throw_write_error("cannot write", file_.temp_path(), errno != 0 ? errno : EIO);
+  file_.commit();
 }
 
 void fsync_dir(const fs::path& dir) { fsync_path(dir.empty() ? fs::path(".") : dir); }

@@ -1,9 +1,11 @@
 // Files that never look complete unless they are: every output is written under a temporary
 // name in the same directory and renamed into place (rename is atomic on POSIX), so a crash
-// leaves either the old file, nothing, or a "*.tmp.<pid>" that is obviously unfinished.
+// leaves either the old file, nothing, or a "*.tmp.<pid>@<host>" that is obviously unfinished
+// (and removed by the next writer in that directory once its process is gone).
 #pragma once
 
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -37,6 +39,64 @@ class AtomicOutput {
   fs::path final_, temp_;
   bool committed_ = false;
 };
+
+/// A directory of outputs (a model, a checkpoint) built under a hidden temporary name beside
+/// `final_path` (".<name>.tmp.<pid>") and renamed into place by `commit()`. Destroyed without
+/// commit (an exception: a full disk, a failed write), it removes the temporary directory, so
+/// a failed save neither leaves a half-written copy nor keeps the disk full.
+class AtomicDir {
+ public:
+  explicit AtomicDir(fs::path final_path);  ///< creates the (empty) temporary directory
+  ~AtomicDir();
+  AtomicDir(const AtomicDir&) = delete;
+  AtomicDir& operator=(const AtomicDir&) = delete;
+
+  const fs::path& temp_path() const { return temp_; }
+  const fs::path& final_path() const { return final_; }
+  /// fsyncs every file (a failure throws), then replaces `final_path` with the directory.
+  void commit();
+
+ private:
+  fs::path final_, temp_;
+  bool committed_ = false;
+};
+
+/// A streamed output (CSV, JSONL) written to its temporary name through `out()`. A failed
+/// write leaves the stream failed and is reported by `commit()`, which closes the stream
+/// (checking the final flush) before renaming; destroyed without commit, it removes the
+/// temporary file. Large outputs stream instead of being built in memory first.
+class AtomicStream {
+ public:
+  explicit AtomicStream(fs::path final_path);
+  std::ostream& out() { return f_; }
+  template <class T>
+  AtomicStream& operator<<(const T& v) {
+    f_ << v;
+    return *this;
+  }
+  void commit();
+
+ private:
+  AtomicOutput file_;
+  std::ofstream f_;
+};
+
+/// ".tmp.<pid>@<host>": the suffix of this process's temporary outputs. The owner in the name
+/// lets a later writer tell a dead process's leftovers (a kill, a crash, a power cut) from a
+/// live one's, also on a filesystem shared by several machines.
+std::string temp_suffix();
+/// This machine's name as used in temp_suffix().
+const std::string& host_name();
+
+/// Removes the temporaries in `dir` (not recursive) left by processes of this machine that no
+/// longer run; others' and live ones are kept. Once per directory and process: every
+/// AtomicOutput / AtomicDir calls it for its directory, so a rerun cleans up what a killed run
+/// left (a 2 GB synth temp, a half checkpoint). Returns the number removed.
+int sweep_stale_temps(const fs::path& dir);
+
+/// Throws std::runtime_error "<what> <path>: <strerror(err)>", with a hint to free space when
+/// `err` says the disk, a quota or the file size limit is full.
+[[noreturn]] void throw_write_error(std::string_view what, const fs::path& path, int err);
 
 /// An exclusive advisory lock (flock) on `<dir>/.portrait.lock`, held for the object's life:
 /// two commands writing into one output directory would interleave their files (two preps

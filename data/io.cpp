@@ -3,6 +3,7 @@
 #include <glob.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <stdexcept>
 
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/fs.h"
 #include "data/text.h"
 
 namespace portrait::data {
@@ -159,18 +161,20 @@ void TextWriter::flush() {
   bool ok;
   if (gzip_) ok = gzwrite(gz_, buf_.data(), unsigned(buf_.size())) == int(buf_.size());
   else ok = std::fwrite(buf_.data(), 1, buf_.size(), f_) == buf_.size();
-  if (!ok) throw std::runtime_error("write failed for '" + out_.temp_path().string() + "' (disk full?)");
+  if (!ok) throw_write_error("cannot write", out_.temp_path(), errno != 0 ? errno : EIO);
   buf_.clear();
 }
 
 void TextWriter::commit() {
   flush();
   if (gzip_) {
-    if (gzclose(gz_) != Z_OK) throw std::runtime_error("cannot finish '" + out_.temp_path().string() + "'");
+    const int rc = gzclose(gz_);
     gz_ = nullptr;
+    if (rc != Z_OK) throw_write_error("cannot write", out_.temp_path(), errno != 0 ? errno : EIO);
   } else {
-    if (std::fclose(f_) != 0) throw std::runtime_error("cannot finish '" + out_.temp_path().string() + "'");
+    const int rc = std::fclose(f_);
     f_ = nullptr;
+    if (rc != 0) throw_write_error("cannot write", out_.temp_path(), errno != 0 ? errno : EIO);
   }
   out_.commit();
 }

@@ -436,13 +436,14 @@ class SpillFile {
   }
   void flush() {
     if (!buf_.empty() && std::fwrite(buf_.data(), 1, buf_.size(), f_) != buf_.size())
-      throw std::runtime_error("write failed for spill file " + path_.string() + " (disk full?)");
+      throw_write_error("cannot write spill file", path_, errno != 0 ? errno : EIO);
     buf_.clear();
   }
   void close() {
     flush();
-    if (std::fclose(f_) != 0) throw std::runtime_error("cannot close spill file " + path_.string());
+    const int rc = std::fclose(f_);
     f_ = nullptr;
+    if (rc != 0) throw_write_error("cannot write spill file", path_, errno != 0 ? errno : EIO);
     std::string().swap(buf_);
   }
 
@@ -882,9 +883,12 @@ PrepSummary run_prep(const PrepParams& p) {
     remove_prep_manifest(out_dir);
   }
   // Work directory shared by the ranks (spills, per-rank statistics, output segments).
-  std::string work_name = fmt::format(".prep.{}.{}", ::getpid(),
-                                      std::chrono::steady_clock::now().time_since_epoch().count());
+  // Named like every temporary (".tmp.<pid>@<host>"), so the next run in this directory removes
+  // it when this process was killed before its cleanup ran.
+  std::string work_name = fmt::format(".prep.{}{}", std::chrono::steady_clock::now().time_since_epoch().count(),
+                                      temp_suffix());
   if (rank == 0) {
+    sweep_stale_temps(out_dir);
     fs::remove_all(out_dir / work_name);
     fs::create_directories(out_dir / work_name);
   }

@@ -18,6 +18,15 @@
 namespace portrait::data {
 namespace {
 
+// libhdf5 1.10 closes every file still in its ID table from an atexit handler. A file whose
+// close failed (a full disk at the final flush) stays there in a broken state, and that handler
+// then segfaults after an orderly error exit. Every file is closed by RAII before exit anyway,
+// so the handler has nothing to do: turn it off before the library initialises.
+[[maybe_unused]] const bool kHdf5NoAtexit = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 // The Debian HDF5 build is not guaranteed thread-safe: serialize all calls.
 std::mutex& h5_mutex() {
   static std::mutex m;
@@ -224,10 +233,8 @@ ShardWriter::~ShardWriter() {
   if (file_ >= 0) H5Fclose(hid_t(file_));
 }
 
-void ShardWriter::write_split(int s, const SplitArrays& a) {
-  if (s != next_split_) throw std::logic_error("ShardWriter: splits must be written in order");
-  std::lock_guard<std::mutex> lk(h5_mutex());
-  const hid_t f = hid_t(file_);
+namespace {
+void write_split_arrays(hid_t f, int s, const SplitArrays& a) {
   H g(H5Gcreate2(f, kSplitNames[s], H5P_DEFAULT, untimed(H5P_GROUP_CREATE), H5P_DEFAULT), H5Gclose);
   write_vec(g, "user", a.user);
   write_vec(g, "input_offsets", a.input_offsets);
@@ -246,16 +253,41 @@ void ShardWriter::write_split(int s, const SplitArrays& a) {
   write_vec(g, "target_ts", a.target_ts);
   write_vec(g, "purchase_offsets", a.purchase_offsets);
   write_vec(g, "purchase_category", a.purchase_category);
+}
+}  // namespace
+
+void ShardWriter::write_split(int s, const SplitArrays& a) {
+  if (s != next_split_) throw std::logic_error("ShardWriter: splits must be written in order");
+  std::lock_guard<std::mutex> lk(h5_mutex());
+  errno = 0;
+  try {
+    write_split_arrays(hid_t(file_), s, a);
+  } catch (const std::runtime_error& e) {
+    // HDF5 reports "write failed"; errno still holds why (a full disk, a size limit).
+    if (errno == ENOSPC || errno == EFBIG || errno == EDQUOT) throw_write_error("cannot write", out_->temp_path(), errno);
+    throw std::runtime_error(out_->temp_path().string() + ": " + e.what());
+  }
   ++next_split_;
 }
+
+
 
 void ShardWriter::commit() {
   if (next_split_ != kNumSplits) throw std::logic_error("ShardWriter: commit before every split was written");
   {
     std::lock_guard<std::mutex> lk(h5_mutex());
-    check(H5Fflush(hid_t(file_), H5F_SCOPE_GLOBAL), "flush");
-    H5Fclose(hid_t(file_));
+    // A full disk often shows only in the final flush or close; a file whose close failed
+    // must not be renamed into place (the temporary one is removed by out_'s destructor).
+    errno = 0;
+    const herr_t flushed = H5Fflush(hid_t(file_), H5F_SCOPE_GLOBAL);
+    const herr_t closed = H5Fclose(hid_t(file_));
     file_ = -1;
+    if ((flushed < 0 || closed < 0) && (errno == ENOSPC || errno == EFBIG || errno == EDQUOT))
+      throw_write_error("cannot write", out_->temp_path(), errno);
+    if (flushed < 0 || closed < 0)
+      throw std::runtime_error("cannot write " + out_->temp_path().string() +
+                               ": HDF5 could not flush or close it (is the disk or quota full? free space there or "
+                               "write the output elsewhere; the unfinished file was removed)");
   }
   out_->commit();
 }

@@ -25,6 +25,7 @@
 #include "data/shard.h"
 #include "infer/h5.h"
 #include "kernels/device.h"
+#include "models/memory_budget.h"
 #include "models/batch.h"
 #include "models/checkpoint.h"
 
@@ -135,7 +136,7 @@ class PartWriter {
       h5::set_attr(file_, "complete", int64_t{1});
       emb_.reset();
       ids_.reset();
-      file_.reset();
+      h5::close_file(file_, out_->temp_path());
       out_->commit();
       out_.reset();
       ++finished_;
@@ -317,6 +318,13 @@ EmbedSummary run_embed(const EmbedParams& p) {
   lp.prefetch = 1;
   lp.max_targets = 1;
   data::Loader loader(lp);
+  {
+    // Before the first batch is allocated: an absurd embed.batch_size fails here with its key.
+    const int64_t rows = std::min<int64_t>(p.batch_size, std::max<int64_t>(loader.num_users(), 1));
+    const int64_t avail = device.is_cuda() ? int64_t(cuda_free_memory_bytes(device.index())) : available_host_memory_bytes();
+    check_memory_budget(estimate_infer_memory(model.cfg, rows), avail,
+                        device.is_cuda() ? device.str() : "this machine's memory");
+  }
   // The model's embedding tables are indexed by these shards' token ids: another prep's
   // vocabulary would embed every user with other items' vectors, silently.
   {
@@ -514,6 +522,7 @@ EmbedSummary run_embed(const EmbedParams& p) {
       h5::set_attr(f, "created_utc", h5::utc_now());
       h5::set_attr(f, "torch_version", std::string(TORCH_VERSION));
       h5::set_attr(f, "complete", int64_t{1});
+      h5::close_file(f, ao.temp_path());
     }
     ao.commit();
     if (p.stitch == "consolidate") {

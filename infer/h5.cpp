@@ -11,6 +11,15 @@
 
 namespace portrait::infer::h5 {
 
+// libhdf5 1.10 closes every file still in its ID table from an atexit handler. A file whose
+// close failed (a full disk at the final flush) stays there in a broken state, and that handler
+// then segfaults after an orderly error exit. Every file is closed by RAII before exit anyway,
+// so the handler has nothing to do: turn it off before the library initialises.
+[[maybe_unused]] const bool kHdf5NoAtexit = [] {
+  H5dont_atexit();
+  return true;
+}();
+
 void check(int64_t rc, const std::string& what) {
   if (rc < 0) throw std::runtime_error(what + ": HDF5 error");
 }
@@ -37,6 +46,16 @@ H create_file(const std::filesystem::path& path) {
   H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
   return checked(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl), H5Fclose,
                  "cannot create " + path.string());
+}
+
+void close_file(H& file, const std::filesystem::path& path) {
+  if (!file.valid()) return;
+  const herr_t flushed = H5Fflush(file.get(), H5F_SCOPE_LOCAL);
+  const herr_t closed = file.close_checked();
+  if (flushed < 0 || closed < 0)
+    throw std::runtime_error("cannot write " + path.string() +
+                             ": HDF5 could not flush or close it (is the disk or quota full? free space there or "
+                             "write the output elsewhere; the unfinished file was removed)");
 }
 
 H open_file(const std::filesystem::path& path, bool writable) {

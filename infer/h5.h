@@ -46,6 +46,14 @@ class H {
     if (id_ >= 0 && close_) close_(id_);
     id_ = -1;
   }
+  /// Closes now and returns the close function's status (negative: the close failed, e.g. the
+  /// final flush of a file hit a full disk). The handle is invalid afterwards either way.
+  herr_t close_checked() {
+    herr_t rc = 0;
+    if (id_ >= 0 && close_) rc = close_(id_);
+    id_ = -1;
+    return rc;
+  }
 
  private:
   hid_t id_ = -1;
@@ -56,6 +64,10 @@ class H {
 void check(int64_t rc, const std::string& what);
 
 H create_file(const std::filesystem::path& path);  ///< truncates
+/// Flushes and closes a file written through `file` (every object in it already closed) and
+/// throws, naming `path`, when either fails: a full disk often shows only here, and a file
+/// whose close failed must not be renamed into place.
+void close_file(H& file, const std::filesystem::path& path);
 H open_file(const std::filesystem::path& path, bool writable = false);
 /// true when `path` is an HDF5 file that opens (used to validate finished part files).
 bool is_hdf5(const std::filesystem::path& path);

@@ -1,6 +1,10 @@
 // `portrait profile`: see profile.h.
 #include "infer/profile.h"
 
+#include <sys/wait.h>
+
+#include <cstring>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -362,7 +366,15 @@ ProfileSummary run_profile(const ProfileParams& p) {
       } catch (...) {
       }
       if (tail.size() > 2000) tail = tail.substr(tail.size() - 2000);
-      throw std::runtime_error(fmt::format("profile: report script failed (exit {}): {}\n{}", rc, cmd, tail));
+      // std::system returns a wait status: say what it means, not the raw number (256 = exit 1).
+      std::string how;
+      if (rc == -1) how = "could not be started";
+      else if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127) how = "was not found (exit status 127: is profile.python right?)";
+      else if (WIFEXITED(rc)) how = fmt::format("exited with status {}", WEXITSTATUS(rc));
+      else if (WIFSIGNALED(rc)) how = fmt::format("was killed by signal {} ({})", WTERMSIG(rc), strsignal(WTERMSIG(rc)));
+      else how = fmt::format("failed (wait status {})", rc);
+      throw std::runtime_error(fmt::format("profile: the report script {}: {}\n{}{}", how, cmd, tail,
+                                           tail.empty() ? "" : "\n(the whole log: " + log.string() + ")"));
     }
     sum.html = html.string();
     sum.report_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();

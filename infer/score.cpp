@@ -128,7 +128,9 @@ ScoreSummary run_score(const ScoreParams& p) {
         throw DataError("score: non-finite " + std::string(what) + " computed from " + p.embeddings +
                         "; nothing was written. Check the model and re-run `portrait embed`.");
   };
+  // Both outputs are renamed into place only when both are complete (see search.cpp).
   AtomicOutput ao(dir / "scores.h5");
+  std::optional<AtomicStream> top_csv;
   {
     h5::H f = h5::create_file(ao.temp_path());
     tag_derived_file(f, kScoresFormat, e, p.config_yaml);
@@ -176,8 +178,7 @@ ScoreSummary run_score(const ScoreParams& p) {
         if (ti[o] >= 0) require_finite(&tp[o], 1, "top-m probability");
       h5::H g = h5::create_group(f, "top");
       std::vector<std::string> ids(ti.size());
-      std::ofstream csv(dir / "top_audiences.csv");
-      if (!csv) throw std::runtime_error("cannot write " + (dir / "top_audiences.csv").string());
+      auto& csv = top_csv.emplace(dir / "top_audiences.csv");
       csv << "target,rank,user_id,probability\n";
       for (int64_t c = 0; c < C; ++c)
         for (int j = 0; j < m; ++j) {
@@ -201,7 +202,9 @@ ScoreSummary run_score(const ScoreParams& p) {
       h5::check(ds.get(), "create top/user_id");
       h5::check(H5Dwrite(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), "write top/user_id");
     }
+    h5::close_file(f, ao.temp_path());
   }
+  if (top_csv) top_csv->commit();
   ao.commit();
   sum.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   PLOG_INFO("score: {} users x {} heads -> {}", N, C, p.output_dir);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -119,12 +120,6 @@ void topk(const float* q, int64_t nq, const float* db, int64_t n, int d, const k
   k::topk_cpu(q, nq, db, n, d, tp, scores, ids);
 }
 
-std::ofstream open_out(const std::filesystem::path& p) {
-  std::ofstream o(p);
-  if (!o) throw std::runtime_error("cannot write " + p.string());
-  return o;
-}
-
 }  // namespace
 
 SearchSummary run_search(const SearchParams& p) {
@@ -156,7 +151,10 @@ SearchSummary run_search(const SearchParams& p) {
   std::filesystem::create_directories(dir);
   SearchSummary sum;
   sum.output_dir = p.output_dir;
+  // Every output is written under a temporary name and renamed only when all of them are
+  // complete: a failure (a full disk) leaves the previous outputs, never a mix.
   AtomicOutput ao(dir / "search.h5");
+  std::optional<AtomicStream> look_csv, look_jl, rec_csv, rec_jl;
   h5::H f = h5::create_file(ao.temp_path());
   tag_derived_file(f, kSearchFormat, e, p.config_yaml);
   h5::set_attr(f, "metric", p.metric);
@@ -203,8 +201,8 @@ SearchSummary run_search(const SearchParams& p) {
     std::vector<std::string> uid;
     std::vector<int64_t> rows;
     std::vector<float> scores;
-    auto csv = open_out(dir / "lookalikes.csv");
-    auto jl = open_out(dir / "lookalikes.jsonl");
+    auto& csv = look_csv.emplace(dir / "lookalikes.csv");
+    auto& jl = look_jl.emplace(dir / "lookalikes.jsonl");
     csv << "rank,user_id,score\n";
     for (int i = 0; i < p.top_k; ++i) {
       if (ids[size_t(i)] < 0) break;
@@ -252,8 +250,8 @@ SearchSummary run_search(const SearchParams& p) {
     h5::H sp(H5Screate_simple(2, dims, nullptr), H5Sclose);
     h5::H ds_item(H5Dcreate2(g, "item", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
     h5::H ds_score = h5::create_float(g, "score", {hsize_t(Q), hsize_t(K)}, {false, 0, 0});
-    auto csv = open_out(dir / "recommendations.csv");
-    auto jl = open_out(dir / "recommendations.jsonl");
+    auto& csv = rec_csv.emplace(dir / "recommendations.csv");
+    auto& jl = rec_jl.emplace(dir / "recommendations.jsonl");
     csv << "user_id,rank,item_id,score\n";
     std::vector<float> qbuf, sc;
     std::vector<int64_t> ids, ex_off, ex_ids;
@@ -302,7 +300,9 @@ SearchSummary run_search(const SearchParams& p) {
       }
     }
   }
-  f.reset();
+  h5::close_file(f, ao.temp_path());
+  for (auto* s : {&look_csv, &look_jl, &rec_csv, &rec_jl})
+    if (*s) (*s)->commit();
   ao.commit();
   sum.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   PLOG_INFO("search: {} lookalikes from {} seeds, recommendations for {} users -> {}", sum.lookalikes,

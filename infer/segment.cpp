@@ -240,6 +240,7 @@ SegmentSummary run_segment(const SegmentParams& p) {
     h5::set_attr(f, "previous", p.previous.empty() ? std::string() : std::filesystem::absolute(p.previous).string());
     h5::set_attr(f, "matching", p.matching);
     h5::set_attr(f, "match_similarity", sum.match_similarity);
+    h5::close_file(f, ao.temp_path());
   }
   ao.commit();
   sum.output = p.output;

@@ -27,6 +27,25 @@ int cuda_device_count() {
 #endif
 }
 
+long long cuda_free_memory_bytes(int device) {
+#if PORTRAIT_WITH_CUDA
+  if (device < 0 || device >= cuda_device_count()) return -1;
+  int prev = 0;
+  if (cudaGetDevice(&prev) != cudaSuccess) prev = device;
+  size_t free = 0, total = 0;
+  const bool ok = cudaSetDevice(device) == cudaSuccess && cudaMemGetInfo(&free, &total) == cudaSuccess;
+  cudaSetDevice(prev);
+  if (!ok) {
+    (void)cudaGetLastError();
+    return -1;
+  }
+  return static_cast<long long>(free);
+#else
+  (void)device;
+  return -1;
+#endif
+}
+
 std::string cuda_runtime_version() {
 #if PORTRAIT_WITH_CUDA
   int v = 0;

@@ -10,6 +10,9 @@ namespace portrait {
 /// Number of usable CUDA devices; 0 when built without CUDA, with no driver, or no device.
 int cuda_device_count();
 
+/// Free memory on CUDA device `device` in bytes (cudaMemGetInfo); -1 without CUDA or device.
+long long cuda_free_memory_bytes(int device);
+
 /// CUDA runtime version linked in, e.g. "13.0"; "none" when built without CUDA.
 std::string cuda_runtime_version();
 

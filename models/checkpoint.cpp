@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -130,25 +131,26 @@ void check_finite_weights(const ModelBundle& m, const std::string& source) {
   check("temperature", m.temperature->named_parameters());
 }
 
+void save_archive(torch::serialize::OutputArchive& ar, const fs::path& path) {
+  std::ostringstream os(std::ios::binary);
+  ar.save_to(os);
+  write_file_atomic(path, os.view());
+}
+
 void save_model(const ModelBundle& m, const fs::path& dir) {
-  fs::path tmp = dir.string() + ".tmp." + std::to_string(::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  AtomicDir out(dir);  // removed again if anything below throws (a full disk)
   {
     torch::serialize::OutputArchive ar;
     save_model_weights(m, ar);
-    ar.save_to((tmp / "model.pt").string());
+    save_archive(ar, out.temp_path() / "model.pt");
   }
   nlohmann::json j = m.meta;
   j["format"] = kModelFormat;
   j["format_version"] = kModelFormatVersion;
   j["config"] = model_config_to_json(m.cfg);
-  j["checksums"] = checksum_files(tmp, {"model.pt"});
-  write_file_atomic(tmp / "model.json", j.dump(2) + "\n");
-  fs::path old = dir.string() + ".old." + std::to_string(::getpid());
-  if (fs::exists(dir)) fs::rename(dir, old);
-  fs::rename(tmp, dir);
-  fs::remove_all(old);
+  j["checksums"] = checksum_files(out.temp_path(), {"model.pt"});
+  write_file_atomic(out.temp_path() / "model.json", j.dump(2) + "\n");
+  out.commit();
 }
 
 ModelBundle load_model(const fs::path& dir, const torch::Device& device) {

@@ -8,8 +8,9 @@
 //   <dir>/model.pt     torch::serialize archive with sub-archives "encoder", "head",
 //                       "temperature"
 //
-// Written into "<dir>.tmp.<pid>" and renamed, so a crash never leaves a directory that looks
-// complete; model.json is checked (format tag and version) on load, model.pt against its
+// Built in a hidden ".<dir>.tmp.<pid>@<host>" (core/fs.h AtomicDir) from archives serialised in
+// memory and written with checked writes, then renamed: a crash or a full disk never leaves a
+// directory that looks complete, nor a half-written copy; model.json is checked (format tag and version) on load, model.pt against its
 // recorded sha256 (a flipped bit would otherwise load silently and embed everyone as NaN),
 // and every weight must be finite.
 #pragma once
@@ -66,6 +67,10 @@ void check_finite_weights(const ModelBundle& m, const std::string& source);
 /// Writes `m`'s parameters into / reads them from an archive (used by the trainer's own
 /// checkpoints too).
 void save_model_weights(const ModelBundle& m, torch::serialize::OutputArchive& ar);
+/// Writes an archive to `path` through write_file_atomic: torch serialises into memory and
+/// every byte that reaches the disk is checked, so a full disk is a clear exception naming the
+/// file (torch's own file writer aborts the process from a destructor instead).
+void save_archive(torch::serialize::OutputArchive& ar, const std::filesystem::path& path);
 void load_model_weights(ModelBundle& m, torch::serialize::InputArchive& ar);
 
 }  // namespace portrait

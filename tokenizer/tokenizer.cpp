@@ -1,5 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
+#include <cctype>
+
 #include <sentencepiece_processor.h>
 #include <sentencepiece_trainer.h>
 
@@ -57,6 +59,39 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 
+std::string sentencepiece_message_in_config_keys(const std::string& message, const std::string& prefix) {
+  // SentencePiece trainer flag -> the key under `prefix` that sets it (tokenizer/train.cpp).
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"vocab_size", "vocab_size"},
+      {"character_coverage", "character_coverage"},
+      {"model_type", "model_type"},
+      {"byte_fallback", "byte_fallback"},
+      {"user_defined_symbols", "special_tokens"},
+      {"num_threads", "num_threads"},
+      {"max_sentence_length", "max_sentence_length"},
+  };
+  std::string out = message;
+  for (const auto& [flag, key] : kFlags) {
+    const std::string full = prefix + "." + key;
+    const std::string f(flag);
+    for (size_t at = 0; (at = out.find(f, at)) != std::string::npos;) {
+      size_t begin = at, end = at + f.size();
+      const auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.'; };
+      if ((end < out.size() && word(out[end])) || (begin > 0 && word(out[begin - 1]))) {
+        at = end;
+        continue;  // part of another word
+      }
+      while (begin > 0 && out[begin - 1] == '-') --begin;  // "--vocab_size"
+      std::string repl = full;
+      const std::string opt = " option";
+      if (out.compare(end, opt.size(), opt) == 0) end += opt.size();  // "... with --x option"
+      out.replace(begin, end - begin, repl);
+      at = begin + repl.size();
+    }
+  }
+  return out;
+}
+
 Tokenizer Tokenizer::train(const std::vector<std::string>& sentences,
                            const TokenizerTrainParams& p) {
   if (p.model_type != "unigram" && p.model_type != "bpe")
@@ -104,7 +139,9 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& sentences,
   VectorIterator it(use);
   std::string proto;
   auto st = sentencepiece::SentencePieceTrainer::Train(kw, &it, &proto);
-  if (!st.ok()) throw std::runtime_error("SentencePiece training failed: " + st.ToString());
+  if (!st.ok())
+    throw std::runtime_error("tokenizer training failed: " +
+                             sentencepiece_message_in_config_keys(st.ToString(), p.config_prefix));
   return from_serialized(std::move(proto));
 }
 

@@ -38,7 +38,13 @@ struct TokenizerTrainParams {
   int64_t max_sentences = 2000000;     ///< deterministic sample cap (by hash of the text)
   int max_sentence_length = 4192;      ///< bytes; longer sentences are truncated for training
   uint64_t seed = 1234;                ///< seeds the deterministic sentence sample
+  std::string config_prefix = "tokenizer";  ///< where these keys live in the config (errors name
+                                            ///< e.g. prep.tokenizer.vocab_size, not --vocab_size)
 };
+
+/// SentencePiece's message with its trainer flags ("--vocab_size", "character_coverage") named
+/// as the config keys under `prefix` that set them ("prep.tokenizer.vocab_size").
+std::string sentencepiece_message_in_config_keys(const std::string& message, const std::string& prefix);
 
 class Tokenizer {
  public:

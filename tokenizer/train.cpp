@@ -19,6 +19,7 @@ void read_tokenizer_train_params(cfg::Section& s, TokenizerTrainParams& p) {
   int64_t seed = int64_t(p.seed);
   s.read("seed", seed, int64_t{0});
   p.seed = uint64_t(seed);
+  p.config_prefix = s.path();
 }
 
 TokenizerCommandParams tokenizer_params_from_config(const cfg::Node& root) {

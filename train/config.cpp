@@ -46,6 +46,7 @@ TrainParams train_params_from_config(const cfg::Node& root) {
   s.read("warmup_steps", p.warmup_steps, int64_t{0});
   s.read("min_lr_ratio", p.min_lr_ratio, 0.0, 1.0);
   s.read("steps", p.steps, int64_t{1});
+  s.read("epochs", p.epochs, 0.0, 1e6);
   s.read("batch_size", p.batch_size, int64_t{2}, int64_t{1} << 24);
   s.read("grad_accum", p.grad_accum, int64_t{1}, int64_t{4096});
   s.read("grad_clip", p.grad_clip, 0.0, 1e9);
@@ -93,6 +94,14 @@ TrainParams train_params_from_config(const cfg::Node& root) {
                         "'; allowed: train, val, test");
   s.read("eval_ks", p.eval_ks);
   s.read("eval_exclude_seen", p.eval_exclude_seen);
+  s.read("select_best", p.select_best);
+  s.read("patience", p.patience, int64_t{0});
+  if ((p.select_best || p.patience > 0) && p.eval_every == 0)
+    throw ConfigError("config key 'train.select_best' / 'train.patience' choose among the periodic val "
+                      "evaluations, but train.eval_every is 0; set train.eval_every=N (e.g. 100)");
+  if (p.patience > 0 && !p.select_best)
+    throw ConfigError("config key 'train.patience' = " + std::to_string(p.patience) +
+                      " stops on the val metric, which exports the best weights: set train.select_best=true too");
   for (int64_t k : p.eval_ks)
     if (k < 1) throw ConfigError("config key 'train.eval_ks' must hold positive cut-offs");
   s.read("ckpt_every", p.ckpt_every, int64_t{0});
@@ -157,7 +166,9 @@ void prune_checkpoints(const fs::path& run_dir, int64_t keep) {
   fs::path dir = run_dir / "checkpoints";
   if (!fs::is_directory(dir, ec)) return;
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind(".tmp.", 0) == 0) fs::remove_all(e.path(), ec);
+    if (const std::string n = e.path().filename().string();
+        n.rfind(".tmp.", 0) == 0 || (n.rfind(".step_", 0) == 0 && n.find(".tmp.") != std::string::npos))
+      fs::remove_all(e.path(), ec);  // unfinished saves (older builds named them .tmp.step_*)
 }
 
 }  // namespace portrait::train

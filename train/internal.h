@@ -2,6 +2,8 @@
 // offline evaluation driver). Not needed by the CLI: include train/trainer.h there.
 #pragma once
 
+#include <atomic>
+
 #include <torch/torch.h>
 
 #include <string>
@@ -43,6 +45,10 @@ ParamSplit split_param_groups(const ModelBundle& m);
 EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const std::string& split,
                           int64_t max_users, int64_t batch_size, const std::vector<int64_t>& ks,
                           const std::vector<int64_t>& popularity, const std::vector<double>& base_rate,
-                          const torch::Device& device, bool bf16, int64_t step = 0, bool exclude_seen = false);
+                          const torch::Device& device, bool bf16, int64_t step = 0, bool exclude_seen = false,
+                          const std::atomic<int>* stop = nullptr);
+
+/// Thrown by evaluate_split when `*stop` becomes non-zero (a stop signal) between batches.
+struct EvalInterrupted {};
 
 }  // namespace portrait::train

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <sstream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -22,6 +23,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/progress.h"
+#include "kernels/device.h"
+#include "models/memory_budget.h"
 #include "tokenizer/tokenizer.h"
 #include "train/internal.h"
 #include "dist/context.h"
@@ -272,6 +275,39 @@ struct Position {
   int64_t epoch = 0, offset = 0;  ///< global samples consumed in `epoch`
 };
 
+/// train.select_best: the weights of the best periodic val evaluation so far (rank 0 only),
+/// serialised in memory; written into every checkpoint as best.pt.
+struct BestWeights {
+  int64_t step = -1;        ///< -1 = none yet
+  double value = -1;        ///< the val metric at `step`
+  int64_t evals_since = 0;  ///< periodic evals since `step` without a better value
+  std::string metric;       ///< e.g. "recall@10"
+  std::string weights;      ///< a model.pt archive
+
+  /// Records evaluation `value` of the current weights `m` at `step`; true when it is the best.
+  bool offer(int64_t at, double v, const ModelBundle& m) {
+    if (step >= 0 && !(v > value)) {
+      ++evals_since;
+      return false;
+    }
+    torch::serialize::OutputArchive ar;
+    save_model_weights(m, ar);
+    std::ostringstream os(std::ios::binary);
+    ar.save_to(os);
+    weights = std::move(os).str();
+    step = at;
+    value = v;
+    evals_since = 0;
+    return true;
+  }
+  void restore_into(ModelBundle& m, const torch::Device& device) const {
+    std::istringstream is(weights, std::ios::binary);
+    torch::serialize::InputArchive ar;
+    ar.load_from(is, device);
+    load_model_weights(m, ar);
+  }
+};
+
 void save_rng(const fs::path& path) {
   torch::serialize::OutputArchive ar;
   {
@@ -286,7 +322,7 @@ void save_rng(const fs::path& path) {
       ar.write("cuda" + std::to_string(i), gen.get_state());
     }
   }
-  ar.save_to(path.string());
+  save_archive(ar, path);
 }
 
 void load_rng(const fs::path& path) {
@@ -312,27 +348,38 @@ void load_rng(const fs::path& path) {
 
 fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const ModelBundle& m,
                          torch::optim::Optimizer& opt, const nlohmann::json& state,
-                         const std::string& config_yaml, int64_t keep) {
+                         const std::string& config_yaml, int64_t keep, const BestWeights& best) {
   const fs::path dir = run_dir / "checkpoints";
   fs::create_directories(dir);
-  const std::string name = checkpoint_name(step);
-  const fs::path tmp = dir / (".tmp." + name + "." + std::to_string(::getpid()));
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
+  const fs::path final_dir = dir / checkpoint_name(step);
+  // Built in a hidden temporary directory that is removed again if any write fails (a full
+  // disk): a failed save leaves the previous checkpoints as they were and no half-written
+  // copy that keeps the disk full.
+  AtomicDir out(final_dir);
+  const fs::path tmp = out.temp_path();
   {
     torch::serialize::OutputArchive ar;
     save_model_weights(m, ar);
-    ar.save_to((tmp / "model.pt").string());
+    save_archive(ar, tmp / "model.pt");
   }
-  torch::save(opt, (tmp / "optimizer.pt").string());
+  {
+    std::ostringstream os(std::ios::binary);
+    torch::save(opt, os);
+    write_file_atomic(tmp / "optimizer.pt", os.view());
+  }
   save_rng(tmp / "rng.pt");
   write_file_atomic(tmp / "config.yaml", config_yaml);
+  std::vector<std::string> files{"model.pt", "optimizer.pt", "rng.pt", "config.yaml"};
   nlohmann::json st = state;
-  st["checksums"] = checksum_files(tmp, {"model.pt", "optimizer.pt", "rng.pt", "config.yaml"});
+  if (best.step >= 0) {  // train.select_best: the best weights so far survive a crash too
+    write_file_atomic(tmp / "best.pt", best.weights);
+    files.push_back("best.pt");
+    st["best"] = {{"step", best.step}, {"value", best.value}, {"evals_since", best.evals_since},
+                  {"metric", best.metric}};
+  }
+  st["checksums"] = checksum_files(tmp, files);
   write_file_atomic(tmp / "state.json", st.dump(2) + "\n");  // last: marks completeness
-  const fs::path final_dir = dir / name;
-  if (fs::exists(final_dir)) fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
+  out.commit();
   prune_checkpoints(run_dir, keep);
   return final_dir;
 }
@@ -412,7 +459,8 @@ double finite_or_nan(double v) { return std::isfinite(v) ? v : std::numeric_limi
 EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const std::string& split,
                           int64_t max_users, int64_t batch_size, const std::vector<int64_t>& ks,
                           const std::vector<int64_t>& popularity, const std::vector<double>& base_rate,
-                          const torch::Device& device, bool bf16, int64_t step, bool exclude_seen) {
+                          const torch::Device& device, bool bf16, int64_t step, bool exclude_seen,
+                          const std::atomic<int>* stop) {
   data::LoaderParams lp;
   lp.shard_dir = shard_dir;
   lp.split = split;
@@ -445,6 +493,10 @@ EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const st
   data::Batch raw;
   int64_t seen = 0;
   while ((max_users <= 0 || seen < max_users) && loader.next(raw)) {
+    if (stop && stop->load() != 0) {
+      m.train(was_training);
+      throw EvalInterrupted{};
+    }
     data::Batch b = fit_batch(raw, m.cfg);
     seen += b.rows;
     torch::Tensor user;
@@ -535,7 +587,8 @@ torch::Tensor grad_fingerprint(const std::vector<torch::Tensor>& params) {
 
 }  // namespace
 
-TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::shared_ptr<dist::DistContext> job) {
+TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::shared_ptr<dist::DistContext> job) {
+  TrainParams p = params;  // train.epochs resolves p.steps once the data is known
   if (p.threads > 0) at::set_num_threads(int(p.threads));
   const bool distributed = job && job->distributed();
   const int world = distributed ? job->world_size() : 1, rank = distributed ? job->rank() : 0;
@@ -584,6 +637,13 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   }
   data::Loader& loader = *loader_ptr;
   const int64_t G = p.batch_size * world;
+  if (p.epochs > 0) {
+    const double per_epoch = double(loader.batches_per_epoch()) / double(p.grad_accum);
+    p.steps = std::max<int64_t>(1, int64_t(std::ceil(p.epochs * per_epoch - 1e-9)));
+    if (rank == 0)
+      PLOG_INFO("train.epochs={}: {} optimizer steps ({:.1f} per epoch of {} users)", p.epochs, p.steps, per_epoch,
+                loader.num_users());
+  }
 
   // Model config from the data.
   ModelConfig mc = p.model;
@@ -595,6 +655,15 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   if (loader.text_len() > 0 && mc.max_text_tokens > 0 && fs::exists(tok_path))
     mc.n_text_tokens = tok::Tokenizer::load(tok_path).vocab_size();
   mc.validate();
+  {
+    // Before anything of the model's size is allocated: an absurd size fails here with its key.
+    const int64_t rows = std::min<int64_t>(p.batch_size, std::max<int64_t>(loader.num_users() / world, 1));
+    const int64_t in_batch = rows * world * mc.max_events + p.loss.uniform_negatives;
+    const bool full = p.loss.negatives == "full" || (p.loss.negatives == "auto" && mc.n_items <= in_batch);
+    const int64_t avail = device.is_cuda() ? int64_t(cuda_free_memory_bytes(device.index())) : available_host_memory_bytes();
+    check_memory_budget(estimate_train_memory(mc, rows, p.loss.uniform_negatives, full), avail,
+                        device.is_cuda() ? device.str() : "this machine's memory");
+  }
 
   TrainStats stats = compute_train_stats(p.shards, mc.n_items, mc.n_categories);
 
@@ -642,6 +711,8 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   sum.world = world;
   int64_t step = 0, nonfinite = 0;
   Position pos;
+  BestWeights best;
+  best.metric = "recall@" + std::to_string(p.eval_ks.empty() ? 10 : p.eval_ks[0]);
   fs::path resume_from;
   if (rank == 0) resume_from = pick_resume_checkpoint(p, run_dir);
   if (loss_pg) resume_from = loss_pg->broadcast_string("resume_from", resume_from.string());
@@ -668,6 +739,12 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
                       std::string(e.what_without_backtrace()).substr(0, 300) + ")");
     }
     check_finite_weights(m, (resume_from / "model.pt").string());
+    if (st.contains("best") && fs::exists(resume_from / "best.pt")) {
+      best.step = st["best"].value("step", int64_t{-1});
+      best.value = st["best"].value("value", -1.0);
+      best.evals_since = st["best"].value("evals_since", int64_t{0});
+      best.weights = read_file(resume_from / "best.pt");
+    }
     step = st.at("step");
     nonfinite = st.value("nonfinite_skipped", int64_t{0});
     pos.epoch = st.at("epoch");
@@ -730,14 +807,14 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   // collective, so no NCCL watchdog fires during long I/O).
   auto checkpoint = [&]() {
     fs::path out;
-    if (rank == 0) out = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last);
+    if (rank == 0) out = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last, best);
     barrier("checkpoint");
     return out;
   };
-  auto run_eval = [&](const std::string& split, int64_t max_users) {
+  auto run_eval = [&](const std::string& split, int64_t max_users, const std::atomic<int>* stop = nullptr) {
     EvalReport r = evaluate_split(m, p.shards, split, max_users, p.eval_batch_size, p.eval_ks,
                                   stats.item_positive_counts, stats.purchase_rate, device, bf16, step,
-                                  p.eval_exclude_seen);
+                                  p.eval_exclude_seen, stop);
     evals->write(r.to_json());
     return r;
   };
@@ -756,10 +833,10 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   double eval_seconds = 0;
   fs::path last_ckpt;
   int64_t last_ckpt_step = -1;
-  bool stop_requested = false;
+  bool stop_requested = false, early_stopped = false;
   const int restart_count = env.restart_count;
 
-  while (step < end_step && !stop_requested) {
+  while (step < end_step && !stop_requested && !early_stopped) {
     const int64_t next_step = step + 1;
     if (p.fault_kill_step == next_step && p.fault_kill_rank == rank && restart_count == 0) {
       PLOG_WARN("fault injection: rank {} kills itself at step {}", rank, next_step);
@@ -906,20 +983,33 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
       interval_flops = 0;
       t_interval = Clock::now();
     }
-    if (p.eval_every > 0 && step % p.eval_every == 0 && step < p.steps && !stop_requested) {
+    // With select_best the last step competes too (same users as the periodic evals).
+    if (p.eval_every > 0 && (step % p.eval_every == 0 || (p.select_best && step == p.steps)) &&
+        (step < p.steps || p.select_best) && !stop_requested) {
       auto t0 = Clock::now();
+      bool stop = false;
       if (rank == 0) {
         EvalReport r = run_eval("val", p.eval_max_users);
+        const double v = r.model.recall.empty() ? 0.0 : r.model.recall[0];
         PLOG_INFO("step {}: val Recall@{} {:.4f} (popularity {:.4f}), purchase AUC {:.4f} [{}]", step,
-                  r.model.ks.empty() ? 0 : r.model.ks[0], r.model.recall.empty() ? 0.0 : r.model.recall[0],
+                  r.model.ks.empty() ? 0 : r.model.ks[0], v,
                   r.popularity.recall.empty() ? 0.0 : r.popularity.recall[0], r.purchase.mean_auc,
                   ranking_protocol(r.model.n_items));
+        if (p.select_best && !best.offer(step, v, m))
+          stop = p.patience > 0 && best.evals_since >= p.patience && step < p.steps;
+      }
+      if (loss_pg) stop = loss_pg->broadcast_string("early_stop", stop ? "1" : "0") == "1";
+      if (stop) {
+        early_stopped = true;
+        if (rank == 0)
+          PLOG_INFO("step {}: no better val {} in {} evaluations (best {:.4f} at step {}): stopping (train.patience)",
+                    step, best.metric, best.evals_since, best.value, best.step);
       }
       barrier("eval");
       eval_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       t_interval += std::chrono::duration_cast<Clock::duration>(Clock::now() - t0);
     }
-    if ((p.ckpt_every > 0 && step % p.ckpt_every == 0) || step == end_step || stop_requested) {
+    if ((p.ckpt_every > 0 && step % p.ckpt_every == 0) || step == end_step || stop_requested || early_stopped) {
       last_ckpt = checkpoint();
       last_ckpt_step = step;
     }
@@ -939,24 +1029,45 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
               step, rank == 0 ? " to " + last_ckpt.string() : "");
     return sum;
   }
-  if (step < p.steps) {  // stopped early on purpose (stop_after): no artefact, no final eval
+  sum.early_stopped = early_stopped;
+  if (step < p.steps && !early_stopped) {  // stopped on purpose (stop_after): no artefact, no final eval
     if (rank == 0) PLOG_INFO("stopped after step {} (checkpoint {})", step, last_ckpt.string());
     return sum;
   }
 
   sum.model_dir = run_dir / "model";
+  if (rank == 0 && p.select_best && best.step >= 0) {
+    best.restore_into(m, device);
+    sum.selected_step = best.step;
+    PLOG_INFO("train.select_best: exporting the weights of step {} (val {} {:.4f}; last step {})", best.step,
+              best.metric, best.value, step);
+  }
   if (rank == 0) {
     m.meta = {{"tokenizer_sha256", stats.tokenizer_sha256},
               {"vocab_fingerprint", loader.vocab_fingerprint()},
               {"prep_run_id", loader.prep_run_id()},
               {"step", step},
+              {"selected_step", sum.selected_step >= 0 ? sum.selected_step : step},
               {"shards", p.shards},
               {"train_users", stats.users},
               {"seed", p.seed},
               {"world", world}};
     save_model(m, sum.model_dir);
+    if (p.fault_sigterm_at_final_eval) ::raise(SIGTERM);
     for (const auto& split : p.final_eval_splits) {
-      EvalReport r = run_eval(split, 0);
+      // The final evaluations run over every user and can take long: a stop signal ends them
+      // (the model is already saved; resuming the run repeats them).
+      EvalReport r;
+      try {
+        if (g_stop_signal.load() != 0) throw EvalInterrupted{};
+        r = run_eval(split, 0, &g_stop_signal);
+      } catch (const EvalInterrupted&) {
+        sum.interrupted = true;
+        PLOG_WARN("stop signal during the final evaluation of '{}': the model is saved in {}; the final "
+                  "evaluations were skipped (train.resume=auto in the same hydra.run.dir repeats them)",
+                  split, sum.model_dir.string());
+        break;
+      }
       sum.final_eval[split] = r.to_json();
       for (std::string line; const auto& c : r.table()) {
         if (c == '\n') {

@@ -6,8 +6,9 @@
 // What one run writes under run_dir:
 //   metrics.jsonl          one JSON object per logged step (losses, lr, users/s, tokens/s, MFU)
 //   eval.jsonl             one JSON object per evaluation (full ranking over all items)
-//   checkpoints/step_NNNNNNNNN/   model.pt, optimizer.pt, rng.pt, state.json, config.yaml
-//                          (written to checkpoints/.tmp.* then renamed; the last k kept)
+//   checkpoints/step_NNNNNNNNN/   model.pt, optimizer.pt, rng.pt, state.json, config.yaml and,
+//                          with train.select_best, best.pt (the best val weights so far);
+//                          written to a hidden temporary directory then renamed; the last k kept
 //   model/                 the inference artefact (models/checkpoint.h save_model)
 //
 // Objectives (each switchable and weighted under train.loss.*):
@@ -103,7 +104,9 @@ struct TrainParams {
   std::string schedule = "cosine";  ///< cosine | linear | constant (after linear warmup)
   int64_t warmup_steps = 50;     ///< linear warmup from lr/warmup to lr
   double min_lr_ratio = 0.1;     ///< the schedule ends at lr * min_lr_ratio
-  int64_t steps = 600;           ///< optimizer steps
+  int64_t steps = 600;           ///< optimizer steps (the schedule spans them)
+  double epochs = 0;             ///< > 0: steps = ceil(epochs x optimizer steps per epoch), so the
+                                 ///< training length follows the data's size; 0 = use `steps`
   int64_t batch_size = 64;       ///< users per micro-batch (per rank)
   int64_t grad_accum = 1;        ///< micro-batches per optimizer step
   double grad_clip = 1.0;        ///< max global grad norm; 0 = off
@@ -125,6 +128,10 @@ struct TrainParams {
   std::vector<std::string> final_eval_splits = {"val", "test"};  ///< splits evaluated at the end
   std::vector<int64_t> eval_ks = {10, 50};  ///< cut-offs for Recall@K / NDCG@K / HR@K
   bool eval_exclude_seen = false;  ///< rank only items outside the user's input (models/eval.h)
+  bool select_best = false;      ///< the exported model = the weights of the periodic val eval
+                                 ///< with the best Recall@eval_ks[0] (the last step competes)
+  int64_t patience = 0;          ///< with select_best: stop after this many periodic evals without
+                                 ///< a better val Recall; 0 = train all steps
   // ---- checkpoints / logging ----
   int64_t ckpt_every = 200;      ///< checkpoint every N steps (and at the end); 0 = end only
   int64_t keep_last = 3;         ///< checkpoints kept (older ones are pruned)
@@ -142,6 +149,7 @@ struct TrainParams {
   /// `fault_kill_rank` SIGKILLs itself at the start of step `fault_kill_step` (0 = off).
   int64_t fault_kill_step = 0;
   int64_t fault_kill_rank = 0;
+  bool fault_sigterm_at_final_eval = false;  ///< tests: SIGTERM arrives as the final evals start
 };
 
 /// Reads `train.*` (+ top-level `shards` and `seed`, and `model.*` via model_config_from).
@@ -157,6 +165,8 @@ struct TrainSummary {
   double users_per_s = 0, tokens_per_s = 0;
   std::string resumed_from;      ///< checkpoint path, "" = fresh
   bool interrupted = false;      ///< stopped by SIGTERM/SIGINT after a checkpoint
+  bool early_stopped = false;    ///< stopped by train.patience before train.steps
+  int64_t selected_step = -1;    ///< train.select_best: the step whose weights were exported
   int rank = 0, world = 1;
   std::filesystem::path model_dir;       ///< run_dir/model
   nlohmann::json final_eval = nlohmann::json::object();  ///< split -> eval record
@@ -178,7 +188,7 @@ TrainSummary run_train(const TrainParams& p, const std::filesystem::path& run_di
 double lr_at(const TrainParams& p, int64_t step);
 
 /// Complete checkpoints ("step_*" directories holding state.json) in run_dir/checkpoints,
-/// oldest first. Temporary ".tmp.*" directories are never listed.
+/// oldest first. Temporary (".step_*.tmp.*", older ".tmp.*") directories are never listed.
 std::vector<std::filesystem::path> list_checkpoints(const std::filesystem::path& run_dir);
 /// Deletes all but the newest `keep` checkpoints and any stale temporary directories.
 void prune_checkpoints(const std::filesystem::path& run_dir, int64_t keep);

@@ -125,6 +125,23 @@ TEST(Cli, MultirunRunsEachCombinationInItsOwnDirectory) {
   EXPECT_EQ(last.elements()[1].as_string(), "model=small");
 }
 
+// Defect 8 (disk full), through the real binary: prep used to segfault at exit after an HDF5
+// flush error. `ulimit -f` makes every write past 24 KiB fail (EFBIG, the path ENOSPC takes).
+TEST(Cli, AFullDiskIsAnErrorExitNamingTheFileNotACrash) {
+  testing::TempDir d;
+  const std::string bin = std::string(PORTRAIT_BINARY_DIR) + "/bin/portrait";
+  Result s = run("synth synth.users=150 synth.items=200 synth.days=20 synth.fault_fraction=0 synth.output_dir=" +
+                 (d.path() / "syn").string() + " hydra.run.dir=" + (d.path() / "r1").string());
+  ASSERT_EQ(s.code, 0) << s.out;
+  Result r = testing::run_shell("bash -c \"trap '' XFSZ; ulimit -f 24; PORTRAIT_HASH_KEY=cli-disk-full-key-0123456789 " +
+                                bin + " prep 'prep.input=[" + (d.path() / "syn/events_00000.csv").string() +
+                                "]' prep.output_dir=" + (d.path() / "out").string() +
+                                " hydra.run.dir=" + (d.path() / "r2").string() + "\"");
+  EXPECT_EQ(r.code, 1) << r.out;  // an error exit, not a signal (-1) or abort
+  EXPECT_NE(r.out.find("free space"), std::string::npos) << r.out;
+  EXPECT_FALSE(std::filesystem::exists(d.path() / "out" / "prep_manifest.json"));
+}
+
 TEST(Cli, SweepWithoutMultirunIsRejected) {
   Result r = run("demo seed=1,2");
   EXPECT_EQ(r.code, 2);

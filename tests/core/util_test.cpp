@@ -3,7 +3,11 @@
 #include <cmath>
 #include <fstream>
 #include <regex>
+#include <set>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include "common/file_size_limit.h"
 #include "config_fixture.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -51,6 +55,73 @@ TEST(AtomicFiles, UncommittedOutputNeverAppearsUnderItsFinalName) {
   std::ofstream(ok.temp_path()) << "full";
   ok.commit();
   EXPECT_EQ(read_file(p), "full");
+}
+
+// Defect 8 (disk full): every byte that reaches the disk is checked, and a failed output
+// leaves neither a file under its final name nor a temporary one.
+TEST(AtomicFiles, AFullDiskIsAnErrorNamingTheFileAndLeavesNothingBehind) {
+  testing::TempDir d;
+  const std::string big(1 << 20, 'x');
+  {
+    testing::FileSizeLimit full(64 << 10);
+    try {
+      write_file_atomic(d.path() / "a.json", big);
+      FAIL() << "a write past the file size limit succeeded";
+    } catch (const std::runtime_error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("a.json"), std::string::npos) << m;
+      EXPECT_NE(m.find("free space"), std::string::npos) << m;
+    }
+    {
+      AtomicStream s(d.path() / "b.csv");
+      for (int i = 0; i < 16; ++i) s << big.substr(0, 1 << 16) << '\n';
+      EXPECT_THROW(s.commit(), std::runtime_error);
+    }
+    {
+      AtomicDir dir(d.path() / "model");
+      write_file_atomic(dir.temp_path() / "small.json", "{}");
+      EXPECT_THROW(write_file_atomic(dir.temp_path() / "model.pt", big), std::runtime_error);
+    }  // the exception path: destroyed without commit
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(d.path()));
+  // With room again the same outputs are written whole.
+  write_file_atomic(d.path() / "a.json", big);
+  EXPECT_EQ(read_file(d.path() / "a.json"), big);
+  AtomicDir dir(d.path() / "model");
+  write_file_atomic(dir.temp_path() / "model.pt", big);
+  dir.commit();
+  EXPECT_EQ(read_file(d.path() / "model" / "model.pt"), big);
+  AtomicDir again(d.path() / "model");  // replacing an existing directory
+  write_file_atomic(again.temp_path() / "model.pt", "v2");
+  again.commit();
+  EXPECT_EQ(read_file(d.path() / "model" / "model.pt"), "v2");
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(d.path())) (void)e, ++n;
+  EXPECT_EQ(n, 2);  // a.json and model/: no temporary or old copy is left
+}
+
+// Weak spot: what a killed run left (a 2 GB synth temp, a half checkpoint, prep's work
+// directory) was never cleaned. The next writer in the directory removes the temporaries of
+// this machine's processes that no longer run, and keeps live and other machines' ones.
+TEST(AtomicFiles, TheNextWriterRemovesTemporariesOfProcessesThatNoLongerRun) {
+  testing::TempDir d;
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);  // a pid that no longer runs
+  const std::string dead = ".tmp." + std::to_string(child) + "@" + host_name();
+  const std::string live = ".tmp." + std::to_string(getppid()) + "@" + host_name();
+  const std::string remote = ".tmp." + std::to_string(child) + "@another-host";
+  const auto dir = d.path() / "out";  // not written through Portrait yet: never swept
+  std::filesystem::create_directories(dir / (".step_000000010" + dead) / "inner");
+  std::ofstream(dir / ("events.csv" + dead)) << "partial";
+  std::ofstream(dir / ("events.csv" + live)) << "being written";
+  std::ofstream(dir / ("events.csv" + remote)) << "another machine's";
+  std::ofstream(dir / "events.csv.tmp.12345") << "old naming: owner unknown";
+  write_file_atomic(dir / "out.json", "{}");
+  std::set<std::string> left;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) left.insert(e.path().filename().string());
+  EXPECT_EQ(left, (std::set<std::string>{"out.json", "events.csv" + live, "events.csv" + remote,
+                                         "events.csv.tmp.12345"}));
 }
 
 TEST(Sha256, MatchesKnownVectors) {

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "common/file_size_limit.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/log.h"
@@ -990,5 +991,50 @@ TEST(Prep, RefusesAnOutputThatIsOneOfItsInputs) {
   p.output_dir = d.string();  // prep would write reviews.txt over its input
   EXPECT_THROW(run_prep(p), portrait::ConfigError);
   EXPECT_NE(portrait::read_file(d / "reviews.txt").find("u1,"), std::string::npos);
+  fs::remove_all(d);
+}
+
+// Defect 8 (disk full): prep used to segfault at exit after an HDF5 flush error. Now the failed
+// write is an exception naming the file, the output directory holds no shard, no manifest, no
+// work directory and no temporary, and a rerun with room writes the whole set.
+TEST(Prep, AFullDiskFailsCleanlyAndARerunWritesEveryShard) {
+  auto d = tmpdir("disk_full");
+  SynthParams sp;
+  sp.output_dir = (d / "syn").string();
+  sp.users = 200;
+  sp.items = 200;
+  sp.days = 30;
+  sp.fault_fraction = 0;
+  sp.bot_users = 0;
+  run_synth(sp);
+  auto p = params(d, (d / "syn/events_00000.csv").string());
+  {
+    portrait::testing::FileSizeLimit full(24 << 10);
+    try {
+      run_prep(p);
+      FAIL() << "prep wrote its outputs past the file size limit";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("free space"), std::string::npos) << e.what();
+    }
+  }
+  for (const auto& e : fs::directory_iterator(p.output_dir))
+    if (e.path().filename() != portrait::kLockFileName) ADD_FAILURE() << "left after the failure: " << e.path();
+  auto s = run_prep(p);
+  EXPECT_EQ(list_shards(p.output_dir).size(), size_t(p.partitions));
+  EXPECT_GT(s.users, 0);
+  // The shard writer itself (the HDF5 path of the segfault): a shard that cannot be flushed and
+  // closed is an error naming it, and nothing is left under its name or a temporary one.
+  const auto shard = read_shard(list_shards(p.output_dir).at(0), {"train", "val", "test", "latest"}, true);
+  const fs::path again = d / "again" / "shard_00000.h5";
+  {
+    portrait::testing::FileSizeLimit full(fs::file_size(list_shards(p.output_dir).at(0)) / 2);
+    try {
+      write_shard(again, shard);
+      FAIL() << "a shard was written past the file size limit";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("free space"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_TRUE(fs::is_empty(again.parent_path()));
   fs::remove_all(d);
 }

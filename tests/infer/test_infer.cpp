@@ -17,6 +17,7 @@
 #include "fixture.h"
 #include "infer/embed.h"
 #include "infer/embeddings_file.h"
+#include "common/file_size_limit.h"
 #include "infer/h5.h"
 #include "infer/score.h"
 #include "infer/search.h"
@@ -684,6 +685,46 @@ TEST(Embed, ShardsOfAnotherPrepAreRefusedByEmbedAndSearch) {
   e = data_error_of([&] { run_search(q); });
   EXPECT_NE(e.find("search.shards"), std::string::npos) << e;
   EXPECT_NE(e.find("another prep"), std::string::npos) << e;
+}
+
+// Defect 8 (disk full): embed used to commit an unreadable part under its final name (its
+// HDF5 close failed unchecked) and segfault; score wrote top_audiences.csv in place. Now every
+// output is checked on close and renamed only when whole, so a rerun with room completes.
+TEST(Embed, AFullDiskLeavesNoPartUnderItsFinalNameAndARerunCompletes) {
+  const auto& ref = base();
+  fs::path out = fixture().root / "disk_full/embeddings.h5";
+  auto p = embed_params(out);
+  {
+    portrait::testing::FileSizeLimit full(3 << 10);  // below one part's size
+    EXPECT_THROW(run_embed(p), std::runtime_error);
+  }
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_EQ(portrait::testing::temp_leftovers(out.parent_path()), std::vector<std::string>{});
+  for (const auto& f : fs::directory_iterator(out.string() + ".parts"))
+    ADD_FAILURE() << "left after the failure: " << f.path();
+  auto s = run_embed(p);
+  EXPECT_TRUE(s.complete);
+  auto e = read_embeddings(out.string());
+  EXPECT_EQ(e.user_id, ref.user_id);
+  EXPECT_EQ(e.x, ref.x);
+}
+
+TEST(Score, AFullDiskWritesNeitherOutputAndARerunWritesBoth) {
+  base();
+  ScoreParams sp;
+  sp.embeddings = (fixture().root / "base/embeddings.h5").string();
+  sp.output_dir = (fixture().root / "disk_full_score").string();
+  sp.top_m = 50;
+  {
+    portrait::testing::FileSizeLimit full(4 << 10);
+    EXPECT_THROW(run_score(sp), std::runtime_error);
+  }
+  EXPECT_FALSE(fs::exists(fs::path(sp.output_dir) / "scores.h5"));
+  EXPECT_FALSE(fs::exists(fs::path(sp.output_dir) / "top_audiences.csv"));
+  EXPECT_EQ(portrait::testing::temp_leftovers(sp.output_dir), std::vector<std::string>{});
+  run_score(sp);
+  EXPECT_TRUE(fs::exists(fs::path(sp.output_dir) / "scores.h5"));
+  EXPECT_GT(fs::file_size(fs::path(sp.output_dir) / "top_audiences.csv"), 100u);
 }
 
 }  // namespace

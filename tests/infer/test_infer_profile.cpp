@@ -117,6 +117,30 @@ TEST(Profile, SmallSegmentsAreSuppressed) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + o.sum.published);
 }
 
+// Weak spot: a failing report script was reported as "exit 256" (a raw wait status).
+TEST(Profile, AFailingReportScriptIsReportedByItsExitStatus) {
+  const auto& o = outputs();
+  ProfileParams pp;
+  pp.embeddings = o.emb.string();
+  pp.segments = o.seg.string();
+  pp.scores = o.scores.string();
+  pp.output_dir = (o.dir / "profile_failing_script").string();
+  pp.min_term_count = 1;
+  pp.min_segment_size = o.threshold;
+  const fs::path script = o.dir / "fails.py";
+  std::ofstream(script) << "import sys\nprint('report: cannot draw')\nsys.exit(3)\n";
+  pp.script = script.string();
+  try {
+    run_profile(pp);
+    FAIL() << "a failing report script was not an error";
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("exited with status 3"), std::string::npos) << m;
+    EXPECT_EQ(m.find("exit 768"), std::string::npos) << m;
+    EXPECT_NE(m.find("cannot draw"), std::string::npos) << m;
+  }
+}
+
 TEST(Profile, HtmlReportRendersInHeadlessChromium) {
   const auto& o = outputs();
   fs::path html = o.profile / "report.html";

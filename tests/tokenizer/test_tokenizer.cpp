@@ -126,3 +126,28 @@ TEST(Tokenizer, EmptyCorpusAndUnknownModelTypeAreErrors) {
   p.model_type = "wordpiece";
   EXPECT_THROW(Tokenizer::train(corpus(), p), std::runtime_error);
 }
+
+// Weak spot: tokenizer errors named SentencePiece's flags (--character_coverage), which no
+// Portrait user can set; they now name the config keys that set them.
+TEST(Tokenizer, TrainingErrorsNameConfigKeysNotSentencePieceFlags) {
+  EXPECT_EQ(portrait::tok::sentencepiece_message_in_config_keys(
+                "Vocabulary size is smaller than required_chars. 20 vs 95. Increase vocab_size or decrease "
+                "character_coverage with --character_coverage option.",
+                "prep.tokenizer"),
+            "Vocabulary size is smaller than required_chars. 20 vs 95. Increase prep.tokenizer.vocab_size or "
+            "decrease prep.tokenizer.character_coverage with prep.tokenizer.character_coverage.");
+  EXPECT_EQ(portrait::tok::sentencepiece_message_in_config_keys("my_vocab_sizes stay", "tokenizer"), "my_vocab_sizes stay");
+  std::vector<std::string> text;  // many distinct characters: more than a vocabulary of 20 holds
+  for (int i = 0; i < 400; ++i) text.push_back("w" + std::to_string(i) + " " + std::string(1, char('!' + i % 90)));
+  auto p = small();
+  p.vocab_size = 20;
+  p.config_prefix = "prep.tokenizer";
+  try {
+    Tokenizer::train(text, p);
+    GTEST_SKIP() << "this SentencePiece accepted a vocabulary smaller than the character set";
+  } catch (const std::runtime_error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("prep.tokenizer."), std::string::npos) << m;
+    EXPECT_EQ(m.find("--"), std::string::npos) << m;
+  }
+}

@@ -13,6 +13,8 @@
 #include "core/config/interpolate.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "common/file_size_limit.h"
+#include "models/memory_budget.h"
 #include "train/fixture.h"
 #include "models/checkpoint.h"
 #include "models/eval.h"
@@ -613,4 +615,152 @@ TEST(TrainLoop, ResumeOntoShardsOfAnotherVocabularyIsRefused) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("other shards"), std::string::npos) << e.what();
   }
+}
+
+// Defect 8 (disk full): a checkpoint that cannot be written is an exception naming the file
+// (torch's own writer aborted the process from a destructor), leaves no temporary checkpoint
+// that keeps the disk full, and the next resume continues from the last intact checkpoint.
+TEST(TrainLoop, AFullDiskDuringACheckpointFailsCleanlyAndTheNextResumeContinues) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.ckpt_every = 2;
+  p.stop_after = 2;
+  auto dir = fresh_dir("disk_full");
+  run_train(p, dir);
+  const auto before = checkpoint_digests(dir);
+  ASSERT_EQ(before.size(), 2u);
+  auto q = p;
+  q.resume = "auto";
+  q.stop_after = 4;
+  {
+    portrait::testing::FileSizeLimit full(8 << 10);  // below model.pt's size
+    try {
+      run_train(q, dir);
+      FAIL() << "a checkpoint was saved on a full disk";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("free space"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(portrait::testing::temp_leftovers(dir), std::vector<std::string>{});
+  EXPECT_EQ(checkpoint_digests(dir), before);
+  q.stop_after = 0;
+  auto s = run_train(q, dir);
+  EXPECT_EQ(s.start_step, 2);
+  EXPECT_EQ(s.steps, p.steps);
+  EXPECT_NO_THROW(load_model(dir / "model"));
+}
+
+// Defect 9: an in-range but absurd size fails before anything of its size is allocated, naming
+// the key, instead of aborting in the allocator after gigabytes.
+TEST(TrainLoop, AnAbsurdModelSizeFailsBeforeAllocatingNamingTheKey) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.model.d_model = 16384;
+  p.model.n_layers = 8;
+  p.model.n_heads = 2;
+  try {
+    run_train(p, fresh_dir("absurd"));
+    FAIL() << "a model of ~140 GB of training state was accepted";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("model.d_model"), std::string::npos) << m;
+    EXPECT_NE(m.find("GiB"), std::string::npos) << m;
+  }
+}
+
+TEST(MemoryBudget, TheErrorNamesTheKeyOfTheLargestTerm) {
+  ModelConfig c;
+  c.n_items = 2000;
+  c.n_categories = 20;
+  EXPECT_NO_THROW(check_memory_budget(estimate_train_memory(c, 64, 512, false), int64_t(1) << 30, "cpu"));
+  auto wide = c;
+  wide.d_model = 16384;
+  wide.n_heads = 4;
+  try {
+    check_memory_budget(estimate_train_memory(wide, 64, 512, false), int64_t(1) << 30, "cpu");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'model.d_model'"), std::string::npos) << e.what();
+  }
+  try {  // in-batch candidates grow with the square of the batch
+    check_memory_budget(estimate_train_memory(c, 1 << 16, 512, false), int64_t(1) << 30, "cpu");
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("'train.batch_size'"), std::string::npos) << e.what();
+  }
+  EXPECT_GT(available_host_memory_bytes(), 0);
+}
+
+// train.epochs sizes the run by the data; train.select_best exports the weights of the best
+// periodic val evaluation (the last step competes); train.patience stops after that many
+// evaluations without a better one.
+TEST(TrainLoop, SelectBestExportsTheBestValEvaluationAndPatienceStops) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.epochs = 3;  // 160 users / 16 per batch = 10 steps per epoch
+  p.steps = 1;   // overridden by epochs
+  p.eval_every = 2;
+  p.eval_ks = {10};
+  p.select_best = true;
+  p.patience = 3;
+  p.lr = 3e-2;  // noisy on purpose: the val metric goes up and down
+  auto dir = fresh_dir("select_best");
+  auto s = run_train(p, dir);
+  // Read back every periodic val evaluation.
+  std::vector<std::pair<int64_t, double>> evals;
+  {
+    std::ifstream f(dir / "eval.jsonl");
+    for (std::string line; std::getline(f, line);) {
+      auto j = nlohmann::json::parse(line);
+      // The final val evaluation (of the exported weights) repeats the last step: skip it.
+      if (j["split"] != "val" || (!evals.empty() && j["step"].get<int64_t>() == evals.back().first)) continue;
+      evals.emplace_back(j["step"].get<int64_t>(), j["model"]["recall@10"].get<double>());
+    }
+  }
+  ASSERT_FALSE(evals.empty());
+  int64_t best_step = evals[0].first;
+  double best = evals[0].second;
+  size_t best_i = 0;
+  for (size_t i = 0; i < evals.size(); ++i)
+    if (evals[i].second > best) best = evals[i].second, best_step = evals[i].first, best_i = i;
+  EXPECT_EQ(s.selected_step, best_step);
+  if (s.early_stopped) {
+    EXPECT_LT(s.steps, 30);
+    EXPECT_EQ(evals.size() - 1 - best_i, size_t(p.patience));
+  } else {
+    EXPECT_EQ(s.steps, 30);
+    EXPECT_EQ(evals.back().first, 30);  // the last step was evaluated too
+  }
+  auto meta = nlohmann::json::parse(read_file(dir / "model" / "model.json"));
+  EXPECT_EQ(meta["selected_step"].get<int64_t>(), best_step);
+  // The exported weights are the best step's, not the last step's: evaluating them on the same
+  // users gives the best recorded value.
+  ModelBundle m = load_model(dir / "model");
+  auto stats = compute_train_stats(p.shards, m.cfg.n_items, m.cfg.n_categories);
+  EvalReport r = evaluate_split(m, p.shards, "val", p.eval_max_users, p.eval_batch_size, p.eval_ks,
+                                stats.item_positive_counts, stats.purchase_rate, torch::kCPU, false, 0,
+                                p.eval_exclude_seen);
+  EXPECT_NEAR(r.model.recall[0], best, 1e-9);
+}
+
+// Weak spot: SIGTERM was ignored during the final evaluation (over every user, long on real
+// data). It now ends them: the model is saved, the run reports itself interrupted, and
+// resuming the run repeats the evaluations.
+TEST(TrainLoop, AStopSignalDuringTheFinalEvaluationEndsItAndResumeRepeatsIt) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.final_eval_splits = {"val", "test"};
+  p.fault_sigterm_at_final_eval = true;
+  auto dir = fresh_dir("sigterm_final_eval");
+  auto s = run_train(p, dir);
+  EXPECT_TRUE(s.interrupted);
+  EXPECT_TRUE(s.final_eval.empty());
+  EXPECT_NO_THROW(load_model(dir / "model"));
+  auto q = p;
+  q.fault_sigterm_at_final_eval = false;
+  q.resume = "auto";
+  auto r = run_train(q, dir);
+  EXPECT_FALSE(r.interrupted);
+  EXPECT_EQ(r.final_eval.size(), 2u);
+  EXPECT_EQ(r.start_step, p.steps);
 }
