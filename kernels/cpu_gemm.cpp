@@ -1,0 +1,217 @@
+// Packed-panel score micro-kernels (see cpu_gemm.h for the arithmetic contract).
+#include "kernels/cpu_gemm.h"
+
+#include <algorithm>
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+// GCC 12's avx512fintrin.h trips -Wmaybe-uninitialized inside its own helpers at -O3
+// (GCC bug 105593); nothing of ours is uninitialised.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#define PORTRAIT_X86 1
+#else
+#define PORTRAIT_X86 0
+#endif
+
+namespace portrait::kernels::cpu {
+
+namespace {
+
+inline float widen(float v) { return v; }
+inline float widen(bf16_bits v) { return bf16_to_float(v); }
+
+template <typename T>
+void pack_impl(const T* b, int64_t n, int d, float* out) {
+  const int64_t panels = round_up(n, kPanel) / kPanel;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* o = out + p * kPanel * d;
+    const int64_t r0 = p * kPanel;
+    const int rows = static_cast<int>(std::min<int64_t>(kPanel, n - r0));
+    for (int r = 0; r < rows; ++r) {
+      const T* src = b + (r0 + r) * d;
+      for (int j = 0; j < d; ++j) o[j * kPanel + r] = widen(src[j]);
+    }
+    for (int r = rows; r < kPanel; ++r)
+      for (int j = 0; j < d; ++j) o[j * kPanel + r] = 0.f;
+  }
+}
+
+// Portable tile: the same per-lane chains as the SIMD kernels, one column at a time.
+template <bool kSq>
+void tile_scalar(const float* a, int d, const float* bp, float* c, int64_t ldc) {
+  for (int r = 0; r < kRows; ++r) {
+    float acc[kPanel] = {};
+    const float* ar = a + static_cast<int64_t>(r) * d;
+    for (int j = 0; j < d; ++j) {
+      const float* bj = bp + j * kPanel;
+      for (int t = 0; t < kPanel; ++t) {
+        if constexpr (kSq) {
+          const float u = ar[j] - bj[t];
+          acc[t] = std::fma(u, u, acc[t]);
+        } else {
+          acc[t] = std::fma(ar[j], bj[t], acc[t]);
+        }
+      }
+    }
+    std::copy(acc, acc + kPanel, c + r * ldc);
+  }
+}
+
+#if PORTRAIT_X86
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq")
+// 8 rows x 32 columns: 16 zmm accumulators keep both FMA ports busy through the 4-cycle
+// latency; per j: 2 panel loads and 8 broadcasts.
+template <bool kSq>
+void tile_avx512(const float* a, int d, const float* bp, float* c, int64_t ldc) {
+  __m512 acc0[kRows], acc1[kRows];
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) acc0[r] = acc1[r] = _mm512_setzero_ps();
+  for (int j = 0; j < d; ++j) {
+    const __m512 b0 = _mm512_loadu_ps(bp + j * kPanel);
+    const __m512 b1 = _mm512_loadu_ps(bp + j * kPanel + 16);
+#pragma GCC unroll 8
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 av = _mm512_set1_ps(a[r * d + j]);
+      if constexpr (kSq) {
+        const __m512 t0 = _mm512_sub_ps(av, b0), t1 = _mm512_sub_ps(av, b1);
+        acc0[r] = _mm512_fmadd_ps(t0, t0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(t1, t1, acc1[r]);
+      } else {
+        acc0[r] = _mm512_fmadd_ps(av, b0, acc0[r]);
+        acc1[r] = _mm512_fmadd_ps(av, b1, acc1[r]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < kRows; ++r) {
+    _mm512_storeu_ps(c + r * ldc, acc0[r]);
+    _mm512_storeu_ps(c + r * ldc + 16, acc1[r]);
+  }
+}
+
+void accumulate_avx512(const float* row, float mul, double scale, int d, int64_t* sums) {
+  const __m256 m = _mm256_set1_ps(mul);
+  const __m512d s = _mm512_set1_pd(scale);
+  int j = 0;
+  for (; j + 8 <= d; j += 8) {
+    const __m512d v = _mm512_mul_pd(_mm512_cvtps_pd(_mm256_mul_ps(_mm256_loadu_ps(row + j), m)), s);
+    const __m512i q = _mm512_cvtpd_epi64(v);  // MXCSR round-to-nearest-even, like llrint
+    _mm512_storeu_si512(sums + j, _mm512_add_epi64(_mm512_loadu_si512(sums + j), q));
+  }
+  for (; j < d; ++j) sums[j] += std::llrint(static_cast<double>(row[j] * mul) * scale);
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+// 8 rows x 32 columns in two 16-column halves of 8 rows x 2 ymm = 16 accumulators would
+// spill (16 ymm registers in all), so each half runs 4 rows at a time: 4 x 2 accumulators
+// per 16 columns, 4 passes per tile.
+template <bool kSq>
+void tile_avx2(const float* a, int d, const float* bp, float* c, int64_t ldc) {
+  for (int rh = 0; rh < kRows; rh += 4) {
+    for (int ch = 0; ch < kPanel; ch += 16) {
+      __m256 acc0[4], acc1[4];
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) acc0[r] = acc1[r] = _mm256_setzero_ps();
+      for (int j = 0; j < d; ++j) {
+        const __m256 b0 = _mm256_loadu_ps(bp + j * kPanel + ch);
+        const __m256 b1 = _mm256_loadu_ps(bp + j * kPanel + ch + 8);
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; ++r) {
+          const __m256 av = _mm256_set1_ps(a[(rh + r) * d + j]);
+          if constexpr (kSq) {
+            const __m256 t0 = _mm256_sub_ps(av, b0), t1 = _mm256_sub_ps(av, b1);
+            acc0[r] = _mm256_fmadd_ps(t0, t0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(t1, t1, acc1[r]);
+          } else {
+            acc0[r] = _mm256_fmadd_ps(av, b0, acc0[r]);
+            acc1[r] = _mm256_fmadd_ps(av, b1, acc1[r]);
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int r = 0; r < 4; ++r) {
+        _mm256_storeu_ps(c + (rh + r) * ldc + ch, acc0[r]);
+        _mm256_storeu_ps(c + (rh + r) * ldc + ch + 8, acc1[r]);
+      }
+    }
+  }
+}
+#pragma GCC pop_options
+#endif
+
+using TileFn = void (*)(const float*, int, const float*, float*, int64_t);
+struct Kernels {
+  TileFn dot, sq;
+  void (*accumulate)(const float*, float, double, int, int64_t*);
+  const char* name;
+};
+
+void accumulate_scalar(const float* row, float mul, double scale, int d, int64_t* sums) {
+  for (int j = 0; j < d; ++j) sums[j] += std::llrint(static_cast<double>(row[j] * mul) * scale);
+}
+
+Kernels pick() {
+#if PORTRAIT_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
+    return {tile_avx512<false>, tile_avx512<true>, accumulate_avx512, "avx512"};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {tile_avx2<false>, tile_avx2<true>, accumulate_scalar, "avx2"};
+#endif
+  return {tile_scalar<false>, tile_scalar<true>, accumulate_scalar, "scalar"};
+}
+
+Kernels& kernels() {
+  static Kernels k = pick();
+  return k;
+}
+
+}  // namespace
+
+void pack_panels(const float* b, int64_t n, int d, float* out) { pack_impl(b, n, d, out); }
+void pack_panels(const bf16_bits* b, int64_t n, int d, float* out) { pack_impl(b, n, d, out); }
+
+void score_block(const float* a, int64_t m, const float* bp, int64_t n, int d, ScoreOp op,
+                 float* c, int64_t ldc) {
+  const TileFn tile = op == ScoreOp::kDot ? kernels().dot : kernels().sq;
+  const int64_t panels = round_up(n, kPanel) / kPanel;
+  // Panel-outer: one packed panel (d x 32 floats, 16 KiB at d = 128) stays in L1 while every
+  // row tile of A streams past it from L2.
+  for (int64_t p = 0; p < panels; ++p) {
+    const float* bpp = bp + p * kPanel * d;
+    for (int64_t i = 0; i < m; i += kRows)
+      tile(a + i * d, d, bpp, c + i * ldc + p * kPanel, ldc);
+  }
+}
+
+void accumulate_fixed(const float* row, float mul, double scale, int d, int64_t* sums) {
+  kernels().accumulate(row, mul, scale, d, sums);
+}
+
+const char* simd_level() { return kernels().name; }
+
+bool force_simd_level(const char* name) {
+  const std::string want = name;
+  const Kernels best = pick();
+  if (want == "scalar") {
+    kernels() = {tile_scalar<false>, tile_scalar<true>, accumulate_scalar, "scalar"};
+    return true;
+  }
+#if PORTRAIT_X86
+  if (want == "avx2" && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    kernels() = {tile_avx2<false>, tile_avx2<true>, accumulate_scalar, "avx2"};
+    return true;
+  }
+#endif
+  if (want == best.name || want == "best") {
+    kernels() = best;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace portrait::kernels::cpu

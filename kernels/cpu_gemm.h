@@ -1,0 +1,82 @@
+// Blocked SIMD score GEMM shared by the CPU paths of top-k, k-means and the heads.
+//
+// Why our own micro-kernel and not a BLAS: every (row, column) score is defined as ONE
+// sequential fp32 fused-multiply-add chain over j = 0..d-1 (dot_ref / sqdiff_ref below). The
+// micro-kernel vectorises across 32 packed columns, never along j, so each lane computes
+// exactly that chain: results are bit-identical to the scalar references, for any tile
+// position, block size, thread count and SIMD width (AVX-512, AVX2 or scalar). Exact top-k
+// ties, k-means assignments and the thread-count determinism of k-means follow from that;
+// a BLAS sgemm reorders the sum over j (and OpenBLAS would also bring its own thread pool
+// beside torch's and interpose its sgemm_ under libtorch's).
+//
+// Layout: B (the side that is reused: items, centroids, weights) is packed into panels of
+// kPanel rows; panel p holds rows [p*kPanel, p*kPanel + kPanel) transposed, [d][kPanel],
+// zero-padded past the last row. A is row-major with its rows padded to a multiple of kRows.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/common.h"
+
+namespace portrait::kernels::cpu {
+
+/// Columns per packed panel (two AVX-512 vectors).
+inline constexpr int kPanel = 32;
+/// Rows of A per micro-tile; callers pad A to a multiple of it.
+inline constexpr int kRows = 8;
+
+/// What a score is.
+enum class ScoreOp {
+  kDot,     ///< s = sum_j a_j * b_j        (dot_ref)
+  kSqDiff,  ///< s = sum_j (a_j - b_j)^2    (sqdiff_ref)
+};
+
+/// The defining arithmetic: s = 0; for j: s = fma(a_j, b_j, s).
+inline float dot_ref(const float* a, const float* b, int d) {
+  float s = 0.f;
+  for (int j = 0; j < d; ++j) s = std::fma(a[j], b[j], s);
+  return s;
+}
+/// s = 0; for j: t = a_j - b_j; s = fma(t, t, s).
+inline float sqdiff_ref(const float* a, const float* b, int d) {
+  float s = 0.f;
+  for (int j = 0; j < d; ++j) {
+    const float t = a[j] - b[j];
+    s = std::fma(t, t, s);
+  }
+  return s;
+}
+
+/// Rounds n up to a multiple of m.
+inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+/// Floats needed to pack n rows of width d.
+inline size_t packed_floats(int64_t n, int d) {
+  return static_cast<size_t>(round_up(n, kPanel)) * static_cast<size_t>(d);
+}
+
+/// Packs rows [0, n) of b [n, d] (row stride d) into out (packed_floats(n, d) floats).
+void pack_panels(const float* b, int64_t n, int d, float* out);
+/// Same from bf16 rows, widened exactly.
+void pack_panels(const bf16_bits* b, int64_t n, int d, float* out);
+
+/// c[i * ldc + j] = score(a row i, b row j) for i < m, j < round_up(n, kPanel) (columns past
+/// n are scores against zero rows: ignore them). a: [m, d] row-major with m a multiple of
+/// kRows; bp: pack_panels(b, n, d); ldc >= round_up(n, kPanel).
+void score_block(const float* a, int64_t m, const float* bp, int64_t n, int d, ScoreOp op,
+                 float* c, int64_t ldc);
+
+/// sums[j] += llrint(double(row[j] * mul) * scale) for j < d: the fixed-point centroid
+/// accumulation of k-means (vectorised; identical to the scalar expression).
+void accumulate_fixed(const float* row, float mul, double scale, int d, int64_t* sums);
+
+/// Which micro-kernel score_block uses on this machine: "avx512", "avx2" or "scalar".
+const char* simd_level();
+
+/// Tests only (not thread-safe): switch to "scalar", "avx2", "avx512" or "best"; false when
+/// this CPU cannot run that level. Every level must give bit-identical results.
+bool force_simd_level(const char* name);
+
+}  // namespace portrait::kernels::cpu
