@@ -2,6 +2,8 @@
 #include "kernels/cpu_gemm.h"
 
 #include <algorithm>
+#include <limits>
+#include <vector>
 #include <string>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -58,9 +60,96 @@ void tile_scalar(const float* a, int d, const float* bp, float* c, int64_t ldc) 
   }
 }
 
+int32_t argmin_scalar(float* s, int k, const float* cnorm, bool cosine, float aux, float* best) {
+  for (int c = 0; c < k; ++c)
+    s[c] = cosine ? std::max(0.f, 1.f - s[c] * aux) : cnorm[c] - 2.f * s[c];
+  int32_t arg = 0;
+  for (int c = 1; c < k; ++c)
+    if (s[c] < s[arg]) arg = c;
+  *best = s[arg];
+  return arg;
+}
+
+// Squared norms of one packed panel: lane r runs row r's sequential FMA chain.
+void panel_sqnorms_scalar(const float* panel, int d, float* out) {
+  float acc[kPanel] = {};
+  for (int j = 0; j < d; ++j)
+    for (int t = 0; t < kPanel; ++t) acc[t] = std::fma(panel[j * kPanel + t], panel[j * kPanel + t], acc[t]);
+  std::copy(acc, acc + kPanel, out);
+}
+
+int select_scalar(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos) {
+  int m = 0;
+  for (int t = 0; t < n; ++t) {
+    const float key = negate ? -s[t] : (scale != nullptr ? s[t] * scale[t] : s[t]);
+    s[t] = key;
+    if (key > thr) pos[m++] = t;
+  }
+  return m;
+}
+
 #if PORTRAIT_X86
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq")
+int select_avx512(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos) {
+  const __m512 vt = _mm512_set1_ps(thr), sign = _mm512_set1_ps(-0.f);
+  __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i step = _mm512_set1_epi32(16);
+  int m = 0;
+  for (int t = 0; t < n; t += 16) {
+    const __mmask16 live = n - t >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - t)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(live, s + t);
+    if (negate) v = _mm512_xor_ps(v, sign);
+    else if (scale != nullptr) v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(live, scale + t));
+    _mm512_mask_storeu_ps(s + t, live, v);
+    const __mmask16 hit = _mm512_mask_cmp_ps_mask(live, v, vt, _CMP_GT_OQ);
+    _mm512_mask_compressstoreu_epi32(pos + m, hit, idx);
+    m += __builtin_popcount(hit);
+    idx = _mm512_add_epi32(idx, step);
+  }
+  return m;
+}
+
+int32_t argmin_avx512(float* s, int k, const float* cnorm, bool cosine, float aux, float* best) {
+  const __m512 one = _mm512_set1_ps(1.f), two = _mm512_set1_ps(2.f), zero = _mm512_setzero_ps();
+  const __m512 va = _mm512_set1_ps(aux);
+  __m512 mn = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  for (int c = 0; c < k; c += 16) {
+    const __mmask16 m = k - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (k - c)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, s + c);
+    __m512 key;
+    if (cosine) {
+      key = _mm512_max_ps(zero, _mm512_sub_ps(one, _mm512_mul_ps(v, va)));
+    } else {
+      key = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, cnorm + c), _mm512_mul_ps(two, v));
+    }
+    _mm512_mask_storeu_ps(s + c, m, key);
+    mn = _mm512_mask_min_ps(mn, m, mn, key);
+  }
+  const float b = _mm512_reduce_min_ps(mn);
+  const __m512 vb = _mm512_set1_ps(b);
+  for (int c = 0; c < k; c += 16) {
+    const __mmask16 m = k - c >= 16 ? __mmask16(0xffff) : __mmask16((1u << (k - c)) - 1);
+    const __mmask16 eq = _mm512_mask_cmp_ps_mask(m, _mm512_maskz_loadu_ps(m, s + c), vb, _CMP_EQ_OQ);
+    if (eq) {
+      *best = b;
+      return c + __builtin_ctz(eq);
+    }
+  }
+  return argmin_scalar(s, 0, cnorm, cosine, aux, best);  // unreachable for finite keys
+}
+
+void panel_sqnorms_avx512(const float* panel, int d, float* out) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  for (int j = 0; j < d; ++j) {
+    const __m512 v0 = _mm512_loadu_ps(panel + j * kPanel), v1 = _mm512_loadu_ps(panel + j * kPanel + 16);
+    a0 = _mm512_fmadd_ps(v0, v0, a0);
+    a1 = _mm512_fmadd_ps(v1, v1, a1);
+  }
+  _mm512_storeu_ps(out, a0);
+  _mm512_storeu_ps(out + 16, a1);
+}
+
 // 8 rows x 32 columns: 16 zmm accumulators keep both FMA ports busy through the 4-cycle
 // latency; per j: 2 panel loads and 8 broadcasts.
 template <bool kSq>
@@ -148,6 +237,9 @@ struct Kernels {
   TileFn dot, sq;
   void (*accumulate)(const float*, float, double, int, int64_t*);
   const char* name;
+  int32_t (*argmin)(float*, int, const float*, bool, float, float*) = argmin_scalar;
+  void (*sqnorms)(const float*, int, float*) = panel_sqnorms_scalar;
+  int (*select)(float*, const float*, bool, int, float, int32_t*) = select_scalar;
 };
 
 void accumulate_scalar(const float* row, float mul, double scale, int d, int64_t* sums) {
@@ -158,7 +250,8 @@ Kernels pick() {
 #if PORTRAIT_X86
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
-    return {tile_avx512<false>, tile_avx512<true>, accumulate_avx512, "avx512"};
+    return {tile_avx512<false>, tile_avx512<true>, accumulate_avx512, "avx512", argmin_avx512,
+            panel_sqnorms_avx512, select_avx512};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return {tile_avx2<false>, tile_avx2<true>, accumulate_scalar, "avx2"};
 #endif
@@ -190,6 +283,28 @@ void score_block(const float* a, int64_t m, const float* bp, int64_t n, int d, S
 
 void accumulate_fixed(const float* row, float mul, double scale, int d, int64_t* sums) {
   kernels().accumulate(row, mul, scale, d, sums);
+}
+
+int32_t argmin_keys(float* s, int k, const float* cnorm, bool cosine, float aux, float* best) {
+  return kernels().argmin(s, k, cnorm, cosine, aux, best);
+}
+
+template <typename T>
+void sqnorms_impl(const T* x, int64_t n, int d, float* out) {
+  std::vector<float> panel(static_cast<size_t>(kPanel) * d);
+  float tmp[kPanel];
+  for (int64_t r0 = 0; r0 < n; r0 += kPanel) {
+    const int64_t rows = std::min<int64_t>(kPanel, n - r0);
+    pack_impl(x + r0 * d, rows, d, panel.data());
+    kernels().sqnorms(panel.data(), d, tmp);
+    std::copy(tmp, tmp + rows, out + r0);
+  }
+}
+void row_sqnorms(const float* x, int64_t n, int d, float* out) { sqnorms_impl(x, n, d, out); }
+void row_sqnorms(const bf16_bits* x, int64_t n, int d, float* out) { sqnorms_impl(x, n, d, out); }
+
+int select_above(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos) {
+  return kernels().select(s, scale, negate, n, thr, pos);
 }
 
 const char* simd_level() { return kernels().name; }

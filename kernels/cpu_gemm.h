@@ -72,6 +72,21 @@ void score_block(const float* a, int64_t m, const float* bp, int64_t n, int d, S
 /// accumulation of k-means (vectorised; identical to the scalar expression).
 void accumulate_fixed(const float* row, float mul, double scale, int d, int64_t* sums);
 
+/// out[i] = dot_ref(row i, row i) for the n rows of x [n, d] (32 rows per SIMD pass).
+void row_sqnorms(const float* x, int64_t n, int d, float* out);
+void row_sqnorms(const bf16_bits* x, int64_t n, int d, float* out);
+
+/// The k-means argmin over one point's scores s[0..k) (s = dot_ref(x, c)), overwritten by
+/// the keys: kL2 key = cnorm[c] - 2 s (one rounding: 2 s is exact, so this equals
+/// fma(-2, s, cnorm)); cosine key = max(0, 1 - s * aux). Returns the lowest index of the
+/// smallest key and stores that key in *best. Inputs must be finite.
+int32_t argmin_keys(float* s, int k, const float* cnorm, bool cosine, float aux, float* best);
+
+/// Top-k pre-filter over one score row: keys[t] = -s[t] (negate), s[t] * scale[t] (scale
+/// non-null) or s[t], written over s; the positions t < n with keys[t] > thr (so never NaN)
+/// go to pos in ascending order. Returns their count.
+int select_above(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos);
+
 /// Which micro-kernel score_block uses on this machine: "avx512", "avx2" or "scalar".
 const char* simd_level();
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "kernels/cpu_gemm.h"
 #include "kernels/parallel.h"
@@ -19,40 +20,17 @@ template <typename T>
 std::vector<float> point_aux_impl(const T* x, int64_t n, int d, bool cosine, int threads) {
   std::vector<float> aux(static_cast<size_t>(n));
   parallel_for(n, threads, [&](int64_t b, int64_t e) {
+    if (!cosine) {
+      cpu::row_sqnorms(x + b * d, e - b, d, aux.data() + b);
+      return;
+    }
     std::vector<float> row(static_cast<size_t>(d));
     for (int64_t i = b; i < e; ++i) {
       for (int j = 0; j < d; ++j) row[j] = widen(x[i * d + j]);
-      aux[i] = cosine ? row_inv_norm(row.data(), d) : cpu::dot_ref(row.data(), row.data(), d);
+      aux[i] = row_inv_norm(row.data(), d);
     }
   }, 4096);
   return aux;
-}
-
-// The argmin over one row of scores s[0..k) (see the header for the arithmetic).
-inline int32_t argmin_row(const float* s, const float* cnorm, int k, bool cosine, float aux,
-                          float* dist) {
-  int32_t best = 0;
-  float bk = std::numeric_limits<float>::infinity();
-  if (cosine) {
-    for (int c = 0; c < k; ++c) {
-      const float v = std::max(0.f, 1.f - s[c] * aux);
-      if (v < bk || c == 0) {
-        bk = v;
-        best = c;
-      }
-    }
-    *dist = bk;
-  } else {
-    for (int c = 0; c < k; ++c) {
-      const float v = std::fma(-2.f, s[c], cnorm[c]);
-      if (v < bk || c == 0) {
-        bk = v;
-        best = c;
-      }
-    }
-    *dist = std::max(0.f, bk + aux);
-  }
-  return best;
 }
 
 }  // namespace
@@ -89,19 +67,33 @@ void KMeansBlockAssigner::run_impl(const T* x, int64_t i0, int64_t rows, const f
                                    int32_t* assign, float* dist) {
   const int d = c_.d;
   const int64_t mrows = cpu::round_up(rows, cpu::kRows);
-  for (int64_t r = 0; r < mrows; ++r) {
-    float* ar = a_.data() + r * d;
-    if (r < rows) {
-      for (int j = 0; j < d; ++j) ar[j] = widen(x[(i0 + r) * d + j]);
-    } else {
-      std::fill(ar, ar + d, 0.f);
+  rows_ = nullptr;
+  if constexpr (std::is_same_v<T, float>) {
+    if (rows == mrows) {
+      // fp32 rows in whole micro-tiles are read in place: a copy would cost as much as a
+      // K = 64 score tile.
+      rows_ = x + i0 * d;
     }
   }
-  cpu::score_block(a_.data(), mrows, c_.panels.data(), c_.k, d, cpu::ScoreOp::kDot,
+  if (rows_ == nullptr) {
+    for (int64_t r = 0; r < mrows; ++r) {
+      float* ar = a_.data() + r * d;
+      if (r < rows) {
+        for (int j = 0; j < d; ++j) ar[j] = widen(x[(i0 + r) * d + j]);
+      } else {
+        std::fill(ar, ar + d, 0.f);
+      }
+    }
+    rows_ = a_.data();
+  }
+  cpu::score_block(rows_, mrows, c_.panels.data(), c_.k, d, cpu::ScoreOp::kDot,
                    tile_.data(), ldc_);
-  for (int64_t r = 0; r < rows; ++r)
-    assign[r] = argmin_row(tile_.data() + r * ldc_, c_.norms.data(), c_.k, c_.cosine,
-                           aux[i0 + r], dist + r);
+  for (int64_t r = 0; r < rows; ++r) {
+    float key;
+    assign[r] = cpu::argmin_keys(tile_.data() + r * ldc_, c_.k, c_.norms.data(), c_.cosine,
+                                 aux[i0 + r], &key);
+    dist[r] = c_.cosine ? key : std::max(0.f, key + aux[i0 + r]);
+  }
 }
 
 void KMeansBlockAssigner::run(const float* x, int64_t i0, int64_t rows, const float* aux,
@@ -124,8 +116,16 @@ void kmeans_assign_reference(const float* x, int64_t n, int d, const float* cent
   for (int64_t i = 0; i < n; ++i) {
     const float* row = x + i * d;
     const float aux = cosine ? row_inv_norm(row, d) : cpu::dot_ref(row, row, d);
-    for (int c = 0; c < k; ++c) s[c] = cpu::dot_ref(row, centroids + static_cast<int64_t>(c) * d, d);
-    assign[i] = argmin_row(s.data(), cn.data(), k, cosine, aux, dist + i);
+    // Plain loops: keys, then the first smallest (the documented arithmetic, spelled out).
+    for (int c = 0; c < k; ++c) {
+      const float sc = cpu::dot_ref(row, centroids + static_cast<int64_t>(c) * d, d);
+      s[c] = cosine ? std::max(0.f, 1.f - sc * aux) : std::fma(-2.f, sc, cn[c]);
+    }
+    int32_t best = 0;
+    for (int c = 1; c < k; ++c)
+      if (s[c] < s[best]) best = c;
+    assign[i] = best;
+    dist[i] = cosine ? s[best] : std::max(0.f, s[best] + aux);
   }
 }
 

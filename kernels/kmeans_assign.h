@@ -2,7 +2,7 @@
 // with the per-point argmin) and its plain-loop reference. Internal to kernels/.
 //
 // Arithmetic (both paths, bit for bit), with s_c = dot_ref(x, c) on the raw (widened) row:
-//  * kL2:     key_c = fma(-2, s_c, |c|^2); winner = lowest index of the smallest key;
+//  * kL2:     key_c = fma(-2, s_c, |c|^2) (= |c|^2 - 2 s_c: 2 s_c is exact); winner = lowest index of the smallest key;
 //             dist = max(0, key + |x|^2), |c|^2 = dot_ref(c, c) and |x|^2 = dot_ref(x, x).
 //  * kCosine: dist_c = max(0, 1 - s_c * (1/|x|)), 1/|x| = row_inv_norm(x); winner = lowest
 //             index of the smallest dist_c. Centroids are unit-norm.
@@ -41,7 +41,7 @@ class KMeansBlockAssigner {
            float* dist);
   void run(const bf16_bits* x, int64_t i0, int64_t rows, const float* aux, int32_t* assign,
            float* dist);
-  const float* row(int64_t r) const { return a_.data() + r * c_.d; }
+  const float* row(int64_t r) const { return rows_ + r * c_.d; }
 
  private:
   template <typename T>
@@ -50,6 +50,7 @@ class KMeansBlockAssigner {
   const KMeansCentroids& c_;
   int64_t ldc_;
   std::vector<float> a_, tile_;
+  const float* rows_ = nullptr;  // this block's fp32 rows: x itself or a_
 };
 
 /// The exact reference (plain loops, single thread): same results as kmeans_assign_cpu.

@@ -1,6 +1,7 @@
 #include "kernels/topk.h"
 
 #include <algorithm>
+#include <functional>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -99,6 +100,93 @@ class TopKHeap {
 // Floats of packed database shared by all threads (256 MiB); tests lower it.
 size_t shared_pack_budget = size_t{64} << 20;
 
+struct Better {
+  bool operator()(const Cand& a, const Cand& b) const { return better(a, b); }
+};
+
+// Running top-k of the fast path as a binary heap over split key / id arrays, worst at the
+// root (smallest key; among equal keys the larger id). An admission replaces the root and
+// sifts down once (no pop + push), with the comparison inlined.
+class TopKSplitHeap {
+ public:
+  explicit TopKSplitHeap(int k) : k_(k) {}
+  float threshold() const {
+    return size_ == k_ ? key_[0] : -std::numeric_limits<float>::infinity();
+  }
+  void push(const Cand& c) {
+    if (key_.empty()) {
+      key_.resize(static_cast<size_t>(k_));
+      id_.resize(static_cast<size_t>(k_));
+    }
+    if (size_ < k_) {  // sift up
+      int i = size_++;
+      while (i > 0) {
+        const int parent = (i - 1) / 2;
+        if (!worse(c.key, c.id, key_[parent], id_[parent])) break;
+        key_[i] = key_[parent];
+        id_[i] = id_[parent];
+        i = parent;
+      }
+      key_[i] = c.key;
+      id_[i] = c.id;
+      return;
+    }
+    sift_down(0, c.key, c.id);  // replace the root
+  }
+  // Admits many candidates at once (ascending ids, all above threshold()): the k best of
+  // heap + batch by the total order, then one heapify. Cheaper than pushes when the batch
+  // is a sizeable fraction of k (the first tiles of a query admit nearly everything).
+  void merge(const Cand* c, int m, std::vector<Cand>& scratch_) {
+    if (key_.empty()) {
+      key_.resize(static_cast<size_t>(k_));
+      id_.resize(static_cast<size_t>(k_));
+    }
+    scratch_.resize(static_cast<size_t>(size_ + m));
+    for (int i = 0; i < size_; ++i) scratch_[i] = {key_[i], id_[i]};
+    std::copy(c, c + m, scratch_.begin() + size_);
+    if (size_ + m > k_)
+      std::nth_element(scratch_.begin(), scratch_.begin() + (k_ - 1), scratch_.end(), Better{});
+    size_ = std::min(k_, size_ + m);
+    for (int i = 0; i < size_; ++i) {
+      key_[i] = scratch_[i].key;
+      id_[i] = scratch_[i].id;
+    }
+    for (int i = size_ / 2 - 1; i >= 0; --i) sift_down(i, key_[i], id_[i]);
+  }
+  void emit(bool l2, Metric metric, float* os, int64_t* oi) {
+    std::vector<Cand> all(static_cast<size_t>(size_));
+    for (int i = 0; i < size_; ++i) all[i] = {key_[i], id_[i]};
+    std::sort(all.begin(), all.end(), Better{});
+    for (int s = 0; s < k_; ++s) {
+      os[s] = s < size_ ? (l2 ? -all[s].key : all[s].key) : topk_fill_score(metric);
+      oi[s] = s < size_ ? all[s].id : -1;
+    }
+    size_ = 0;
+  }
+
+ private:
+  static bool worse(float ka, int64_t ia, float kb, int64_t ib) {
+    return ka < kb || (ka == kb && ia > ib);
+  }
+  // Places (key, id) at slot i or below, moving worse-than-it children up.
+  void sift_down(int i, float key, int64_t id) {
+    for (;;) {
+      int child = 2 * i + 1;
+      if (child >= size_) break;
+      if (child + 1 < size_ && worse(key_[child + 1], id_[child + 1], key_[child], id_[child])) ++child;
+      if (!worse(key_[child], id_[child], key, id)) break;
+      key_[i] = key_[child];
+      id_[i] = id_[child];
+      i = child;
+    }
+    key_[i] = key;
+    id_[i] = id;
+  }
+  int k_, size_ = 0;
+  std::vector<float> key_;
+  std::vector<int64_t> id_;
+};
+
 // The "higher is better" key of raw score s against database row id.
 inline float to_key(float s, bool l2, const float* db_inv, int64_t id) {
   return l2 ? -s : (db_inv != nullptr ? s * db_inv[id] : s);
@@ -154,7 +242,9 @@ void topk_blocked(const T* queries, int64_t q, const T* database, int64_t n, int
   parallel_for(nqb, threads, [&](int64_t bb, int64_t be) {
     std::vector<float> a(static_cast<size_t>(qb_rows) * d), tile(static_cast<size_t>(qb_rows) * kItems);
     std::vector<float> local_pack(shared_pack ? 0 : cpu::packed_floats(kItems, d));
-    std::vector<TopKHeap> heaps(static_cast<size_t>(qb_rows), TopKHeap(k));
+    std::vector<TopKSplitHeap> heaps(static_cast<size_t>(qb_rows), TopKSplitHeap(k));
+    std::vector<int32_t> pos(static_cast<size_t>(kItems));
+    std::vector<Cand> batch(static_cast<size_t>(kItems)), scratch;
     for (int64_t blk = bb; blk < be; ++blk) {
       const int64_t q0 = blk * qb_rows, rows = std::min(qb_rows, q - q0);
       const int64_t mrows = cpu::round_up(rows, cpu::kRows);
@@ -182,16 +272,25 @@ void topk_blocked(const T* queries, int64_t q, const T* database, int64_t n, int
         cpu::score_block(a.data(), mrows, bp, items, d, op, tile.data(), kItems);
         for (int64_t r = 0; r < rows; ++r) {
           const int64_t qi = q0 + r;
-          TopKHeap& heap = heaps[r];
-          const float* sr = tile.data() + r * kItems;
-          float thr = heap.threshold();
-          for (int64_t t = 0; t < items; ++t) {
-            const int64_t id = i0 + t;
-            const float key = to_key(sr[t], l2, inv, id);
-            if (!(key > thr)) continue;  // also drops NaN and the -inf fill key
+          TopKSplitHeap& heap = heaps[r];
+          float* sr = tile.data() + r * kItems;
+          const int hits = cpu::select_above(sr, inv != nullptr ? inv + i0 : nullptr, l2,
+                                             static_cast<int>(items), heap.threshold(), pos.data());
+          if (hits > k / 4) {  // batch: exclusions first, then one merge
+            int m = 0;
+            for (int h = 0; h < hits; ++h) {
+              const int64_t id = i0 + pos[h];
+              if (!is_excluded(p, qi, id)) batch[m++] = {sr[pos[h]], id};
+            }
+            if (m > 0) heap.merge(batch.data(), m, scratch);
+            continue;
+          }
+          for (int h = 0; h < hits; ++h) {
+            const int64_t id = i0 + pos[h];
+            const float key = sr[pos[h]];
+            if (!(key > heap.threshold())) continue;  // the threshold rose within this row
             if (is_excluded(p, qi, id)) continue;
             heap.push({key, id});
-            thr = heap.threshold();
           }
         }
       }
