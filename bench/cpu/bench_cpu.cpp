@@ -73,8 +73,8 @@ void run_kmeans(const Args& a, int threads, int reps) {
   for (int i = 0; i < reps; ++i) {
     const double t0 = now();
     r = pk::kmeans_cpu(x.data(), n, static_cast<int>(d), p);
-    std::printf("{\"op\":\"kmeans\",\"rep\":%d,\"seconds\":%.6f,\"inertia\":%.10g,\"iterations\":%d,\"simd\":\"%s\"}\n",
-                i, now() - t0, r.inertia, r.iterations, pk::cpu::simd_level());
+    std::printf("{\"op\":\"kmeans\",\"rep\":%d,\"seconds\":%.6f,\"inertia\":%.10g,\"iterations\":%d,\"reseeded\":%d,\"simd\":\"%s\"}\n",
+                i, now() - t0, r.inertia, r.iterations, r.reseeded, pk::cpu::simd_level());
     std::fflush(stdout);
   }
   if (a.count("out")) write_raw(a.at("out"), r.centroids);

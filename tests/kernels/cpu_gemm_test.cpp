@@ -3,11 +3,13 @@
 // for every SIMD level this machine runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "kernels/cpu_gemm.h"
+#include "kernels/heads.h"
 #include "kernels/kmeans.h"
 #include "kernels/kmeans_assign.h"
 #include "kernels/topk.h"
@@ -185,6 +187,40 @@ TEST(CpuKMeans, TolZeroRunsExactlyMaxIter) {
   EXPECT_EQ(r.inertia_history.size(), 18u);
   p.tol = 1e-4;
   EXPECT_LT(kmeans_cpu(x.data(), 400, 2, p).iterations, 17);
+}
+
+TEST(CpuHeads, BlockedLayersEqualReferenceOnOddSizes) {
+  for (int d : {3, 33})
+    for (int h : {1, 31, 33, 70})
+      for (int c : {1, 17, 33})
+        for (Activation act : {Activation::kRelu, Activation::kGeluErf, Activation::kGeluTanh}) {
+          const int64_t n = 517;  // two full 256-user blocks and a ragged one
+          auto x = testing::random_matrix(n, d, d + h + c);
+          auto w1 = testing::random_matrix(h, d, 1), b1 = testing::random_matrix(1, h, 2);
+          auto w2 = testing::random_matrix(c, h, 3), b2 = testing::random_matrix(1, c, 4);
+          HeadsWeights w{w1.data(), b1.data(), w2.data(), b2.data(), d, h, c};
+          std::vector<float> got(n * c), want(n * c);
+          heads_probs_cpu(x.data(), n, w, {.activation = act, .num_threads = 3}, got.data());
+          detail::heads_probs_reference(x.data(), n, w, act, want.data());
+          for (int64_t i = 0; i < n * c; ++i)
+            ASSERT_TRUE(same_bits(got[i], want[i])) << "d=" << d << " h=" << h << " c=" << c << " i=" << i;
+          // Fused top-M: exactly the best M of the reference probabilities (ties: smaller id).
+          const int m = 40;
+          std::vector<float> tp(c * m);
+          std::vector<int64_t> ti(c * m);
+          heads_topm_cpu(x.data(), n, w, {.activation = act, .num_threads = 2}, m, tp.data(), ti.data());
+          for (int hc = 0; hc < c; ++hc) {
+            std::vector<int64_t> order(n);
+            for (int64_t i = 0; i < n; ++i) order[i] = i;
+            std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+              return want[a * c + hc] > want[b * c + hc];
+            });
+            for (int r = 0; r < m; ++r) {
+              ASSERT_EQ(ti[hc * m + r], order[r]) << "head " << hc << " rank " << r;
+              ASSERT_TRUE(same_bits(tp[hc * m + r], want[order[r] * c + hc]));
+            }
+          }
+        }
 }
 
 }  // namespace
