@@ -78,6 +78,10 @@ void panel_sqnorms_scalar(const float* panel, int d, float* out) {
   std::copy(acc, acc + kPanel, out);
 }
 
+void gelu_scalar(float* v, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) v[i] = gelu_erf(v[i]);
+}
+
 int select_scalar(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos) {
   int m = 0;
   for (int t = 0; t < n; ++t) {
@@ -108,6 +112,31 @@ int select_avx512(float* s, const float* scale, bool negate, int n, float thr, i
     idx = _mm512_add_epi32(idx, step);
   }
   return m;
+}
+
+void gelu_avx512(float* v, int64_t n) {
+  const __m512 c4 = _mm512_set1_ps(4.f), m4 = _mm512_set1_ps(-4.f), half = _mm512_set1_ps(0.5f);
+  const __m512 one = _mm512_set1_ps(1.f), rs2 = _mm512_set1_ps(0.70710678118654752f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 live = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 a = _mm512_maskz_loadu_ps(live, v + i);
+    __m512 x = _mm512_mul_ps(a, rs2);
+    x = _mm512_max_ps(_mm512_min_ps(x, c4), m4);
+    const __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 p = _mm512_fmadd_ps(x2, _mm512_set1_ps(-2.72614225801306e-10f), _mm512_set1_ps(2.77068142495902e-08f));
+    p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.10102402082508e-06f));
+    p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-5.69250639462346e-05f));
+    p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-7.34990630326855e-04f));
+    p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-2.95459980854025e-03f));
+    p = _mm512_fmadd_ps(x2, p, _mm512_set1_ps(-1.60960333262415e-02f));
+    p = _mm512_mul_ps(x, p);
+    __m512 q = _mm512_fmadd_ps(x2, _mm512_set1_ps(-1.45660718464996e-05f), _mm512_set1_ps(-2.13374055278905e-04f));
+    q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.68282697438203e-03f));
+    q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-7.37332916720468e-03f));
+    q = _mm512_fmadd_ps(x2, q, _mm512_set1_ps(-1.42647390514189e-02f));
+    const __m512 e = _mm512_div_ps(p, q);
+    _mm512_mask_storeu_ps(v + i, live, _mm512_mul_ps(_mm512_mul_ps(half, a), _mm512_add_ps(one, e)));
+  }
 }
 
 int32_t argmin_avx512(float* s, int k, const float* cnorm, bool cosine, float aux, float* best) {
@@ -240,6 +269,7 @@ struct Kernels {
   int32_t (*argmin)(float*, int, const float*, bool, float, float*) = argmin_scalar;
   void (*sqnorms)(const float*, int, float*) = panel_sqnorms_scalar;
   int (*select)(float*, const float*, bool, int, float, int32_t*) = select_scalar;
+  void (*gelu)(float*, int64_t) = gelu_scalar;
 };
 
 void accumulate_scalar(const float* row, float mul, double scale, int d, int64_t* sums) {
@@ -251,7 +281,7 @@ Kernels pick() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
     return {tile_avx512<false>, tile_avx512<true>, accumulate_avx512, "avx512", argmin_avx512,
-            panel_sqnorms_avx512, select_avx512};
+            panel_sqnorms_avx512, select_avx512, gelu_avx512};
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
     return {tile_avx2<false>, tile_avx2<true>, accumulate_scalar, "avx2"};
 #endif
@@ -306,6 +336,8 @@ void row_sqnorms(const bf16_bits* x, int64_t n, int d, float* out) { sqnorms_imp
 int select_above(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos) {
   return kernels().select(s, scale, negate, n, thr, pos);
 }
+
+void gelu_erf_inplace(float* v, int64_t n) { kernels().gelu(v, n); }
 
 const char* simd_level() { return kernels().name; }
 

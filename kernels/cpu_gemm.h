@@ -87,6 +87,33 @@ int32_t argmin_keys(float* s, int k, const float* cnorm, bool cosine, float aux,
 /// go to pos in ascending order. Returns their count.
 int select_above(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos);
 
+/// erf(x) in fp32 by the clamped rational approximation of Eigen / XLA (odd degree-13
+/// numerator over even degree-8 denominator in x^2, |x| clamped to 4; abs. error ~1e-7),
+/// spelled out so the SIMD twin (gelu_erf_inplace) gives the same bits.
+inline float erf_approx(float a) {
+  float x = a < 4.f ? a : 4.f;  // the order of min_ps / max_ps
+  x = x > -4.f ? x : -4.f;
+  const float x2 = x * x;
+  float p = std::fma(x2, -2.72614225801306e-10f, 2.77068142495902e-08f);
+  p = std::fma(x2, p, -2.10102402082508e-06f);
+  p = std::fma(x2, p, -5.69250639462346e-05f);
+  p = std::fma(x2, p, -7.34990630326855e-04f);
+  p = std::fma(x2, p, -2.95459980854025e-03f);
+  p = std::fma(x2, p, -1.60960333262415e-02f);
+  p = x * p;
+  float q = std::fma(x2, -1.45660718464996e-05f, -2.13374055278905e-04f);
+  q = std::fma(x2, q, -1.68282697438203e-03f);
+  q = std::fma(x2, q, -7.37332916720468e-03f);
+  q = std::fma(x2, q, -1.42647390514189e-02f);
+  return p / q;
+}
+/// GELU with erf: (0.5 x) * (1 + erf_approx(x * 1/sqrt(2))).
+inline float gelu_erf(float x) {
+  return (0.5f * x) * (1.f + erf_approx(x * 0.70710678118654752f));
+}
+/// v[i] = gelu_erf(v[i]) for i < n, vectorised, same bits.
+void gelu_erf_inplace(float* v, int64_t n);
+
 /// Which micro-kernel score_block uses on this machine: "avx512", "avx2" or "scalar".
 const char* simd_level();
 

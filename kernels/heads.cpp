@@ -17,7 +17,7 @@ float heads_activation(float x, Activation a) {
     case Activation::kRelu:
       return x > 0.f ? x : 0.f;
     case Activation::kGeluErf:
-      return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f));
+      return cpu::gelu_erf(x);  // rational erf: the SIMD path gives the same bits
     case Activation::kGeluTanh: {
       const float u = 0.79788456080286536f * (x + 0.044715f * x * x * x);
       return 0.5f * x * (1.f + std::tanh(u));
@@ -90,9 +90,15 @@ class HeadsBlock {
     for (int64_t r = 0; r < mrows; ++r)
       for (int j = 0; j < d; ++j) a_[r * d + j] = r < rows ? load(x, (i0 + r) * d + j) : 0.f;
     cpu::score_block(a_.data(), mrows, pk_.w1.data(), h, d, cpu::ScoreOp::kDot, tile_.data(), pk_.ldh);
-    for (int64_t r = 0; r < mrows; ++r)
-      for (int u = 0; u < h; ++u)
-        hid_[r * h + u] = heads_activation(tile_[r * pk_.ldh + u] + (w_.b1 ? w_.b1[u] : 0.f), act_);
+    for (int64_t r = 0; r < mrows; ++r) {
+      float* hr = hid_.data() + r * h;
+      for (int u = 0; u < h; ++u) hr[u] = tile_[r * pk_.ldh + u] + (w_.b1 ? w_.b1[u] : 0.f);
+      if (act_ == Activation::kGeluErf) {
+        cpu::gelu_erf_inplace(hr, h);  // one vectorised pass, not h out-of-line erf calls
+      } else {
+        for (int u = 0; u < h; ++u) hr[u] = heads_activation(hr[u], act_);
+      }
+    }
     cpu::score_block(hid_.data(), mrows, pk_.w2.data(), w_.c, h, cpu::ScoreOp::kDot, tile_.data(), pk_.ldp);
     for (int64_t r = 0; r < rows; ++r)
       for (int c = 0; c < w_.c; ++c)

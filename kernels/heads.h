@@ -14,7 +14,8 @@ namespace portrait::kernels {
 /// Hidden-layer activation.
 enum class Activation {
   kRelu,      ///< max(x, 0)
-  kGeluErf,   ///< x * Phi(x) with erf: torch.nn.GELU() default (approximate='none')
+  kGeluErf,   ///< x * Phi(x) with erf: torch.nn.GELU() default (approximate='none'); the CPU
+              ///< uses a rational erf (cpu_gemm.h erf_approx, abs. error ~1e-7)
   kGeluTanh,  ///< tanh approximation: torch.nn.GELU(approximate='tanh')
 };
 

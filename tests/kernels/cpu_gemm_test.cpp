@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -187,6 +188,24 @@ TEST(CpuKMeans, TolZeroRunsExactlyMaxIter) {
   EXPECT_EQ(r.inertia_history.size(), 18u);
   p.tol = 1e-4;
   EXPECT_LT(kmeans_cpu(x.data(), 400, 2, p).iterations, 17);
+}
+
+TEST(CpuHeads, RationalErfIsAccurateAndTheSimdGeluMatchesIt) {
+  double worst = 0;
+  std::vector<float> v;
+  for (int i = -60000; i <= 60000; ++i) {
+    const float x = static_cast<float>(i) * 1e-4f;  // [-6, 6], past the clamp
+    worst = std::max(worst, std::fabs(double(cpu::erf_approx(x)) - std::erf(double(x))));
+    v.push_back(x);
+  }
+  EXPECT_LT(worst, 5e-7);
+  for (const std::string& level : levels()) {
+    ASSERT_TRUE(cpu::force_simd_level(level.c_str()));
+    std::vector<float> g = v;
+    cpu::gelu_erf_inplace(g.data(), static_cast<int64_t>(g.size()));
+    for (size_t i = 0; i < v.size(); ++i) ASSERT_TRUE(same_bits(g[i], cpu::gelu_erf(v[i]))) << level << " x=" << v[i];
+  }
+  cpu::force_simd_level("best");
 }
 
 TEST(CpuHeads, BlockedLayersEqualReferenceOnOddSizes) {
