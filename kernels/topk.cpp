@@ -222,7 +222,7 @@ void topk_blocked(const T* queries, int64_t q, const T* database, int64_t n, int
   // Items per score tile; the packed database is shared when it fits a budget (one copy of
   // the database), otherwise every query block packs its own item blocks (re-read once per
   // query block, amortised over up to 256 queries).
-  constexpr int64_t kItems = 512;
+  constexpr int64_t kItems = 1024;
   const bool shared_pack = cpu::packed_floats(n, d) <= shared_pack_budget;
   std::vector<float> packed;
   if (shared_pack && n > 0) {
@@ -234,7 +234,7 @@ void topk_blocked(const T* queries, int64_t q, const T* database, int64_t n, int
     }, 16);
   }
   // Queries per block: enough blocks for every thread, at most 256 rows (A block + score
-  // tile stay in L2: 128 KiB + 512 KiB at d = 128).
+  // tile stay in L2: 128 KiB + 1 MiB at d = 128).
   const int64_t per_thread = (q + threads - 1) / std::max(threads, 1);
   const int64_t qb_rows = std::clamp<int64_t>(cpu::round_up(per_thread, cpu::kRows), cpu::kRows, 256);
   const int64_t nqb = (q + qb_rows - 1) / qb_rows;

@@ -72,9 +72,9 @@ float topk_fill_score(Metric metric);
 void topk_validate(int64_t q, int64_t n, int d, const TopKParams& params);
 
 /// CPU fallback: blocks of up to 256 queries against the packed database (kernels/cpu_gemm.h
-/// micro-kernel, 512-item score tiles consumed at once by a running top-k per query),
+/// micro-kernel, 1024-item score tiles consumed at once by a running top-k per query),
 /// parallel over query blocks with kernels/parallel.h threads. Extra memory: one packed copy
-/// of the database when it is at most 256 MiB, else per-thread 512-item blocks.
+/// of the database when it is at most 256 MiB, else per-thread 1024-item blocks.
 /// queries [q, d], database [n, d]; out_scores [q, k], out_ids [q, k] (host pointers).
 void topk_cpu(const float* queries, int64_t q, const float* database, int64_t n, int d,
               const TopKParams& params, float* out_scores, int64_t* out_ids);

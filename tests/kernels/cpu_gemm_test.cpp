@@ -1,5 +1,5 @@
 // The blocked CPU paths against their exact plain-loop references, bit for bit, on odd sizes
-// straddling the 8-row / 32-column micro-tile and the 256-query / 512-item block boundaries,
+// straddling the 8-row / 32-column micro-tile and the 256-query / 1024-item block boundaries,
 // for every SIMD level this machine runs.
 #include <gtest/gtest.h>
 
