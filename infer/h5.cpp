@@ -390,8 +390,14 @@ std::vector<std::string> read_strings(hid_t loc, const std::string& name) {
   H ft(H5Dget_type(ds), H5Tclose);
   std::vector<std::string> out(n);
   if (!n) return out;
+  if (H5Tget_class(ft) != H5T_STRING)
+    throw DataError("dataset /" + name + " does not hold strings (corrupt file?)");
+  // The memory type keeps the file's character set: HDF5 refuses to convert ASCII to UTF-8,
+  // and h5py writes numpy 'S' arrays (fixed-length) as ASCII. The bytes are taken as they are.
+  const H5T_cset_t cset = H5Tget_cset(ft);
   if (H5Tis_variable_str(ft) > 0) {
     H t = vlen_utf8();
+    H5Tset_cset(t, cset);
     std::vector<char*> p(n, nullptr);
     check(H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, p.data()), "read " + name);
     for (hsize_t i = 0; i < n; ++i) out[i] = p[i] ? p[i] : "";
@@ -399,11 +405,16 @@ std::vector<std::string> read_strings(hid_t loc, const std::string& name) {
   } else {
     size_t w = H5Tget_size(ft);
     H t = fixed_string_type(w);
+    H5Tset_cset(t, cset);
+    const bool space_pad = H5Tget_strpad(ft) == H5T_STR_SPACEPAD;
     std::string buf(n * w, '\0');
     check(H5Dread(ds, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()), "read " + name);
     for (hsize_t i = 0; i < n; ++i) {
       const char* s = buf.data() + i * w;
-      out[i].assign(s, strnlen(s, w));
+      size_t len = strnlen(s, w);
+      if (space_pad)  // Fortran-style padding: trailing blanks are not part of the id
+        while (len > 0 && s[len - 1] == ' ') --len;
+      out[i].assign(s, len);
     }
   }
   return out;

@@ -215,9 +215,12 @@ SegmentSummary run_segment(const SegmentParams& p) {
   std::vector<float> cent(size_t(K) * size_t(d));
   for (int c = 0; c < K; ++c)
     std::copy_n(r.centroids.data() + size_t(c) * size_t(d), d, cent.data() + size_t(new_id[size_t(c)]) * size_t(d));
-  k::kmeans_assign_cpu(e.x.data(), n, d, r.centroids.data(), K, kp.metric, p.threads, seg.data(), dist.data());
-  // Assignments of the returned centroids are the k-means result itself; the reassignment
-  // above only yields the distances (identical labels by construction of kmeans_drive).
+  // The CPU backend returns the last pass's distances with its assignments (they belong to
+  // the returned centroids); only the GPU backends need one more assignment pass for them.
+  if (r.distances.size() == size_t(n))
+    std::copy(r.distances.begin(), r.distances.end(), dist.begin());
+  else
+    k::kmeans_assign_cpu(e.x.data(), n, d, r.centroids.data(), K, kp.metric, p.threads, seg.data(), dist.data());
   for (int64_t i = 0; i < n; ++i) seg[size_t(i)] = new_id[size_t(r.assignments[size_t(i)])];
   sum.sizes.assign(size_t(K), 0);
   for (auto s : seg) ++sum.sizes[size_t(s)];

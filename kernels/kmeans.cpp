@@ -8,41 +8,14 @@
 #include <string>
 #include <unordered_set>
 
+#include "kernels/cpu_gemm.h"
+#include "kernels/kmeans_assign.h"
 #include "kernels/parallel.h"
 #include "core/rng.h"
 
 namespace portrait::kernels {
 
 namespace {
-
-// Nearest centroid of one (already unit-normalised, for cosine) point; lowest index on ties.
-inline int32_t nearest(const float* row, const float* centroids, int k, int d, bool cosine,
-                       float* best_dist) {
-  int32_t best = 0;
-  float bd = std::numeric_limits<float>::infinity();
-  for (int c = 0; c < k; ++c) {
-    const float* cr = centroids + static_cast<int64_t>(c) * d;
-    float dist;
-    if (cosine) {
-      float s = 0.f;
-      for (int j = 0; j < d; ++j) s += row[j] * cr[j];
-      dist = std::max(0.f, 1.f - s);
-    } else {
-      float s = 0.f;
-      for (int j = 0; j < d; ++j) {
-        const float t = row[j] - cr[j];
-        s += t * t;
-      }
-      dist = s;
-    }
-    if (dist < bd || c == 0) {
-      bd = dist;
-      best = c;
-    }
-  }
-  *best_dist = bd;
-  return best;
-}
 
 void normalize_rows(float* x, int64_t n, int d) {
   for (int64_t i = 0; i < n; ++i) {
@@ -52,22 +25,12 @@ void normalize_rows(float* x, int64_t n, int d) {
   }
 }
 
-// Row i of x as fp32: the row itself, or (bf16) its exact widening into buf.
-inline const float* row_f32(const float* x, int64_t i, int d, float* /*buf*/) {
-  return x + i * d;
-}
-inline const float* row_f32(const bf16_bits* x, int64_t i, int d, float* buf) {
-  const bf16_bits* r = x + i * d;
-  for (int j = 0; j < d; ++j) buf[j] = bf16_to_float(r[j]);
-  return buf;
-}
-
 template <typename T>
 class CpuBackend final : public detail::KMeansBackend {
  public:
   CpuBackend(const T* x, int64_t n, int d, int k, Metric metric, int threads)
       : x_(x), n_(n), d_(d), k_(k), cosine_(metric == Metric::kCosine), threads_(threads),
-        assign_(static_cast<size_t>(n)) {}
+        assign_(static_cast<size_t>(n)), dist_(static_cast<size_t>(n)) {}
 
   double max_abs() override {
     std::mutex m;
@@ -95,7 +58,10 @@ class CpuBackend final : public detail::KMeansBackend {
 
   double assign_accumulate(const float* centroids, double scale, int64_t* sums_fx,
                            int64_t* counts) override {
-    constexpr int64_t kBlock = 4096;
+    constexpr int64_t kBlock = 4096;  // inertia block: fixed, so the sum order is too
+    if (aux_.empty() && n_ > 0) aux_ = detail::kmeans_point_aux(x_, n_, d_, cosine_, threads_);
+    const detail::KMeansCentroids packed =
+        detail::kmeans_pack_centroids(centroids, k_, d_, cosine_);
     const int64_t nblk = (n_ + kBlock - 1) / kBlock;
     std::vector<double> part(static_cast<size_t>(nblk), 0.0);
     std::fill(sums_fx, sums_fx + static_cast<int64_t>(k_) * d_, 0);
@@ -103,24 +69,21 @@ class CpuBackend final : public detail::KMeansBackend {
     std::mutex m;
     parallel_for(nblk, threads_, [&](int64_t bb, int64_t be) {
       std::vector<int64_t> ls(static_cast<size_t>(k_) * d_, 0), lc(static_cast<size_t>(k_), 0);
-      std::vector<float> xs(static_cast<size_t>(d_));
+      detail::KMeansBlockAssigner assigner(packed);
       for (int64_t blk = bb; blk < be; ++blk) {
         double acc = 0.0;
         const int64_t e = std::min(n_, (blk + 1) * kBlock);
-        for (int64_t i = blk * kBlock; i < e; ++i) {
-          const float* row = row_f32(x_, i, d_, xs.data());
-          if (cosine_) {  // in place when row == xs (bf16): element-wise, so safe
-            const float inv = row_inv_norm(row, d_);
-            for (int j = 0; j < d_; ++j) xs[j] = row[j] * inv;
-            row = xs.data();
+        for (int64_t i0 = blk * kBlock; i0 < e; i0 += detail::KMeansBlockAssigner::kRows) {
+          const int64_t rows = std::min(detail::KMeansBlockAssigner::kRows, e - i0);
+          assigner.run(x_, i0, rows, aux_.data(), assign_.data() + i0, dist_.data() + i0);
+          for (int64_t r = 0; r < rows; ++r) {
+            const int32_t c = assign_[i0 + r];
+            acc += dist_[i0 + r];
+            ++lc[c];
+            // cosine: the member's unit direction x * (1/|x|), rounded in fp32 as before.
+            cpu::accumulate_fixed(assigner.row(r), cosine_ ? aux_[i0 + r] : 1.f, scale, d_,
+                                  ls.data() + static_cast<int64_t>(c) * d_);
           }
-          float dist;
-          const int32_t c = nearest(row, centroids, k_, d_, cosine_, &dist);
-          assign_[i] = c;
-          acc += dist;
-          ++lc[c];
-          int64_t* s = ls.data() + static_cast<int64_t>(c) * d_;
-          for (int j = 0; j < d_; ++j) s[j] += std::llrint(static_cast<double>(row[j]) * scale);
         }
         part[blk] = acc;
       }
@@ -132,6 +95,11 @@ class CpuBackend final : public detail::KMeansBackend {
     double inertia = 0.0;
     for (double v : part) inertia += v;  // fixed block order -> thread-count independent
     return inertia;
+  }
+
+  bool fetch_distances(float* out) override {
+    std::copy(dist_.begin(), dist_.end(), out);
+    return true;
   }
 
   void fetch_assignments(int32_t* out) override {
@@ -147,6 +115,8 @@ class CpuBackend final : public detail::KMeansBackend {
   bool cosine_;
   int threads_;
   std::vector<int32_t> assign_;
+  std::vector<float> dist_;
+  std::vector<float> aux_;  // |x|^2 or 1/|x|: data-only, computed on the first pass
 };
 
 // Floyd's algorithm: m distinct indices from [0, n), returned ascending.
@@ -234,18 +204,16 @@ void assign_cpu_impl(const T* x, int64_t n, int d, const float* centroids, int k
   if (metric == Metric::kInnerProduct)
     throw std::invalid_argument("kmeans: metric must be l2 or cosine");
   const bool cosine = metric == Metric::kCosine;
-  parallel_for(n, num_threads, [&](int64_t b, int64_t e) {
-    std::vector<float> xs(static_cast<size_t>(d));
-    for (int64_t i = b; i < e; ++i) {
-      const float* row = row_f32(x, i, d, xs.data());
-      if (cosine) {
-        const float inv = row_inv_norm(row, d);
-        for (int j = 0; j < d; ++j) xs[j] = row[j] * inv;
-        row = xs.data();
-      }
-      assign[i] = nearest(row, centroids, k, d, cosine, dist + i);
+  const std::vector<float> aux = detail::kmeans_point_aux(x, n, d, cosine, num_threads);
+  const detail::KMeansCentroids packed = detail::kmeans_pack_centroids(centroids, k, d, cosine);
+  const int64_t rows = detail::KMeansBlockAssigner::kRows;
+  parallel_for((n + rows - 1) / rows, num_threads, [&](int64_t b, int64_t e) {
+    detail::KMeansBlockAssigner assigner(packed);
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t i0 = blk * rows;
+      assigner.run(x, i0, std::min(rows, n - i0), aux.data(), assign + i0, dist + i0);
     }
-  }, 256);
+  });
 }
 
 }  // namespace
@@ -306,7 +274,7 @@ KMeansResult kmeans_drive(KMeansBackend& be, int64_t n, int d, const KMeansParam
     res.inertia_history.push_back(inertia);
     res.inertia = inertia;
     res.iterations = it;
-    if (it > 0) {
+    if (it > 0 && p.tol > 0.0) {  // tol = 0: exactly max_iter updates, no early stop
       const double prev = res.inertia_history[it - 1];
       if (prev - inertia <= p.tol * prev) break;
     }
@@ -359,6 +327,8 @@ KMeansResult kmeans_drive(KMeansBackend& be, int64_t n, int d, const KMeansParam
   }
   res.assignments.resize(static_cast<size_t>(n));
   be.fetch_assignments(res.assignments.data());
+  res.distances.resize(static_cast<size_t>(n));
+  if (!be.fetch_distances(res.distances.data())) res.distances.clear();
   return res;
 }
 

@@ -35,7 +35,8 @@ struct KMeansParams {
   int k = 8;
   /// Maximum number of centroid updates (0 = just assign to the initial centroids).
   int max_iter = 25;
-  /// Stop when (previous - current) inertia <= tol * previous inertia.
+  /// Stop when (previous - current) inertia <= tol * previous inertia. tol = 0 disables the
+  /// test: exactly max_iter updates are done (as faiss's niter), whatever the inertia does.
   double tol = 1e-4;
   /// kL2 (squared Euclidean) or kCosine (spherical k-means: unit-norm centroids,
   /// distance 1 - cos). kInnerProduct is rejected.
@@ -80,14 +81,20 @@ struct KMeansResult {
   double inertia = 0.0;
   /// Number of centroid updates performed.
   int iterations = 0;
+  /// [n] distance of each point to its returned centroid, from the last assignment pass
+  /// (CPU backend; empty for backends that do not keep it).
+  std::vector<float> distances;
   /// Inertia after each assignment pass (iterations + 1 entries).
   std::vector<double> inertia_history;
   /// Total number of empty clusters re-seeded over all iterations.
   int reseeded = 0;
 };
 
-/// CPU reference and multithreaded fallback. x: host [n, d]. Throws std::invalid_argument
-/// for bad sizes / metric or when x contains NaN or inf.
+/// CPU fallback: blocks of 256 points against the packed centroids (kernels/cpu_gemm.h
+/// micro-kernel fused with the argmin; arithmetic in kernels/kmeans_assign.h), parallel over
+/// 4096-point blocks with kernels/parallel.h threads; |x|^2 (or 1/|x|) computed once per run.
+/// x: host [n, d]. Throws std::invalid_argument for bad sizes / metric or when x contains
+/// NaN or inf.
 KMeansResult kmeans_cpu(const float* x, int64_t n, int d, const KMeansParams& params);
 
 /// Same with bf16 input (raw bits, see common.h): every value is widened to fp32 exactly and
@@ -96,7 +103,9 @@ KMeansResult kmeans_cpu(const float* x, int64_t n, int d, const KMeansParams& pa
 KMeansResult kmeans_cpu(const bf16_bits* x, int64_t n, int d, const KMeansParams& params);
 
 /// Assignment step alone (CPU): for every point, the nearest centroid (lowest index on
-/// ties) and its distance. centroids [k, d] must already be unit-norm for kCosine.
+/// ties) and its distance, by the arithmetic of kernels/kmeans_assign.h (L2 through
+/// |c|^2 - 2 x.c, so distances carry an absolute error ~ 2^-24 (|x|^2 + |c|^2)).
+/// centroids [k, d] must already be unit-norm for kCosine.
 void kmeans_assign_cpu(const float* x, int64_t n, int d, const float* centroids, int k,
                        Metric metric, int num_threads, int32_t* assign, float* dist);
 /// Same with bf16 points (widened to fp32).
@@ -121,6 +130,9 @@ class KMeansBackend {
                                    int64_t* counts) = 0;
   /// Copies the assignments of the last pass into out [n].
   virtual void fetch_assignments(int32_t* out) = 0;
+  /// Copies each point's distance to its centroid in the last pass into out [n]; false when
+  /// the backend does not keep them (KMeansResult::distances is then empty).
+  virtual bool fetch_distances(float* /*out*/) { return false; }
 };
 
 /// The Lloyd loop, init and empty-cluster handling, independent of where the data lives.

@@ -13,8 +13,15 @@
 //  * When fewer than k candidates qualify (k > n, exclusions, NaN), the remaining slots hold
 //    id -1 and the fill score: -inf for IP/cosine, +inf for L2.
 //  * Cosine: rows are scaled by 1/|row| (zero rows score 0 against everything).
+//  * CPU arithmetic (defines the scores bit for bit): IP s = dot_ref(q, x) and L2
+//    s = sqdiff_ref(q, x) (one sequential fp32 FMA chain over j, kernels/cpu_gemm.h);
+//    cosine s = dot_ref(q * (1/|q|), x) * (1/|x|): the database's inverse norms are applied
+//    once per score, never folded into the rows. topk_cpu (blocked SIMD) and
+//    detail::topk_reference_cpu (plain loops, the tests' oracle) return identical scores and
+//    ids, ties included, for any thread count.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/common.h"
@@ -64,13 +71,26 @@ float topk_fill_score(Metric metric);
 /// Throws std::invalid_argument for out-of-range sizes / k.
 void topk_validate(int64_t q, int64_t n, int d, const TopKParams& params);
 
-/// CPU reference and multithreaded fallback (parallel over queries, a size-k heap each).
+/// CPU fallback: blocks of up to 256 queries against the packed database (kernels/cpu_gemm.h
+/// micro-kernel, 1024-item score tiles consumed at once by a running top-k per query),
+/// parallel over query blocks with kernels/parallel.h threads. Extra memory: one packed copy
+/// of the database when it is at most 256 MiB, else per-thread 1024-item blocks.
 /// queries [q, d], database [n, d]; out_scores [q, k], out_ids [q, k] (host pointers).
 void topk_cpu(const float* queries, int64_t q, const float* database, int64_t n, int d,
               const TopKParams& params, float* out_scores, int64_t* out_ids);
-/// Same with bf16 queries and database (raw bits, see common.h), widened exactly to fp32:
-/// the reference for the CUDA bf16 paths. Holds an fp32 copy of both inputs.
+/// Same with bf16 queries and database (raw bits, see common.h), widened exactly to fp32
+/// while packing: the reference for the CUDA bf16 paths.
 void topk_cpu(const bf16_bits* queries, int64_t q, const bf16_bits* database, int64_t n, int d,
               const TopKParams& params, float* out_scores, int64_t* out_ids);
+
+namespace detail {
+/// The exact reference: plain loops, one query at a time, same arithmetic and contract as
+/// topk_cpu (single-threaded; the tests' oracle).
+void topk_reference_cpu(const float* queries, int64_t q, const float* database, int64_t n,
+                        int d, const TopKParams& params, float* out_scores, int64_t* out_ids);
+/// Tests only (not thread-safe): the largest packed database (floats) topk_cpu shares
+/// between threads instead of packing per block; returns the previous value.
+size_t topk_set_shared_pack_budget(size_t floats);
+}  // namespace detail
 
 }  // namespace portrait::kernels

@@ -15,26 +15,25 @@ namespace {
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// Full [q, n] score matrix with plain loops (float, same summation order as documented).
+// Full [q, n] score matrix with plain loops, by the documented CPU arithmetic (topk.h): one
+// sequential FMA chain per score; cosine normalises the query and applies 1/|x| afterwards.
 std::vector<float> score_matrix(const std::vector<float>& qs, int64_t q,
                                 const std::vector<float>& db, int64_t n, int d, Metric m) {
-  std::vector<float> qn = qs, dn = db;
-  if (m == Metric::kCosine) {
-    l2_normalize_cpu(qs.data(), qn.data(), q, d, {.num_threads = 1});
-    l2_normalize_cpu(db.data(), dn.data(), n, d, {.num_threads = 1});
-  }
+  std::vector<float> qn = qs;
+  if (m == Metric::kCosine) l2_normalize_cpu(qs.data(), qn.data(), q, d, {.num_threads = 1});
   std::vector<float> s(static_cast<size_t>(q * n));
   for (int64_t i = 0; i < q; ++i)
     for (int64_t j = 0; j < n; ++j) {
       float acc = 0.f;
       for (int t = 0; t < d; ++t) {
         if (m == Metric::kL2) {
-          const float diff = qn[i * d + t] - dn[j * d + t];
-          acc += diff * diff;
+          const float diff = qn[i * d + t] - db[j * d + t];
+          acc = std::fma(diff, diff, acc);
         } else {
-          acc += qn[i * d + t] * dn[j * d + t];
+          acc = std::fma(qn[i * d + t], db[j * d + t], acc);
         }
       }
+      if (m == Metric::kCosine) acc *= row_inv_norm(db.data() + j * d, d);
       s[i * n + j] = acc;
     }
   return s;
