@@ -934,6 +934,7 @@ TrainSummary run_train(const TrainParams& p, const fs::path& run_dir, std::share
   if (last_ckpt_step != step) last_ckpt = checkpoint();
   if (stop_requested) {
     sum.interrupted = true;
+    sum.stop_signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;
     PLOG_WARN("stop signal received: checkpoint at step {} written{}; continue with train.resume=auto "
               "(same hydra.run.dir) or train.resume=<checkpoint>",
               step, rank == 0 ? " to " + last_ckpt.string() : "");

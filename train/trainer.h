@@ -157,6 +157,7 @@ struct TrainSummary {
   double users_per_s = 0, tokens_per_s = 0;
   std::string resumed_from;      ///< checkpoint path, "" = fresh
   bool interrupted = false;      ///< stopped by SIGTERM/SIGINT after a checkpoint
+  int stop_signal = 0;           ///< the signal this rank received (SIGTERM if another rank's stop ended it)
   int rank = 0, world = 1;
   std::filesystem::path model_dir;       ///< run_dir/model
   nlohmann::json final_eval = nlohmann::json::object();  ///< split -> eval record

@@ -307,8 +307,7 @@ class TreeBuilder {
         children.push_back(process(d, &node, false));
         continue;
       }
-      ov_.known[d.override_key()] = d.value;
-      ov_.known_per_group[d.group_path()].insert(d.override_key());
+      // As in Hydra 1.3, a multi-select is no entry of hydra.runtime.choices.
       const auto& opts = d.value.elements();
       for (auto o = opts.rbegin(); o != opts.rend(); ++o) {
         InputDefault c;

@@ -40,8 +40,8 @@ struct ResultDefault {
 
 struct DefaultsList {
   std::vector<ResultDefault> configs;
-  /// Override key ("db", "server@db.server") -> option name, null, or a list (multi-select),
-  /// as hydra.runtime.choices records them.
+  /// Override key ("db", "server@db.server") -> option name or null, as
+  /// hydra.runtime.choices records them (multi-select groups are not recorded, as in Hydra).
   std::map<std::string, Node> choices;
 };
 

@@ -120,7 +120,9 @@ TEST_F(MultiSelect, EveryListedOptionMergesUnderTheGroupInOrder) {
   EXPECT_EQ(site.items()[0].first, "fb");
   EXPECT_EQ(site.items()[1].first, "google");
   EXPECT_EQ(at(c.config, "server.port").as_int(), 443);
-  EXPECT_EQ(at(c.hydra, "runtime.choices").find("server/site")->size(), 2u);
+  // Hydra 1.3 records the group holding the list, not the list itself.
+  EXPECT_EQ(c.choices.at("server"), "apache");
+  EXPECT_FALSE(at(c.hydra, "runtime.choices").contains("server/site"));
 }
 
 TEST_F(MultiSelect, CommandLineListReplacesTheSelection) {
