@@ -26,9 +26,11 @@ size_t lines_in(const fs::path& p) {
 TEST(DemoStop, SigintDuringTrainExits130WithAResumeCommandAndRunsNoLaterStage) {
   testing::TempDir d;
   const fs::path run = d.path() / "run";
-  // A tiny shop and an endless training run, so the signal lands inside the train stage.
+  // A tiny shop (its planted bots exceed the default reject limit) and an endless training
+  // run, so the signal lands inside the train stage.
   const std::string cmd = std::string("OMP_NUM_THREADS=1 ") + PORTRAIT_BINARY_DIR +
-                          "/bin/portrait demo demo.users=200 demo.items=50 train.steps=100000 "
+                          "/bin/portrait demo demo.users=200 demo.items=50 data.clean.max_reject_fraction=0.9 "
+                          "train.steps=100000 "
                           "train.ckpt_every=0 train.log_every=1 train.threads=1 train.progress=false "
                           "hydra.run.dir=" + run.string() + " > " + (d.path() / "out.txt").string() + " 2>&1";
   // The wrapper records the demo's pid and, once it exits, its exit status.
