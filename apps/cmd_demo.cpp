@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "apps/command_specs.h"
@@ -226,7 +227,7 @@ CommandSpec demo_command() {
     std::vector<std::string> invocation = ctx.composed.task_overrides;
     invocation.insert(invocation.end(), ctx.composed.hydra_overrides.begin(), ctx.composed.hydra_overrides.end());
     StageStop stop("demo", invocation, d.stages, run);
-    int stopped = 0;  // exit status of an interrupted stage
+    std::optional<int> stopped;  // exit status once a stage stopped the pipeline
     auto timed = [&](const std::string& name, auto&& fn) {
       if (stopped) return;
       auto t0 = clock::now();
@@ -277,6 +278,11 @@ CommandSpec demo_command() {
       if (s.interrupted) {  // the trainer finished its step and wrote a checkpoint
         stopped = stop.interrupted("train", s.stop_signal,
                                    fmt::format("checkpoint at step {} written", s.steps));
+        return;
+      }
+      if (s.steps < p.steps) {  // train.stop_after: a chunk on purpose, no model to embed yet
+        stop.paused("train", fmt::format("train.stop_after: step {} of {}", s.steps, p.steps));
+        stopped = kExitOk;
         return;
       }
       eval = s.final_eval;
@@ -330,7 +336,7 @@ CommandSpec demo_command() {
                                                s.suppressed));
     });
 
-    if (stopped) return stopped;
+    if (stopped) return *stopped;
 
     std::cout << "\n+-------------------------+----------------------------------------------------------+\n";
     std::cout << fmt::format("| {:<23} | {:<56} |\n", "Portrait demo", run.string().substr(0, 56));

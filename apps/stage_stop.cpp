@@ -60,11 +60,12 @@ StageStop::~StageStop() {
   sigaction(SIGTERM, &g_old_term, nullptr);
 }
 
-std::string StageStop::resume_command(const std::string& stage) const {
+std::string StageStop::resume_command(const std::string& stage, const std::vector<std::string>& drop) const {
   std::string cmd = "portrait " + command_;
   for (const auto& o : overrides_) {
     if (starts_with_key(o, "hydra.run.dir") || starts_with_key(o, command_ + ".stages") ||
-        starts_with_key(o, "train.resume"))
+        starts_with_key(o, "train.resume") ||
+        std::any_of(drop.begin(), drop.end(), [&](const std::string& k) { return starts_with_key(o, k); }))
       continue;
     cmd += " " + shell_quote(o);
   }
@@ -102,6 +103,17 @@ int StageStop::interrupted(const std::string& stage, int signal, const std::stri
   std::cout.flush();
   std::cerr << message(stage, signal, detail);
   return 128 + signal;
+}
+
+void StageStop::paused(const std::string& stage, const std::string& detail) const {
+  auto it = std::find(stages_.begin(), stages_.end(), stage);
+  std::string skipped;
+  if (it != stages_.end())
+    for (auto s = it + 1; s != stages_.end(); ++s) skipped += (skipped.empty() ? "" : ", ") + *s;
+  std::cout << fmt::format("{}: stopped during stage '{}' ({}); not run: {}\ncontinue with:\n  {}\n", command_,
+                           stage, detail, skipped.empty() ? "nothing" : skipped,
+                           resume_command(stage, {"train.stop_after"}));  // continue to the end
+  std::cout.flush();
 }
 
 void StageStop::failed(const std::string& stage) const {

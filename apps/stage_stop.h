@@ -24,14 +24,18 @@ class StageStop {
   StageStop(const StageStop&) = delete;
   StageStop& operator=(const StageStop&) = delete;
 
-  /// The command that reruns the pipeline from `stage` on (train resumes its checkpoint).
-  std::string resume_command(const std::string& stage) const;
+  /// The command that reruns the pipeline from `stage` on (train resumes its checkpoint);
+  /// arguments setting a key of `drop` are left out.
+  std::string resume_command(const std::string& stage, const std::vector<std::string>& drop = {}) const;
   /// Marks `stage` as running: from now on a stop signal prints where and exits.
   void begin(const std::string& stage);
   /// No stage running: a stop signal now exits (128 + signal) without a stage message.
   void end();
   /// Prints the interrupted-stage message; returns the exit status (128 + signal).
   int interrupted(const std::string& stage, int signal, const std::string& detail) const;
+  /// Prints that the pipeline stopped on purpose after `stage` (e.g. train.stop_after) and
+  /// how to continue; the command then exits 0.
+  void paused(const std::string& stage, const std::string& detail) const;
   /// Prints the failed-stage message (the error itself is printed by the command runner).
   void failed(const std::string& stage) const;
   /// The message printed when `stage` stops on `signal` (shown as SIGINT / SIGTERM).

@@ -63,5 +63,25 @@ TEST(DemoStop, SigintDuringTrainExits130WithAResumeCommandAndRunsNoLaterStage) {
   EXPECT_TRUE(fs::exists(run / "train" / "checkpoints")) << out;
 }
 
+TEST(DemoStop, TrainStopAfterEndsTheDemoCleanlyWithAContinueCommand) {
+  testing::TempDir d;
+  const fs::path run = d.path() / "run";
+  auto r = testing::run_shell(std::string("OMP_NUM_THREADS=1 ") + PORTRAIT_BINARY_DIR +
+                              "/bin/portrait demo demo.users=200 demo.items=50 data.clean.max_reject_fraction=0.9 "
+                              "train.steps=100 train.stop_after=2 train.threads=1 train.progress=false "
+                              "hydra.run.dir=" + run.string());
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("demo: stopped during stage 'train' (train.stop_after: step 2 of 100); not run: embed"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("continue with:\n  portrait demo "), std::string::npos) << r.out;
+  // The continue command resumes the checkpoint and runs to train.steps.
+  EXPECT_NE(r.out.find("train.progress=false 'demo.stages=[train,embed,segment,score,profile]' train.resume=auto"),
+            std::string::npos)
+      << r.out;
+  EXPECT_EQ(r.out.find("cannot read"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(run / "embed")) << r.out;
+}
+
 }  // namespace
 }  // namespace portrait
