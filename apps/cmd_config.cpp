@@ -4,6 +4,7 @@
 
 #include <iostream>
 
+#include "apps/command_specs.h"
 #include "apps/commands.h"
 #include "core/error.h"
 
@@ -45,7 +46,8 @@ int run_config_command(const std::vector<std::string>& args_in) {
     std::cout << command_help(config_command(), default_config_dir());
     return kExitOk;
   }
-  for (const auto& c : all_commands()) {
+  // The specs suffice: --cfg, --info and --help print before a command would run.
+  for (const auto& c : command_specs()) {
     if (c.name != target) continue;
     if (c.config_name.empty()) {
       std::cerr << fmt::format("portrait config: '{}' has no config\n", target);

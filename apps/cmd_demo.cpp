@@ -13,9 +13,12 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <sstream>
 
+#include "apps/command_specs.h"
 #include "apps/commands.h"
+#include "apps/stage_stop.h"
 #include "core/config/interpolate.h"
 #include "core/config/run_dir.h"
 #include "core/config/section.h"
@@ -209,17 +212,7 @@ std::pair<double, int64_t> segment_nmi(const fs::path& segments_h5, const fs::pa
 }  // namespace
 
 CommandSpec demo_command() {
-  CommandSpec c;
-  c.name = "demo";
-  c.summary = "run the whole pipeline on synthetic data (CPU, minutes)";
-  c.description =
-      "Runs synth -> prep (+ tokenizer) -> train -> embed -> segment -> score -> profile on a\n"
-      "small synthetic shop, each stage in <run dir>/<stage>/ with its own config record, and\n"
-      "ends with a summary table and the path of the HTML segment report.\n\n"
-      "  portrait demo                                  ~2 minutes on 2 CPU cores\n"
-      "  portrait demo demo.users=20000 train.steps=3000 model=small\n"
-      "  portrait demo 'demo.stages=[synth,prep]'       only the data stages";
-  c.config_name = "demo";
+  CommandSpec c = demo_spec();
   c.run = [](JobContext& ctx) {
     using clock = std::chrono::steady_clock;
     DemoParams d = demo_params(ctx.cfg);
@@ -229,10 +222,25 @@ CommandSpec demo_command() {
     const fs::path scores = run / "score", report = run / "profile";
     auto want = [&](const std::string& s) { return std::find(d.stages.begin(), d.stages.end(), s) != d.stages.end(); };
     std::vector<std::pair<std::string, double>> times;
+    // The first interrupted or failed stage ends the demo, naming the stage and the command
+    // that resumes from it; no later stage runs (they would read outputs that do not exist).
+    std::vector<std::string> invocation = ctx.composed.task_overrides;
+    invocation.insert(invocation.end(), ctx.composed.hydra_overrides.begin(), ctx.composed.hydra_overrides.end());
+    StageStop stop("demo", invocation, d.stages, run);
+    std::optional<int> stopped;  // exit status once a stage stopped the pipeline
     auto timed = [&](const std::string& name, auto&& fn) {
+      if (stopped) return;
       auto t0 = clock::now();
       PLOG_INFO("demo: stage {} ...", name);
-      fn();
+      stop.begin(name);
+      try {
+        fn();
+      } catch (...) {
+        stop.end();
+        stop.failed(name);
+        throw;
+      }
+      stop.end();
       times.emplace_back(name, std::chrono::duration<double>(clock::now() - t0).count());
     };
     std::vector<std::pair<std::string, std::string>> rows;  // summary table
@@ -267,6 +275,16 @@ CommandSpec demo_command() {
       auto cfgn = stage_config(ctx, "train", {"shards=" + shards.string()}, train_dir, {"model", "train"});
       auto p = train::train_params_from_config(cfgn);
       auto s = train::run_train(p, train_dir);
+      if (s.interrupted) {  // the trainer finished its step and wrote a checkpoint
+        stopped = stop.interrupted("train", s.stop_signal,
+                                   fmt::format("checkpoint at step {} written", s.steps));
+        return;
+      }
+      if (s.steps < p.steps) {  // train.stop_after: a chunk on purpose, no model to embed yet
+        stop.paused("train", fmt::format("train.stop_after: step {} of {}", s.steps, p.steps));
+        stopped = kExitOk;
+        return;
+      }
       eval = s.final_eval;
       rows.emplace_back("train", fmt::format("{} steps, {:.0f} users/s, final loss {:.3f}", s.steps, s.users_per_s,
                                              s.final_loss));
@@ -317,6 +335,8 @@ CommandSpec demo_command() {
       rows.emplace_back("profile", fmt::format("{} segments published, {} suppressed (k-anonymity)", s.published,
                                                s.suppressed));
     });
+
+    if (stopped) return *stopped;
 
     std::cout << "\n+-------------------------+----------------------------------------------------------+\n";
     std::cout << fmt::format("| {:<23} | {:<56} |\n", "Portrait demo", run.string().substr(0, 56));

@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "apps/command_specs.h"
 #include "apps/commands.h"
 #include "apps/job_dist.h"
 #include "core/config/yaml_io.h"
@@ -16,17 +17,7 @@
 namespace portrait::apps {
 
 CommandSpec embed_command() {
-  CommandSpec c;
-  c.name = "embed";
-  c.summary = "embed every user of the shards into an HDF5 file (also items and head weights)";
-  c.description =
-      "Streams every user through a trained encoder and writes /user_id (pseudonymous) and\n"
-      "/embedding [N, D] to HDF5 (float32 or float16), plus item embeddings and the\n"
-      "purchase-head weights. Written in parts: an interrupted run resumes, skipping finished\n"
-      "parts. Under torchrun each rank embeds its parts and rank 0 stitches them.\n\n"
-      "  portrait embed embed.model=<run>/model embed.shards=<prep output>\n"
-      "  torchrun --nproc-per-node=4 --no-python portrait embed ...";
-  c.config_name = "embed";
+  CommandSpec c = embed_spec();
   c.run = [](JobContext& ctx) {
     auto p = infer::embed_params_from_config(ctx.cfg);
     p.config_yaml = cfg::to_yaml(ctx.cfg);
@@ -42,15 +33,7 @@ CommandSpec embed_command() {
 }
 
 CommandSpec segment_command() {
-  CommandSpec c;
-  c.name = "segment";
-  c.summary = "k-means segments of the user embeddings (ids stable across refreshes)";
-  c.description =
-      "Clusters the embeddings with k-means (CUDA kernel on a GPU, multithreaded CPU otherwise)\n"
-      "and writes /segment per user, centroids and inertia. With segment.previous=<old\n"
-      "segments.h5> new segments take the ids of the old ones they match.\n\n"
-      "  portrait segment segment.embeddings=embeddings.h5 segment.k=16";
-  c.config_name = "segment";
+  CommandSpec c = segment_spec();
   c.run = [](JobContext& ctx) {
     auto p = infer::segment_params_from_config(ctx.cfg);
     p.config_yaml = cfg::to_yaml(ctx.cfg);
@@ -63,17 +46,7 @@ CommandSpec segment_command() {
 }
 
 CommandSpec search_command() {
-  CommandSpec c;
-  c.name = "search";
-  c.summary = "lookalike audiences and recommendations by exact top-k similarity";
-  c.description =
-      "Lookalikes: a seed list of (pseudonymous) user ids -> the top-k most similar users,\n"
-      "seeds excluded. Recommendations: user -> top-k items, already purchased items\n"
-      "excluded (search.exclude_seen=true: every item of the user's history, for discovery).\n"
-      "Exact search (fused top-k kernel on a GPU, multithreaded CPU otherwise).\n\n"
-      "  portrait search search.embeddings=embeddings.h5 search.seeds=seeds.txt\n"
-      "  portrait search search.embeddings=embeddings.h5 search.mode=recommend search.exclude_seen=true";
-  c.config_name = "search";
+  CommandSpec c = search_spec();
   c.run = [](JobContext& ctx) {
     auto p = infer::search_params_from_config(ctx.cfg);
     auto s = infer::run_search(p);
@@ -84,14 +57,7 @@ CommandSpec search_command() {
 }
 
 CommandSpec score_command() {
-  CommandSpec c;
-  c.name = "score";
-  c.summary = "purchase probability per head for every user; best audience per campaign";
-  c.description =
-      "Runs the trained purchase heads (fused MLP kernel on a GPU, CPU otherwise) over every\n"
-      "user embedding; score.top_m writes the M most likely buyers per head.\n\n"
-      "  portrait score score.embeddings=embeddings.h5 score.top_m=10000";
-  c.config_name = "score";
+  CommandSpec c = score_spec();
   c.run = [](JobContext& ctx) {
     auto p = infer::score_params_from_config(ctx.cfg);
     auto s = infer::run_score(p);
@@ -102,15 +68,7 @@ CommandSpec score_command() {
 }
 
 CommandSpec profile_command() {
-  CommandSpec c;
-  c.name = "profile";
-  c.summary = "per-segment portraits (JSON, CSV) and an HTML report with charts";
-  c.description =
-      "Per segment: size and share, recency/frequency/monetary statistics, top categories,\n"
-      "top review terms, mean purchase probability per head and representative users.\n"
-      "Segments smaller than profile.min_segment_size are suppressed (k-anonymity).\n\n"
-      "  portrait profile profile.embeddings=embeddings.h5 profile.segments=segments.h5";
-  c.config_name = "profile";
+  CommandSpec c = profile_spec();
   c.run = [](JobContext& ctx) {
     auto p = infer::profile_params_from_config(ctx.cfg);
     p.config_yaml = cfg::to_yaml(ctx.cfg);

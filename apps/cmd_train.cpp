@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include "apps/command_specs.h"
 #include "apps/commands.h"
 #include "apps/job_dist.h"
 #include "core/error.h"
@@ -15,24 +16,7 @@
 namespace portrait::apps {
 
 CommandSpec train_command() {
-  CommandSpec c;
-  c.name = "train";
-  c.summary = "train the transformer user encoder on prepared shards";
-  c.description =
-      "Trains the user encoder (dense all-action contrastive loss with mixed negatives and logQ\n"
-      "correction, purchase heads, behaviour<->text alignment) with AdamW, warmup + cosine,\n"
-      "clipping and accumulation; bf16 autocast on CUDA. Checkpoints go to <run dir>/checkpoints\n"
-      "(train.resume=auto continues the newest), the inference model to <run dir>/model, and\n"
-      "full-ranking evaluation (Recall@K, NDCG@K vs the popularity baseline; purchase AUC) to\n"
-      "eval.jsonl.\n\n"
-      "  portrait train shards=<prep output> model=small train.steps=20000\n"
-      "  portrait train shards=... hydra.run.dir=runs/exp1 train.resume=auto\n\n"
-      "Several processes (one per GPU, or CPU processes over Gloo), launched by torchrun:\n"
-      "  torchrun --standalone --nproc-per-node=8 --no-python portrait train shards=... \\\n"
-      "      train.batch_size=256   # per rank: the global batch is 8 x 256\n"
-      "Under --max-restarts a restarted job resumes from its newest checkpoint. SIGTERM or\n"
-      "SIGINT: the step finishes, a checkpoint is written, exit status 143.";
-  c.config_name = "train";
+  CommandSpec c = train_spec();
   c.run = [](JobContext& ctx) {
     auto job = job_dist();
     // Errors propagate to run_command, which prints them and writes torchrun's error file.
@@ -51,7 +35,7 @@ CommandSpec train_command() {
       std::cout << fmt::format("train: interrupted by a stop signal after step {}; checkpoint written, "
                                "resume with train.resume=auto hydra.run.dir={}\n",
                                s.steps, ctx.run_dir.string());
-      return 128 + SIGTERM;
+      return 128 + (s.stop_signal != 0 ? s.stop_signal : SIGTERM);  // 143 (SIGTERM) or 130 (SIGINT)
     }
     if (s.rank == 0)
       std::cout << fmt::format("train: {} steps in {:.1f}s ({:.0f} users/s, {:.0f} tokens/s) -> {}\n", s.steps,

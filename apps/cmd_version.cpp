@@ -1,9 +1,9 @@
 // `portrait version`: Portrait, LibTorch, CUDA and NCCL versions, and whether a GPU is visible.
-// The only apps/ translation unit that includes torch headers (they are slow to compile).
+// Torch-free, so the `portrait` front end answers it without loading LibTorch: the LibTorch
+// version is the one built against (CMake's Torch_VERSION), GPUs are counted by the CUDA
+// runtime the kernels use (the devices torch would see), NCCL is asked through dlopen.
 #include <dlfcn.h>
 #include <fmt/format.h>
-#include <torch/cuda.h>
-#include <torch/version.h>
 
 #include <iostream>
 
@@ -17,16 +17,23 @@
 #ifndef PORTRAIT_GIT_SHA
 #define PORTRAIT_GIT_SHA "unknown"
 #endif
+#ifndef PORTRAIT_TORCH_VERSION
+#define PORTRAIT_TORCH_VERSION "unknown"
+#endif
 
 namespace portrait::apps {
 
 namespace {
 
-// NCCL's version from the library torch loaded (or would load); "not found" on CPU-only
-// installs. dlopen by soname finds the copy already mapped by libtorch_cuda.
+// NCCL's version from the library torch would load; "not found" on CPU-only installs. By
+// soname first (a copy already mapped, or one on the library path), then the copy of the
+// torch wheel's nvidia-nccl package found at configure time.
 std::string nccl_version() {
   void* h = dlopen("libnccl.so.2", RTLD_LAZY | RTLD_NOLOAD);
   if (!h) h = dlopen("libnccl.so.2", RTLD_LAZY);
+#ifdef PORTRAIT_NCCL_LIBRARY
+  if (!h) h = dlopen(PORTRAIT_NCCL_LIBRARY, RTLD_LAZY);
+#endif
   if (!h) return "not found";
   using Fn = int (*)(int*);
   auto fn = reinterpret_cast<Fn>(dlsym(h, "ncclGetVersion"));
@@ -44,14 +51,9 @@ CommandSpec version_command() {
   c.summary = "print Portrait, LibTorch, CUDA and NCCL versions and visible GPUs";
   c.creates_run_dir = false;
   c.run = [](JobContext&) {
-    int gpus = 0;
-    try {
-      gpus = torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
-    } catch (const std::exception&) {
-      gpus = 0;  // no driver: not an error for a version query
-    }
+    const int gpus = cuda_device_count();  // 0 without a driver: not an error for a version query
     std::cout << fmt::format("Portrait  {} ({})\n", PORTRAIT_VERSION, PORTRAIT_GIT_SHA);
-    std::cout << fmt::format("LibTorch  {}\n", TORCH_VERSION);
+    std::cout << fmt::format("LibTorch  {}\n", PORTRAIT_TORCH_VERSION);
 #ifdef PORTRAIT_TORCH_CUDA_VERSION
     const char* torch_cuda = PORTRAIT_TORCH_CUDA_VERSION;
 #else
@@ -61,9 +63,8 @@ CommandSpec version_command() {
                              torch_cuda, PORTRAIT_WITH_CUDA ? "CUDA" : "CPU only",
                              cuda_runtime_version(), cuda_driver_version());
     std::cout << fmt::format("NCCL      {}\n", nccl_version());
-    std::cout << fmt::format("GPUs      {} (kernels see {})\n",
-                             gpus > 0 ? fmt::format("{} visible", gpus) : std::string("none visible (CPU mode)"),
-                             cuda_device_count());
+    std::cout << fmt::format("GPUs      {}\n",
+                             gpus > 0 ? fmt::format("{} visible", gpus) : std::string("none visible (CPU mode)"));
     return kExitOk;
   };
   return c;

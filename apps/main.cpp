@@ -1,10 +1,12 @@
-// `portrait`: one binary, git-style subcommands, Hydra-style configs.
+// `portrait-torch`: the pipeline's binary (git-style subcommands, Hydra-style configs). Users
+// run `portrait` (front_main.cpp), which exec()s this one for every command that does work.
 #include <fmt/format.h>
 
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "apps/command_specs.h"
 #include "apps/commands.h"
 #include "apps/job_dist.h"
 #include "core/config/section.h"
@@ -34,23 +36,6 @@ const std::vector<CommandSpec>& all_commands() {
 
 }  // namespace portrait::apps
 
-namespace {
-
-std::string top_help() {
-  std::string s =
-      "Usage: portrait <command> [options] [key=value ...]\n\n"
-      "Portrait builds user portraits from e-commerce behaviour logs and review text:\n"
-      "ingest -> tokenize -> train a transformer user encoder -> embed every user ->\n"
-      "segments, lookalikes, recommendations, purchase scores and segment reports.\n\n"
-      "Commands:\n";
-  for (const auto& c : portrait::apps::all_commands()) s += fmt::format("  {:<10} {}\n", c.name, c.summary);
-  s += "\nRun 'portrait <command> --help' for a command's options and config groups.\n"
-       "Configs are Hydra-style YAML (configs/); override any key on the command line.\n";
-  return s;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   // Legacy launchers may put --local-rank=N before the command name.
@@ -58,7 +43,7 @@ int main(int argc, char** argv) {
     return a.rfind("--local-rank=", 0) == 0 || a.rfind("--local_rank=", 0) == 0;
   });
   if (args.empty() || args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-    std::cout << top_help();
+    std::cout << portrait::apps::top_help();
     return args.empty() ? portrait::kExitUsage : portrait::kExitOk;
   }
   if (args[0] == "--version") args[0] = "version";
@@ -72,10 +57,5 @@ int main(int argc, char** argv) {
       return portrait::run_command(c, std::vector<std::string>(args.begin() + 1, args.end()));
     }
   }
-  std::vector<std::string> names;
-  for (const auto& c : cmds) names.push_back(c.name);
-  std::string hint = portrait::cfg::did_you_mean(args[0], names);
-  std::cerr << fmt::format("portrait: '{}' is not a portrait command.{}\nSee 'portrait --help'.\n",
-                           args[0], hint.empty() ? "" : fmt::format(" Did you mean '{}'?", hint));
-  return portrait::kExitUsage;
+  return portrait::apps::unknown_command(args[0]);
 }

@@ -1024,6 +1024,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
   if (last_ckpt_step != step) last_ckpt = checkpoint();
   if (stop_requested) {
     sum.interrupted = true;
+    sum.stop_signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;
     PLOG_WARN("stop signal received: checkpoint at step {} written{}; continue with train.resume=auto "
               "(same hydra.run.dir) or train.resume=<checkpoint>",
               step, rank == 0 ? " to " + last_ckpt.string() : "");
@@ -1063,6 +1064,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
         r = run_eval(split, 0, &g_stop_signal);
       } catch (const EvalInterrupted&) {
         sum.interrupted = true;
+        sum.stop_signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;
         PLOG_WARN("stop signal during the final evaluation of '{}': the model is saved in {}; the final "
                   "evaluations were skipped (train.resume=auto in the same hydra.run.dir repeats them)",
                   split, sum.model_dir.string());

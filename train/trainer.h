@@ -167,6 +167,7 @@ struct TrainSummary {
   bool interrupted = false;      ///< stopped by SIGTERM/SIGINT after a checkpoint
   bool early_stopped = false;    ///< stopped by train.patience before train.steps
   int64_t selected_step = -1;    ///< train.select_best: the step whose weights were exported
+  int stop_signal = 0;           ///< the signal this rank received (SIGTERM if another rank's stop ended it)
   int rank = 0, world = 1;
   std::filesystem::path model_dir;       ///< run_dir/model
   nlohmann::json final_eval = nlohmann::json::object();  ///< split -> eval record

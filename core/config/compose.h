@@ -3,11 +3,15 @@
 //   configs/train.yaml            primary config (one per subcommand; -cn picks another)
 //   configs/model/tiny.yaml       option `tiny` of group `model` (merged under `model:`)
 //
-// Supported: the `defaults:` list (`_self_`, `group: option`, `optional`, `override`,
-// `group@package: option`, `/abs/group`, plain config names, `group: null`, `group: ???`),
-// nested defaults in group options, `# @package _global_|_group_|a.b` headers, and the
-// command-line overrides of override.h: `group=option`, `+group=option`, `~group`,
+// Supported: the `defaults:` list (`_self_`, `group: option`, `group: [a, b]`, `optional`,
+// `override`, `group@package: option`, `/abs/group`, plain config names, `group: null`,
+// `group: ???`), nested defaults in group options, `# @package _global_|_group_|a.b` headers,
+// and the command-line overrides of override.h: `group=option`, `+group=option`, `~group`,
 // `key=value`, `+key=value`, `++key=value`, `~key[=value]`, `hydra.*` keys.
+// Order, as Hydra's: the defaults list first (defaults_list.h: every `override`, from any
+// config, applied before a group is loaded), then the merge in list order, then the overlay,
+// then the command line's value overrides (`a={..}` merges into a dict in struct mode,
+// `++a={..}` / `+a={..}` merge and may add keys).
 // Struct mode: changing a key that does not exist fails with Hydra's exact message plus a
 // did-you-mean hint. Errors are ConfigError (exit code 2) carrying Hydra's wording.
 #pragma once

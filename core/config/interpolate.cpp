@@ -13,6 +13,19 @@ namespace portrait::cfg {
 
 namespace {
 
+// OmegaConf's bracket syntax in references: ${l[1]}, ${a.b[0].c}, ${a[key]} -> dotted form.
+std::string brackets_to_dots(const std::string& ref) {
+  std::string out;
+  for (char c : ref) {
+    if (c == '[') {
+      if (!out.empty() && out.back() != '.') out += '.';
+    } else if (c != ']') {
+      out += c;
+    }
+  }
+  return out;
+}
+
 class Resolver {
  public:
   Resolver(Node root, const ResolveContext& ctx) : root_(std::move(root)), ctx_(ctx) {
@@ -103,7 +116,7 @@ class Resolver {
       target.assign(path.begin(), path.end() - static_cast<long>(dots));
       rest = ref.substr(dots);
     }
-    for (const auto& part : split_path(rest)) target.push_back(part);
+    for (const auto& part : split_path(brackets_to_dots(rest))) target.push_back(part);
     // An intermediate interpolation (x: ${model}, then ${x.d}) must be resolved first.
     for (size_t k = 1; k < target.size(); ++k) {
       std::vector<std::string> prefix(target.begin(), target.begin() + static_cast<long>(k));
@@ -197,7 +210,7 @@ class Resolver {
     if (name == "oc.select") {
       std::string ref = args[0];
       std::vector<std::string> target;
-      const Node* n = find_path(root_, ref);
+      const Node* n = find_path(root_, brackets_to_dots(ref));
       if (n) return lookup(ref, path);
       return args.size() > 1 ? eval_arg(args[1], path) : Node();
     }
@@ -224,10 +237,21 @@ class Resolver {
     bool has_text = false;
     Node single_value;
     while (i < s.size()) {
-      if (s[i] == '\\' && i + 2 < s.size() && s[i + 1] == '$' && s[i + 2] == '{') {
-        out += "${";
-        i += 3;
+      if (s[i] == '\\') {
+        // OmegaConf's grammar: backslashes matter only before "${". An odd run escapes the
+        // interpolation (\${a} is the text ${a}); an even run is that many escaped
+        // backslashes followed by a real interpolation (\\${a} is a backslash + a's value).
+        size_t j = i;
+        while (j < s.size() && s[j] == '\\') ++j;
+        size_t run = j - i;
+        bool before_interp = j + 1 < s.size() && s[j] == '$' && s[j + 1] == '{';
+        out.append(before_interp ? run / 2 : run, '\\');
         has_text = true;
+        i = j;
+        if (before_interp && run % 2 == 1) {
+          out += "${";
+          i += 2;
+        }
         continue;
       }
       if (s[i] == '$' && i + 1 < s.size() && s[i + 1] == '{') {

@@ -95,7 +95,25 @@ Node& Node::operator[](std::string_view key) {
   return map_.back().second;
 }
 
+Node::Kind Node::key_kind(std::string_view key) const {
+  for (const auto& [k, kind] : key_kinds_)
+    if (k == key) return kind;
+  return Kind::kString;
+}
+
+void Node::set_key_kind(std::string_view key, Kind kind) {
+  for (auto it = key_kinds_.begin(); it != key_kinds_.end(); ++it) {
+    if (it->first == key) {
+      if (kind == Kind::kString) key_kinds_.erase(it);
+      else it->second = kind;
+      return;
+    }
+  }
+  if (kind != Kind::kString) key_kinds_.emplace_back(std::string(key), kind);
+}
+
 bool Node::erase(std::string_view key) {
+  set_key_kind(key, Kind::kString);
   for (auto it = map_.begin(); it != map_.end(); ++it) {
     if (it->first == key) {
       map_.erase(it);
@@ -221,6 +239,7 @@ void merge_into(Node& dst, const Node& src) {
       } else {
         dst[k] = v;
       }
+      if (Node::Kind kk = src.key_kind(k); kk != Node::Kind::kString) dst.set_key_kind(k, kk);
     }
     return;
   }

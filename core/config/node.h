@@ -69,6 +69,11 @@ class Node {
   /// Inserts a null entry if absent. The node must be a map (a null node becomes one).
   Node& operator[](std::string_view key);
   bool erase(std::string_view key);
+  /// The YAML type of a map key that is not a string: OmegaConf keeps `1: one` an int key
+  /// (and `yes: x` a bool key), and `--cfg job` must print it back unquoted. Keys are
+  /// stored as their text ("1", "true"); kString for ordinary keys.
+  Kind key_kind(std::string_view key) const;
+  void set_key_kind(std::string_view key, Kind kind);
 
   // Lists.
   const std::vector<Node>& elements() const { return list_; }
@@ -95,6 +100,7 @@ class Node {
   std::string str_;
   std::vector<Node> list_;
   std::vector<Entry> map_;
+  std::vector<std::pair<std::string, Kind>> key_kinds_;  ///< non-string keys only (rare)
 };
 
 /// Splits "a.b.0.c" into {"a","b","0","c"}. Empty input gives {}.

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
+#include <optional>
+#include <string_view>
 #include <regex>
 #include <set>
 
@@ -15,60 +17,104 @@ namespace portrait::cfg {
 
 namespace {
 
-bool parse_decimal_int(std::string s, int64_t& out) {
+std::string without_underscores(std::string s) {
   s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
-  if (s.empty()) return false;
-  size_t i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
-  if (i >= s.size()) return false;
-  for (size_t j = i; j < s.size(); ++j)
-    if (s[j] < '0' || s[j] > '9') return false;
-  try {
-    out = std::stoll(s);
-  } catch (...) {
-    return false;  // out of range: keep as string
+  return s;
+}
+
+// PyYAML's construct_yaml_int on text its int resolver matched: 0b binary, 0x hex, a leading
+// 0 octal, a:b:c base 60. Out of int64 range (Python has big ints): nullopt, kept a string.
+std::optional<int64_t> yaml11_int(const std::string& text) {
+  std::string v = without_underscores(text);
+  int64_t sign = 1;
+  if (!v.empty() && (v[0] == '-' || v[0] == '+')) {
+    if (v[0] == '-') sign = -1;
+    v = v.substr(1);
   }
-  return true;
+  try {
+    if (v == "0") return 0;
+    if (v.rfind("0b", 0) == 0) return sign * static_cast<int64_t>(std::stoull(v.substr(2), nullptr, 2));
+    if (v.rfind("0x", 0) == 0) return sign * static_cast<int64_t>(std::stoull(v.substr(2), nullptr, 16));
+    if (v[0] == '0') return sign * static_cast<int64_t>(std::stoull(v, nullptr, 8));
+    if (v.find(':') != std::string::npos) {
+      int64_t value = 0;
+      size_t start = 0;
+      while (true) {
+        size_t colon = v.find(':', start);
+        value = value * 60 + std::stoll(v.substr(start, colon - start));
+        if (colon == std::string::npos) break;
+        start = colon + 1;
+      }
+      return sign * value;
+    }
+    return sign * std::stoll(v);
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+// PyYAML's construct_yaml_float (plus OmegaConf's 1e-3 form, which std::stod reads too).
+std::optional<double> yaml11_float(const std::string& text) {
+  std::string v = without_underscores(text);
+  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return std::tolower(c); });
+  double sign = 1;
+  if (!v.empty() && (v[0] == '-' || v[0] == '+')) {
+    if (v[0] == '-') sign = -1;
+    v = v.substr(1);
+  }
+  if (v == ".inf") return sign * INFINITY;
+  if (v == ".nan") return NAN;
+  try {
+    if (v.find(':') != std::string::npos) {
+      double value = 0;
+      size_t start = 0;
+      while (true) {
+        size_t colon = v.find(':', start);
+        value = value * 60 + std::stod(v.substr(start, colon - start));
+        if (colon == std::string::npos) break;
+        start = colon + 1;
+      }
+      return sign * value;
+    }
+    size_t used = 0;
+    double d = std::stod(v, &used);
+    if (used != v.size()) return std::nullopt;
+    return sign * d;
+  } catch (...) {
+    return std::nullopt;
+  }
 }
 
 }  // namespace
 
 Node type_plain_yaml_scalar(const std::string& t) {
   static const std::set<std::string> kNull = {"", "~", "null", "Null", "NULL"};
-  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES",
-                                              "on",   "On",   "ON",   "y",   "Y"};
-  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO",
-                                               "off",   "Off",   "OFF",   "n",  "N"};
-  // y/Y/n/N are YAML 1.1 bools in the spec but PyYAML's resolver does not treat them so.
+  // PyYAML's bool resolver (y/Y/n/N are YAML 1.1 bools in the spec, not in PyYAML).
+  static const std::set<std::string> kTrue = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
+  static const std::set<std::string> kFalse = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
   if (kNull.count(t)) return Node();
-  if (kTrue.count(t) && t != "y" && t != "Y") return Node::boolean(true);
-  if (kFalse.count(t) && t != "n" && t != "N") return Node::boolean(false);
-  int64_t i;
-  if (parse_decimal_int(t, i)) return Node::integer(i);
-  static const std::regex kHex("[-+]?0x[0-9a-fA-F_]+");
-  if (std::regex_match(t, kHex)) {
-    std::string s = t;
-    s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
-    try {
-      return Node::integer(std::stoll(s, nullptr, 16));
-    } catch (...) {
-    }
+  if (kTrue.count(t)) return Node::boolean(true);
+  if (kFalse.count(t)) return Node::boolean(false);
+  // The resolvers in PyYAML's order for a leading digit, sign or dot: its float, its int,
+  // then the float OmegaConf adds (exponent without a dot: 1e-3). Timestamps are not
+  // resolved (OmegaConf removes that resolver), so dates stay strings.
+  static const std::regex kPyFloat(
+      R"([-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?)"
+      R"(|[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))");
+  static const std::regex kInt(
+      R"([-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)"
+      R"(|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)");
+  static const std::regex kOmegaFloat(
+      R"([-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+)");
+  if (t.empty() || std::string_view("-+0123456789.").find(t[0]) == std::string_view::npos)
+    return Node::string(t);
+  if (std::regex_match(t, kPyFloat)) {
+    if (auto d = yaml11_float(t)) return Node::floating(*d);
+  } else if (std::regex_match(t, kInt)) {
+    if (auto i = yaml11_int(t)) return Node::integer(*i);
+  } else if (std::regex_match(t, kOmegaFloat)) {
+    if (auto d = yaml11_float(t)) return Node::floating(*d);
   }
-  // PyYAML floats, plus OmegaConf's exponent-without-dot form (1e-3).
-  static const std::regex kFloat(
-      R"([-+]?(?:[0-9][0-9_]*)?\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+)");
-  if (t != "." && std::regex_match(t, kFloat)) {
-    std::string s = t;
-    s.erase(std::remove(s.begin(), s.end(), '_'), s.end());
-    try {
-      return Node::floating(std::stod(s));
-    } catch (...) {
-    }
-  }
-  static const std::regex kInf(R"([-+]?\.(?:inf|Inf|INF))");
-  if (std::regex_match(t, kInf))
-    return Node::floating(t[0] == '-' ? -INFINITY : INFINITY);
-  static const std::regex kNan(R"(\.(?:nan|NaN|NAN))");
-  if (std::regex_match(t, kNan)) return Node::floating(NAN);
   return Node::string(t);
 }
 
@@ -118,12 +164,23 @@ Node convert(const YAML::Node& y, const std::string& origin) {
           throw ConfigError(fmt::format("{}:{}: malformed YAML: only scalar keys are supported",
                                         origin, kv.first.Mark().line + 1));
         std::string key = kv.first.Scalar();
+        // A plain key is typed like a value (PyYAML): `1: one` is the int key 1, `0x10: a`
+        // the int key 16. The key keeps its canonical text; the map remembers its type.
+        Node::Kind key_kind = Node::Kind::kString;
+        if (kv.first.Tag() == "?") {
+          Node typed = type_plain_yaml_scalar(key);
+          if (typed.is_int() || typed.is_bool()) {
+            key = typed.scalar_text();
+            key_kind = typed.kind();
+          }
+        }
         if (out.contains(key))
           throw ConfigError(fmt::format("{}:{}: malformed YAML: duplicate key '{}'", origin,
                                         kv.first.Mark().line + 1, key));
         Node v = convert(kv.second, origin);
         if (v.mark.line == 0) v.mark = Mark{origin, kv.first.Mark().line + 1};
         out[key] = std::move(v);
+        out.set_key_kind(key, key_kind);
       }
       break;
     }
@@ -162,11 +219,35 @@ Node load_yaml_file(const std::filesystem::path& path) {
 
 namespace {
 
+// PyYAML's timestamp resolver: OmegaConf does not load these as dates, but PyYAML (and so
+// anyone reading `--cfg job` output with yaml.safe_load) does unless they are quoted.
+bool looks_like_timestamp(const std::string& s) {
+  static const std::regex kTimestamp(
+      R"([0-9]{4}-[0-9]{2}-[0-9]{2})"
+      R"(|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?)"
+      R"((?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)");
+  return !s.empty() && s[0] >= '0' && s[0] <= '9' && std::regex_match(s, kTimestamp);
+}
+
+// Strings Python's int()/float() accept, which OmegaConf's dumper quotes ('inf', '.5e3').
+bool looks_like_python_number(const std::string& s) {
+  static const std::regex kNumber(
+      R"([-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?|[-+]?(?:inf|infinity|nan))",
+      std::regex::icase);
+  return std::regex_match(s, kNumber);
+}
+
 bool needs_quotes(const std::string& s) {
   if (s.empty()) return true;
   if (!type_plain_yaml_scalar(s).is_string()) return true;  // would re-read as another type
-  static const std::string kLeading = "-?:,[]{}#&*!|>'\"%@`";
+  if (looks_like_timestamp(s) || looks_like_python_number(s)) return true;
+  // OmegaConf's dumper also quotes the YAML 1.1 spec's one-letter bools.
+  if (s == "y" || s == "Y" || s == "n" || s == "N") return true;
+  static const std::string kLeading = "?:,[]{}#&*!|>'\"%@`";
   if (kLeading.find(s[0]) != std::string::npos) return true;
+  // A leading '-' is an indicator only before a space (PyYAML writes -x plain), and
+  // "---" starts a document.
+  if (s[0] == '-' && (s.size() == 1 || s[1] == ' ' || s[1] == '\t' || s.rfind("---", 0) == 0)) return true;
   if (s.front() == ' ' || s.back() == ' ') return true;
   if (s.find(": ") != std::string::npos || s.find(" #") != std::string::npos) return true;
   if (s.back() == ':') return true;
@@ -244,7 +325,7 @@ void emit(const Node& n, int indent, std::string& out) {
   std::string pad(indent, ' ');
   if (n.is_map()) {
     for (const auto& [k, v] : n.items()) {
-      const std::string key = key_yaml(k);
+      const std::string key = n.key_kind(k) != Node::Kind::kString ? k : key_yaml(k);
       if (key.size() <= 1000) {
         out += pad + key + ":";
         emit_value_after_key(v, indent, out);
