@@ -49,6 +49,7 @@ SimulateParams simulate_params_from_config(const cfg::Node& root) {
     s.read("invalid_fraction", p.invalid_fraction, 0.0, 1.0);
     s.read("duplicate_fraction", p.duplicate_fraction, 0.0, 1.0);
     s.read("attribution_days", p.attribution_days, 0.01, 1e4);
+    s.read("pseudonymize", p.pseudonymize);
     s.finish();
   }
   for (const char* k : {"id", "dir", "start", "seed", "plan", "evaluate"}) c.ignore(k);

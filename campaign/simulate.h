@@ -52,6 +52,7 @@ struct SimulateParams {
   int64_t strangers = 100;                ///< never-scored users with events in the window
   double invalid_fraction = 0.001;        ///< rows prep rejects (bad timestamp, unknown event)
   double duplicate_fraction = 0.01;       ///< purchases written twice
+  bool pseudonymize = true;               ///< the command sets hash_key from data.privacy
   std::string hash_key;                   ///< pseudonymization key ("" = raw ids everywhere)
   PlanParams plan;                        ///< campaign_id, start, targeting, budget, control ...
                                           ///< (plan.dir is set to output_dir/campaign)
