@@ -31,6 +31,7 @@
 #include "core/progress.h"
 #include "data/io.h"
 #include "data/manifest.h"
+#include "data/rows.h"
 #include "core/rng.h"
 #include "data/schema.h"
 #include "data/shard.h"
@@ -58,9 +59,7 @@ namespace fs = std::filesystem;
 // Config
 
 namespace {
-const char* kFieldNames[] = {"user", "timestamp", "event_type", "item",
-                             "category", "price", "rating", "review"};
-enum Field { kUser, kTs, kType, kItem, kCat, kPrice, kRating, kReview, kNumFields };
+using namespace row;  // the canonical fields of a row: data/rows.h
 
 int64_t parse_time_config(const std::string& key, const std::string& v) {
   int64_t ms;
@@ -456,50 +455,6 @@ class SpillFile {
 
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, 4) == 0; }
 
-std::string format_of(const fs::path& p, const std::string& configured) {
-  if (configured != "auto") return configured;
-  std::string n = p.filename().string();
-  if (n.size() > 3 && n.substr(n.size() - 3) == ".gz") n = n.substr(0, n.size() - 3);
-  auto ends = [&](const char* e) {
-    size_t l = std::strlen(e);
-    return n.size() >= l && n.compare(n.size() - l, l, e) == 0;
-  };
-  if (ends(".csv")) return "csv";
-  if (ends(".tsv") || ends(".tab")) return "tsv";
-  if (ends(".jsonl") || ends(".ndjson") || ends(".json")) return "jsonl";
-  throw DataError("cannot tell the format of input file '" + p.string() +
-                  "' from its name; set data.format to csv, tsv or jsonl");
-}
-
-
-/// When the header came out as one column, the file is most likely separated by another
-/// character than data.format says: name it, and the setting that reads it.
-std::string delimiter_hint(const std::vector<std::string>& header, char sep) {
-  if (header.empty()) return "";
-  const std::string& h = header[0];
-  if (!h.empty() && h[0] == '{') return "; the file looks like JSON Lines: set data.format=jsonl";
-  if (header.size() != 1) return "";
-  if (sep != '\t' && h.find('\t') != std::string::npos)
-    return "; the header is one column holding tabs: the file looks tab-separated, set data.format=tsv";
-  if (sep != ',' && h.find(',') != std::string::npos)
-    return "; the header is one column holding commas: the file looks comma-separated, set data.format=csv";
-  for (char c : {';', '|'})
-    if (h.find(c) != std::string::npos)
-      return fmt::format("; the header is one column holding '{}': the file looks '{}'-separated, which "
-                         "data.format (csv, tsv or jsonl) does not read; convert it to commas or tabs",
-                         c, c);
-  return "";
-}
-
-/// The header's column names as an error message may list them (bounded).
-std::string header_list(const std::vector<std::string>& header) {
-  constexpr size_t kMaxNames = 20;
-  std::string out;
-  for (size_t i = 0; i < header.size() && i < kMaxNames; ++i) out += (i ? ", " : "") + snippet(header[i], 64);
-  if (header.size() > kMaxNames) out += fmt::format(", ... ({} columns)", header.size());
-  return out;
-}
-
 /// Rejected rows of one input file (phase 1) or one partition (phase 2): a segment of
 /// quarantine.jsonl, written by whichever rank handles it and concatenated in a fixed order.
 /// A row's content is stored as `fields` (canonical field -> value, as OutputMasker lets it
@@ -539,17 +494,11 @@ class OutputMasker {
     buf = mask_pii(raw, d_.min_digit_run, counts);
     return buf;
   }
-  /// A rejected row's mapped fields (`present[k]`: the row has field k) for quarantine.jsonl.
-  nlohmann::json fields(const std::string_view* v, const bool* present) const {
-    nlohmann::json f = nlohmann::json::object();
-    std::string buf;
-    for (int k = 0; k < kNumFields; ++k) {
-      if (!present[k]) continue;
-      if (k == kUser) f[kFieldNames[k]] = v[k].empty() ? std::string() : "u:" + user(v[k]).hex();
-      else if (k == kReview) f[kFieldNames[k]] = std::string(text(v[k], buf, nullptr));
-      else f[kFieldNames[k]] = std::string(v[k]);
-    }
-    return f;
+  /// A rejected row's mapped fields for quarantine.jsonl.
+  nlohmann::json fields(const Row& r) const {
+    return row_fields_json(
+        r, [&](std::string_view raw) { return "u:" + user(raw).hex(); },
+        [&](std::string_view raw, std::string& buf) { return text(raw, buf, nullptr); });
   }
   /// An event rejected after phase 1: its values already came through user() and text().
   static nlohmann::json fields(const Ev& e) {
@@ -570,46 +519,13 @@ class OutputMasker {
   std::function<Pseudo(std::string_view)> pseudo_;
 };
 
-/// The first byte of `v` that an id may not hold (any control byte; a NUL anywhere else),
-/// or npos. NUL ends strings in HDF5 and C, so "item\0A" and "item\0B" would become one item.
-size_t bad_byte(std::string_view v, bool is_id) {
-  if (!is_id) return v.find('\0');
-  for (size_t i = 0; i < v.size(); ++i) {
-    const unsigned char c = static_cast<unsigned char>(v[i]);
-    if (c < 0x20 || c == 0x7F) return i;
-  }
-  return std::string_view::npos;
-}
-
 std::map<std::string, int64_t> zero_reject_counts() {
   std::map<std::string, int64_t> m;
   for (auto n : kRejectNames) m[std::string(n)] = 0;
   return m;
 }
 
-std::string resolve_key(const PrepParams& p) {
-  if (!p.hash_key.empty()) return p.hash_key;
-  std::string key;
-  if (!p.data.key_file.empty()) {
-    try {
-      key = read_file(p.data.key_file);
-    } catch (const std::exception&) {
-      throw ConfigError("cannot read the pseudonymization key file given by "
-                        "data.privacy.key_file ('" + p.data.key_file + "')");
-    }
-    while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
-  } else if (!p.data.key_env.empty()) {
-    const char* v = std::getenv(p.data.key_env.c_str());
-    if (v) key = v;
-  }
-  if (key.empty())
-    throw ConfigError("no pseudonymization key: set data.privacy.key_file to a file holding a "
-                      "secret (e.g. `openssl rand -hex 32 > hash.key`) or export " +
-                      (p.data.key_env.empty() ? std::string("a key variable") : p.data.key_env));
-  if (key.size() < 16)
-    throw ConfigError("the pseudonymization key is shorter than 16 bytes; use a longer secret");
-  return key;
-}
+std::string resolve_key(const PrepParams& p) { return resolve_hash_key(p.data, p.hash_key); }
 
 inline int32_t gap_bucket(int64_t gap_ms, bool first) {
   if (first) return 0;
@@ -679,58 +595,6 @@ class SplitCutter {
   int64_t window_ms_;
   std::vector<uint8_t> target_;
 };
-
-struct Catalogue {
-  std::unordered_map<std::string, std::pair<std::string, float>> items;  // cat, price
-};
-
-Catalogue load_catalogue(const std::string& path, const DataParams& d) {
-  Catalogue c;
-  if (path.empty()) return c;
-  RecordReader rr(path, true);
-  std::string_view rec;
-  int64_t line;
-  std::vector<std::string_view> f;
-  std::vector<std::string> scratch;
-  const std::string fmt_name = format_of(path, d.catalogue_format);
-  if (fmt_name == "jsonl")
-    throw DataError("catalogue '" + path + "': JSON Lines catalogues are not supported; use CSV or TSV "
-                    "(data.catalogue.format)");
-  const char sep = fmt_name == "tsv" ? '\t' : ',';
-  if (!rr.next(rec, line) || !split_csv(rec, sep, f, scratch))
-    throw DataError("catalogue '" + path + "' line 1: cannot read the header");
-  std::vector<std::string> header(f.begin(), f.end());
-  auto col = [&](const char* k, bool required) -> int {
-    auto it = d.catalogue_columns.find(k);
-    if (it == d.catalogue_columns.end() || it->second.empty()) {
-      if (required) throw ConfigError(std::string("data.catalogue.columns.") + k + " must be set");
-      return -1;
-    }
-    for (size_t i = 0; i < header.size(); ++i)
-      if (header[i] == it->second) return int(i);
-    if (required)
-      throw DataError("catalogue '" + path + "' line 1: no column '" + it->second +
-                      "' (data.catalogue.columns." + k + ")");
-    return -1;
-  };
-  int ci = col("item", true), cc = col("category", false), cp = col("price", false);
-  int64_t bad = 0;
-  while (rr.next(rec, line)) {
-    if (rec.empty()) continue;
-    if (!split_csv(rec, sep, f, scratch) || f.size() != header.size()) {
-      if (++bad <= 5) PLOG_WARN("catalogue '{}' line {}: malformed row skipped", path, line);
-      continue;
-    }
-    std::string cat = cc >= 0 ? std::string(f[size_t(cc)]) : std::string();
-    if (!d.catalogue_category_separator.empty()) cat = cat.substr(0, cat.find(d.catalogue_category_separator));
-    double pr = NAN;
-    if (cp >= 0 && !f[size_t(cp)].empty() && !parse_double(f[size_t(cp)], pr)) pr = NAN;
-    c.items[std::string(f[size_t(ci)])] = {cat, float(pr)};
-  }
-  if (bad) PLOG_WARN("catalogue '{}': {} malformed rows skipped", path, bad);
-  PLOG_INFO("catalogue: {} items from {}", c.items.size(), path);
-  return c;
-}
 
 
 // Hashing that lets string_view keys find std::string entries without a copy.
@@ -920,8 +784,7 @@ PrepSummary run_prep(const PrepParams& p) {
   const bool mine_all = world == 1;
   auto mine = [&](int part) { return mine_all || part % world == rank; };
 
-  const int64_t min_ms = parse_time_config("data.clean.min_time", d.min_time);
-  const int64_t max_ms = parse_time_config("data.clean.max_time", d.max_time);
+  const RowRules rules(d);  // the column mapping and time bounds of every input row (data/rows.h)
   const auto files = expand_inputs(p.input);
   if (files.empty()) throw DataError("prep.input matched no files");
   {
@@ -1006,14 +869,7 @@ PrepSummary run_prep(const PrepParams& p) {
     const OutputMasker masker(d, pseudo_of);
     std::set<int> warned_absent;  // optional fields already warned about (once per run)
 
-    std::unordered_map<std::string, EventType> type_map;
-    for (int i = 0; i < kNumEventTypes; ++i) type_map[std::string(kEventTypeNames[size_t(i)])] = EventType(i + 1);
-    for (auto& [k, v] : d.event_types) type_map[k] = *canonical_event_type(v);
-    std::optional<EventType> default_type;
-    if (!d.default_event_type.empty()) default_type = canonical_event_type(d.default_event_type);
-
-    std::vector<std::string_view> fields;
-    std::vector<std::string> scratch, json_vals(kNumFields);
+    Row row;
     std::string text_buf;
     uint64_t bytes_done_before = 0;
 
@@ -1021,245 +877,27 @@ PrepSummary run_prep(const PrepParams& p) {
       if (owner[fi] != rank) continue;
       const std::string& fname = file_names[fi];
       QuarantineSegment quar(wpath("q1", fi, ".jsonl"), rejects1);
-      const std::string fmt_name = format_of(files[fi], d.format);
-      const bool is_json = fmt_name == "jsonl";
-      const char sep = fmt_name == "tsv" ? '\t' : ',';
-      const char* col_word = is_json ? "key" : "column";
-      RecordReader rr(files[fi], !is_json);
-      std::string_view rec;
-      int64_t line;
-      int col[kNumFields];
-      std::fill(std::begin(col), std::end(col), -1);
-      size_t ncols = 0;
-      std::vector<std::string> header;
-      std::string jkey[kNumFields];
-      for (int k = 0; k < kNumFields; ++k) {
-        auto it = d.columns.find(kFieldNames[k]);
-        if (it != d.columns.end()) jkey[k] = it->second;
-      }
-      const bool need_type_col = !default_type.has_value();
-      for (int k : {kUser, kTs, kItem})
-        if (jkey[k].empty())
-          throw ConfigError(std::string("config key 'data.columns.") + kFieldNames[k] + "' must name a column");
-      if (need_type_col && jkey[kType].empty())
-        throw ConfigError("config key 'data.columns.event_type' is empty: set it or data.default_event_type");
-      auto required = [&](int k) { return k == kUser || k == kTs || k == kItem || (k == kType && need_type_col); };
-      // An optional field mapped to a column the data lacks is probably a misspelt mapping:
-      // say so once per field, since every row would silently lose it.
-      auto warn_absent = [&](int k, const char* where) {
-        if (!warned_absent.insert(k).second) return;
-        PLOG_WARN("input file '{}' {} '{}' for the optional field '{}' (data.columns.{}): the field stays "
-                  "empty for its rows; set data.columns.{}='' if the data has none",
-                  fname, where, snippet(jkey[k], 64), kFieldNames[k], kFieldNames[k], kFieldNames[k]);
-      };
-      if (!is_json) {
-        if (!rr.next(rec, line))
-          throw DataError("input file '" + fname + "' is empty (expected a header line)");
-        if (!split_csv(rec, sep, fields, scratch))
-          throw DataError("input file '" + fname + "' line 1: cannot parse the header");
-        header.assign(fields.begin(), fields.end());
-        if (!header.empty() && header[0].rfind("\xEF\xBB\xBF", 0) == 0) header[0] = header[0].substr(3);
-        ncols = header.size();
-        // A mapped name twice in the header is ambiguous: which column holds the field?
-        std::map<std::string_view, std::vector<size_t>> at;
-        for (size_t i = 0; i < header.size(); ++i) at[header[i]].push_back(i + 1);
-        for (auto& [name, pos] : at) {
-          if (pos.size() < 2) continue;
-          const auto mapped = std::find(std::begin(jkey), std::end(jkey), name);
-          if (mapped != std::end(jkey))
-            throw DataError(fmt::format(
-                "input file '{}' line 1: column '{}' (data.columns.{}) appears {} times in the header "
-                "(columns {}); rename all but one, or map the field to a column that appears once",
-                fname, snippet(name, 64), kFieldNames[mapped - std::begin(jkey)], pos.size(),
-                fmt::join(pos, ", ")));
-          PLOG_WARN("input file '{}' line 1: column '{}' appears {} times in the header (columns {}); "
-                    "it is not mapped by data.columns, so it is not read",
-                    fname, snippet(name, 64), pos.size(), fmt::join(pos, ", "));
-        }
-        for (int k = 0; k < kNumFields; ++k) {
-          if (jkey[k].empty()) continue;
-          auto it = std::find(header.begin(), header.end(), jkey[k]);
-          if (it != header.end()) {
-            col[k] = int(it - header.begin());
-          } else if (required(k)) {
-            std::string hint = cfg::did_you_mean(jkey[k], header);
-            throw DataError("input file '" + fname + "' line 1: no column '" + snippet(jkey[k], 64) +
-                            "' for field '" + kFieldNames[k] + "' (data.columns." + kFieldNames[k] +
-                            "); header has: " + header_list(header) +
-                            (hint.empty() ? "" : "; did you mean '" + snippet(hint, 64) + "'?") +
-                            delimiter_hint(header, sep));
-          } else {
-            warn_absent(k, "has no column");
-          }
-        }
-      }
-      bool key_seen[kNumFields] = {};  // JSON Lines: some row of the file has the key
-
-      while (rr.next(rec, line)) {
-        if (rec.empty() || (rec.size() == 1 && rec[0] == '\r')) {
-          ++my_blank;
-          continue;
-        }
+      RowReader rr(files[fi], fname, rules, &warned_absent);
+      while (rr.next(row)) {
         ++my_rows;
         if ((my_rows & 0xffff) == 0) bar.set(bytes_done_before + uint64_t(rr.bytes_read()));
-
-        std::string_view v[kNumFields];
-        bool present[kNumFields] = {};  // the row has the field's column / key
-        bool have_fields = false;       // v[] is known to hold the mapped fields (for quarantine)
-        std::string malformed;          // why the row's shape is wrong ("" = fine)
-        int bad_type = -1;              // JSON: a field whose value has the wrong type
-        std::string bad_type_detail;
-        nlohmann::json j;
-        if (is_json) {
-          malformed = parse_json_record(rec, j);
-          if (j.is_object()) {
-            have_fields = true;
-            for (int k = 0; k < kNumFields; ++k) {
-              std::string& out = json_vals[size_t(k)];
-              out.clear();
-              if (jkey[k].empty()) continue;
-              auto it = j.find(jkey[k]);
-              if (it == j.end()) continue;
-              key_seen[k] = true;
-              if (it->is_null()) continue;  // null = absent, as exporters write a missing value
-              present[k] = true;
-              const bool id = k == kUser || k == kItem || k == kCat || k == kType;
-              if (it->is_string()) {
-                out = it->get_ref<const std::string&>();
-                continue;
-              }
-              out = it->dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-              if (it->is_number_integer()) continue;
-              if (it->is_number_float() && !id) continue;  // times, prices, ratings
-              if (bad_type < 0) {
-                bad_type = k;
-                bad_type_detail = fmt::format(
-                    "key '{}' holds a JSON {} ({}); {}", snippet(jkey[k], 64),
-                    it->is_number_float() ? "non-integer number" : it->type_name(), snippet(out, 64),
-                    id ? "ids must be strings or integers" : "this field must be a string or a number");
-              }
-            }
-            for (int k = 0; k < kNumFields; ++k) v[k] = json_vals[size_t(k)];
-          }
-        } else if (split_csv(rec, sep, fields, scratch)) {
-          if (fields.size() == ncols) {
-            have_fields = true;
-            for (int k = 0; k < kNumFields; ++k)
-              if (col[k] >= 0) {
-                v[k] = fields[size_t(col[k])];
-                present[k] = true;
-              }
-          } else {
-            malformed = fmt::format("{} fields, header has {}", fields.size(), ncols);
-          }
-        } else {
-          malformed = "unbalanced or misplaced quote";
-        }
-
-        auto reject = [&](Reject r, std::string_view field, std::string detail) {
+        if (!row.accepted) {
           // Only a row split into its fields can be stored: with the fields unknown, so is
           // the user id, and the row could not be pseudonymized or masked.
-          if (have_fields) {
-            quar.add(r, fname, line, field, detail, "fields", masker.fields(v, present));
+          if (row.have_fields) {
+            quar.add(row.reason, fname, row.line, row.field, row.detail, "fields", masker.fields(row));
           } else if (d.quarantine_raw_lines) {
-            quar.add(r, fname, line, field, detail, "record", std::string(rec));
+            quar.add(row.reason, fname, row.line, row.field, row.detail, "record", std::string(row.record));
           } else {
-            quar.add(r, fname, line, field, detail, "record",
+            quar.add(row.reason, fname, row.line, row.field, row.detail, "record",
                      "<withheld: the row could not be split into its fields, so its user id could not be "
                      "pseudonymized; set data.privacy.quarantine_raw_lines=true to keep raw rows>");
           }
-        };
-
-        if (!valid_utf8(rec)) {
-          reject(Reject::kInvalidUtf8, "", "row contains bytes that are not valid UTF-8");
           continue;
-        }
-        if (!malformed.empty()) {
-          reject(Reject::kMalformedRow, "", malformed);
-          continue;
-        }
-        if (bad_type >= 0) {
-          reject(Reject::kBadValue, kFieldNames[bad_type], bad_type_detail);
-          continue;
-        }
-        {
-          int bad = -1;
-          size_t at = 0;
-          for (int k = 0; k < kNumFields && bad < 0; ++k) {
-            at = bad_byte(v[k], k == kUser || k == kItem || k == kCat || k == kType);
-            if (at != std::string_view::npos) bad = k;
-          }
-          if (bad >= 0) {
-            reject(Reject::kBadValue, kFieldNames[bad],
-                   fmt::format("{} '{}' has the control byte 0x{:02x} at byte {} of '{}'; {}", col_word,
-                               snippet(jkey[bad], 64), static_cast<unsigned char>(v[bad][at]), at + 1,
-                               snippet(v[bad], 64),
-                               bad == kReview || bad == kTs || bad == kPrice || bad == kRating
-                                   ? "no field may hold a NUL byte"
-                                   : "ids must be printable text"));
-            continue;
-          }
-        }
-        int too_long = -1;
-        for (int k = 0; k < kNumFields; ++k)
-          if (int64_t(v[k].size()) > d.max_field_length) { too_long = k; break; }
-        if (too_long >= 0) {
-          reject(Reject::kFieldTooLong, kFieldNames[too_long],
-                 fmt::format("{} bytes > data.clean.max_field_length = {}", v[too_long].size(), d.max_field_length));
-          continue;
-        }
-        int missing = -1;
-        for (int k : {kUser, kTs, kItem})
-          if (v[k].empty()) { missing = k; break; }
-        if (missing < 0 && need_type_col && v[kType].empty()) missing = kType;
-        if (missing >= 0) {
-          reject(Reject::kMissingField, kFieldNames[missing], "empty or absent");
-          continue;
-        }
-        int64_t ts;
-        if (!parse_timestamp_ms(v[kTs], ts)) {
-          reject(Reject::kBadTimestamp, "timestamp",
-                 fmt::format("'{}' is not unix s/ms or ISO-8601", snippet(v[kTs])));
-          continue;
-        }
-        if (ts < min_ms || ts >= max_ms) {
-          reject(Reject::kTimestampOutOfRange, "timestamp",
-                 fmt::format("{} outside [{}, {})", format_iso8601(ts / 1000), d.min_time, d.max_time));
-          continue;
-        }
-        EventType type;
-        if (v[kType].empty()) {
-          type = *default_type;
-        } else {
-          auto it = type_map.find(std::string(v[kType]));
-          if (it == type_map.end()) {
-            reject(Reject::kUnknownEventType, "event_type",
-                   fmt::format("'{}' is not view/click/cart/purchase/review nor mapped in data.event_types",
-                               snippet(v[kType])));
-            continue;
-          }
-          type = it->second;
-        }
-        float price = NAN, rating = NAN;
-        if (!v[kPrice].empty()) {
-          double x;
-          if (!parse_double(v[kPrice], x) || x < 0 || x > d.max_price) {
-            reject(Reject::kBadPrice, "price",
-                   fmt::format("'{}' is not a number in [0, {}]", snippet(v[kPrice]), d.max_price));
-            continue;
-          }
-          price = float(x);
-        }
-        if (!v[kRating].empty()) {
-          double x;
-          if (!parse_double(v[kRating], x) || x < d.rating_min || x > d.rating_max) {
-            reject(Reject::kBadRating, "rating",
-                   fmt::format("'{}' is not a number in [{}, {}]", snippet(v[kRating]), d.rating_min, d.rating_max));
-            continue;
-          }
-          rating = float(x);
         }
         // Accepted.
+        const std::string_view* v = row.v;
+        float price = row.price;
         std::string_view cat = v[kCat];
         if ((cat.empty() || std::isnan(price)) && !catalogue.items.empty()) {
           auto it = catalogue.items.find(std::string(v[kItem]));
@@ -1271,12 +909,11 @@ PrepSummary run_prep(const PrepParams& p) {
         const std::string_view text = masker.text(v[kReview], text_buf, &pii);
         const Pseudo ps = masker.user(v[kUser]);
         SpillFile& sf = *spills[ps.h() % uint64_t(P)];
-        encode_ev(sf.buf(), ps, ts, uint8_t(type), price, rating, fi, line, v[kItem], cat, text);
+        encode_ev(sf.buf(), ps, row.ts_ms, uint8_t(row.type), price, row.rating, fi, row.line, v[kItem], cat, text);
         sf.maybe_flush();
       }
-      if (is_json)
-        for (int k = 0; k < kNumFields; ++k)
-          if (!jkey[k].empty() && !required(k) && !key_seen[k]) warn_absent(k, "has no row with the key");
+      rr.finish();
+      my_blank += rr.blank_lines();
       quar.out.commit();
       bytes_done_before += file_bytes[fi];
       bar.set(bytes_done_before);
