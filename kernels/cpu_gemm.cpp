@@ -9,7 +9,9 @@
 #if defined(__x86_64__) || defined(__i386__)
 // GCC 12's avx512fintrin.h trips -Wmaybe-uninitialized inside its own helpers at -O3
 // (GCC bug 105593); nothing of ours is uninitialised.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 #define PORTRAIT_X86 1
 #else
@@ -93,8 +95,14 @@ int select_scalar(float* s, const float* scale, bool negate, int n, float thr, i
 }
 
 #if PORTRAIT_X86
+// Target regions: GCC's `#pragma GCC target`, clang's `#pragma clang attribute` (clang ignores
+// the GCC form; the sanitizer job builds this file with clang).
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512dq")
+#endif
 int select_avx512(float* s, const float* scale, bool negate, int n, float thr, int32_t* pos) {
   const __m512 vt = _mm512_set1_ps(thr), sign = _mm512_set1_ps(-0.f);
   __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -220,10 +228,18 @@ void accumulate_avx512(const float* row, float mul, double scale, int d, int64_t
   }
   for (; j < d; ++j) sums[j] += std::llrint(static_cast<double>(row[j] * mul) * scale);
 }
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#endif
 // 8 rows x 32 columns in two 16-column halves of 8 rows x 2 ymm = 16 accumulators would
 // spill (16 ymm registers in all), so each half runs 4 rows at a time: 4 x 2 accumulators
 // per 16 columns, 4 passes per tile.
@@ -258,7 +274,11 @@ void tile_avx2(const float* a, int d, const float* bp, float* c, int64_t ldc) {
     }
   }
 }
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #endif
 
 using TileFn = void (*)(const float*, int, const float*, float*, int64_t);
