@@ -45,7 +45,14 @@ int run_config_command(const std::vector<std::string>& args_in) {
     std::cout << command_help(config_command(), default_config_dir());
     return kExitOk;
   }
-  for (const auto& c : all_commands()) {
+  // `portrait config campaign plan ...`: the campaign subcommands have their own configs.
+  std::vector<CommandSpec> cmds = all_commands();
+  if (target == "campaign" && !args.empty() && looks_like_command(args[0])) {
+    target += " " + args[0];
+    args.erase(args.begin());
+    for (const auto& c : campaign_subcommands()) cmds.push_back(c);
+  }
+  for (const auto& c : cmds) {
     if (c.name != target) continue;
     if (c.config_name.empty()) {
       std::cerr << fmt::format("portrait config: '{}' has no config\n", target);

@@ -23,6 +23,10 @@ CommandSpec segment_command();
 CommandSpec search_command();
 CommandSpec score_command();
 CommandSpec profile_command();
+/// `portrait campaign plan | evaluate | simulate` (apps/cmd_campaign.cpp).
+CommandSpec campaign_command();
+const std::vector<CommandSpec>& campaign_subcommands();
+int run_campaign_command(const std::vector<std::string>& args);
 
 /// Every command, in the order `portrait --help` lists them.
 const std::vector<CommandSpec>& all_commands();
