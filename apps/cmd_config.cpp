@@ -36,7 +36,7 @@ CommandSpec config_command() {
   return c;
 }
 
-int run_config_command(const std::vector<std::string>& args_in) {
+int run_config_command(const std::vector<std::string>& args_in, const std::vector<CommandSpec>& subcommands) {
   std::vector<std::string> args = args_in;
   std::string target = kDefaultTarget;
   if (!args.empty() && looks_like_command(args[0])) {
@@ -47,7 +47,18 @@ int run_config_command(const std::vector<std::string>& args_in) {
     return kExitOk;
   }
   // The specs suffice: --cfg, --info and --help print before a command would run.
-  for (const auto& c : command_specs()) {
+  std::vector<CommandSpec> cmds = command_specs();
+  // `portrait config campaign plan ...`: a subcommand ("campaign plan") has its own config.
+  if (!args.empty() && looks_like_command(args[0])) {
+    for (const auto& c : subcommands)
+      if (c.name == target + " " + args[0]) {
+        target = c.name;
+        args.erase(args.begin());
+        cmds.push_back(c);
+        break;
+      }
+  }
+  for (const auto& c : cmds) {
     if (c.name != target) continue;
     if (c.config_name.empty()) {
       std::cerr << fmt::format("portrait config: '{}' has no config\n", target);

@@ -165,10 +165,22 @@ CommandSpec profile_spec() {
   return c;
 }
 
+// Listed here so the front end knows it; its subcommands (plan, evaluate, simulate) answer
+// their own --help and --cfg in portrait-torch (apps/cmd_campaign.cpp).
+CommandSpec campaign_spec() {
+  CommandSpec c;
+  c.name = "campaign";
+  c.summary = "plan a campaign with a control group; measure its lift (plan | evaluate | simulate)";
+  c.description = "  portrait campaign plan|evaluate|simulate [key=value ...]   (portrait campaign --help)";
+  c.creates_run_dir = false;
+  return c;
+}
+
 const std::vector<CommandSpec>& command_specs() {
   static const std::vector<CommandSpec> cmds = {demo_spec(),    synth_spec(),   prep_spec(),  tokenizer_spec(),
                                                 train_spec(),   embed_spec(),   segment_spec(), search_spec(),
-                                                score_spec(),   profile_spec(), version_command(), config_command()};
+                                                score_spec(),   profile_spec(), campaign_spec(),  version_command(),
+                                                config_command()};
   return cmds;
 }
 

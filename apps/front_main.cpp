@@ -24,7 +24,9 @@ namespace fs = std::filesystem;
 // True when the command line only asks for text that the specs and configs can give.
 bool answered_here(const std::vector<std::string>& args) {
   const std::string& cmd = args[0];
-  if (cmd == "config" || cmd == "version") return true;
+  if (cmd == "config") return !(args.size() > 1 && args[1] == "campaign");  // its subcommands: portrait-torch
+  if (cmd == "version") return true;
+  if (cmd == "campaign") return false;  // subcommands with their own help: portrait-torch answers
   bool known = false;
   for (const auto& c : portrait::apps::command_specs()) known = known || c.name == cmd;
   if (!known) return true;  // the usage error needs no torch either

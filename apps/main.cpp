@@ -27,6 +27,7 @@ const std::vector<CommandSpec>& all_commands() {
     v.push_back(search_command());
     v.push_back(score_command());
     v.push_back(profile_command());
+    v.push_back(campaign_command());
     v.push_back(version_command());
     v.push_back(config_command());
     return v;
@@ -48,8 +49,12 @@ int main(int argc, char** argv) {
   }
   if (args[0] == "--version") args[0] = "version";
   portrait::apps::install_run_dir_agreement();
+  if (args[0] == "campaign") {
+    return portrait::apps::run_campaign_command(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
   if (args[0] == "config") {
-    return portrait::apps::run_config_command(std::vector<std::string>(args.begin() + 1, args.end()));
+    return portrait::apps::run_config_command(std::vector<std::string>(args.begin() + 1, args.end()),
+                                              portrait::apps::campaign_subcommands());
   }
   const auto& cmds = portrait::apps::all_commands();
   for (const auto& c : cmds) {

@@ -131,7 +131,8 @@ SimulateSummary run_simulate(const SimulateParams& p) {
   }
   const double c0 = p.base_click, c1 = sigmoid(logit(p.base_click) + p.click_log_odds);
   const double price_mu = std::log(p.mean_price) - 0.5 * 0.36;  // lognormal, sigma 0.6
-  double effect_sum = 0;
+  double effect_sum = 0, arm_p[2] = {0, 0};
+  int64_t arm_n[2] = {0, 0};
   std::string line;
   auto row = [&](const std::string& raw, int64_t ts, const char* type, int64_t item, double price) {
     line = fmt::format("{},{},{},I{:05d},c{},{:.2f},,\n", raw, ts, type, item, item % 20, price);
@@ -153,6 +154,8 @@ SimulateSummary run_simulate(const SimulateParams& p) {
       st.mean_p0 += p0;
       st.mean_p1 += p1;
       effect_sum += p1 - p0;
+      (treated ? arm_p[1] : arm_p[0]) += treated ? p1 : p0;
+      (treated ? arm_n[1] : arm_n[0]) += 1;
       truth.write(fmt::format("{},{},{},{:.8g},{:.8g},{:.8g}\n", x.id, x.seg, treated ? "treatment" : "control", p0,
                               p1, p1 - p0));
     }
@@ -212,6 +215,8 @@ SimulateSummary run_simulate(const SimulateParams& p) {
   }
   sum.segments = seg;
   sum.overall_effect = sum.audience ? effect_sum / double(sum.audience) : 0.0;
+  sum.expected_treatment = arm_n[1] ? arm_p[1] / double(arm_n[1]) : 0.0;
+  sum.expected_control = arm_n[0] ? arm_p[0] / double(arm_n[0]) : 0.0;
 
   nlohmann::json j;
   j["format"] = "portrait-campaign-truth";
@@ -227,6 +232,7 @@ SimulateSummary run_simulate(const SimulateParams& p) {
   j["score_noise"] = p.score_noise;
   j["click"] = {{"control", c0}, {"treatment", c1}, {"log_odds", p.click_log_odds}};
   j["overall_effect"] = sum.overall_effect;
+  j["expected_conversion"] = {{"treatment", sum.expected_treatment}, {"control", sum.expected_control}};
   j["estimand"] =
       "mean over the segment's audience users (both arms) of p_treatment - p_control: what the absolute "
       "conversion lift estimates";

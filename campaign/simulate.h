@@ -74,6 +74,9 @@ struct SimulateSummary {
   std::string output_dir, campaign_dir, events;
   int64_t users = 0, audience = 0, rows = 0;
   double overall_effect = 0;                       ///< mean p1 - p0 over the audience
+  /// Expected conversion of each arm given the draw of the arms: mean p1 over the treated,
+  /// mean p0 over the control users (what the observed rates scatter around).
+  double expected_treatment = 0, expected_control = 0;
   std::vector<SegmentTruth> segments;
   std::map<std::string, int64_t> expected_quarantine;  ///< reason -> rows the evaluator must quarantine
   int64_t before_start = 0, after_window = 0;

@@ -1,5 +1,7 @@
 #include "core/cli.h"
 
+#include <algorithm>
+
 #include <cstdlib>
 #include <ctime>
 #include <fmt/format.h>
@@ -147,13 +149,21 @@ std::vector<std::vector<std::string>> expand_sweeps(const std::vector<std::strin
   return jobs;
 }
 
+/// Hydra's job name (the log file's and hydra.job.name): the command, with the words of a
+/// subcommand ("campaign plan") joined by '_' so no file name holds a space.
+std::string job_name(const CommandSpec& spec) {
+  std::string n = spec.name;
+  std::replace(n.begin(), n.end(), ' ', '_');
+  return n;
+}
+
 int run_one(const CommandSpec& spec, const ParsedArgs& p, const std::vector<std::string>& overrides,
             const cfg::ResolveContext& rctx, int job_num, bool multirun) {
   cfg::ComposeOptions opts;
   opts.search_path = search_path_for(p);
   opts.config_name = p.config_name.empty() ? spec.config_name : p.config_name;
   opts.overrides = overrides;
-  opts.job_name = spec.name;
+  opts.job_name = job_name(spec);
   JobContext ctx;
   ctx.composed = cfg::compose(opts);
   ctx.args = p.positional;
@@ -175,7 +185,7 @@ int run_one(const CommandSpec& spec, const ParsedArgs& p, const std::vector<std:
   if (spec.creates_run_dir) {
     int rank = rank_from_env();
     cfg::write_run_dir(ctx.composed, ctx.run_dir, rank == 0);
-    log::set_file((ctx.run_dir / (rank == 0 ? spec.name + ".log" : fmt::format("rank{}.log", rank))).string());
+    log::set_file((ctx.run_dir / (rank == 0 ? job_name(spec) + ".log" : fmt::format("rank{}.log", rank))).string());
     PLOG_INFO("portrait {}: run directory {}", spec.name, ctx.run_dir.string());
   }
   return spec.run(ctx);
@@ -259,7 +269,7 @@ int run_command(const CommandSpec& spec, const std::vector<std::string>& args) {
       opts.search_path = search_path_for(p);
       opts.config_name = p.config_name.empty() ? spec.config_name : p.config_name;
       opts.overrides = p.overrides;
-      opts.job_name = spec.name;
+      opts.job_name = job_name(spec);
       cfg::Composed c = cfg::compose(opts);
       if (p.info) {
         std::cout << "Config search path:\n";

@@ -3,7 +3,7 @@
 // (users.csv -> the real planner -> events.csv), evaluate it, and compare every segment's
 // conversion-lift interval with the planted mean effect of that segment's audience.
 //
-//   bench_campaign coverage [--users 100000] [--seeds 20] [--control 0.2] [--budget 0]
+//   bench_campaign coverage [--users 100000] [--seeds 20] [--first-seed 1000] [--control 0.2] [--budget 0]
 //                           [--targeting top_score] [--level 0.95] [--interval newcombe]
 //                           [--dir /tmp/portrait_bench_campaign] [--keep]
 //
@@ -35,7 +35,7 @@ namespace {
 
 int usage() {
   fmt::print(stderr,
-             "usage: bench_campaign coverage [--users N] [--seeds K] [--control F] [--budget B] "
+             "usage: bench_campaign coverage [--users N] [--seeds K] [--first-seed S] [--control F] [--budget B] "
              "[--targeting top_score|random] [--level L] [--interval newcombe|wald] [--dir D] [--keep]\n");
   return 2;
 }
@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   if (argc < 2 || std::strcmp(argv[1], "coverage") != 0) return usage();
   int64_t users = 100000, budget = 0;
   int seeds = 20;
+  uint64_t first_seed = 1000;
   double control = 0.2, level = 0.95;
   std::string targeting = "top_score", interval = "newcombe", dir = "/tmp/portrait_bench_campaign";
   bool keep = false;
@@ -63,6 +64,7 @@ int main(int argc, char** argv) {
     };
     if (a == "--users") users = std::atoll(val().c_str());
     else if (a == "--seeds") seeds = std::atoi(val().c_str());
+    else if (a == "--first-seed") first_seed = std::strtoull(val().c_str(), nullptr, 10);
     else if (a == "--control") control = std::atof(val().c_str());
     else if (a == "--budget") budget = std::atoll(val().c_str());
     else if (a == "--targeting") targeting = val();
@@ -76,6 +78,7 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   int64_t seg_n = 0, seg_cover = 0, zero_n = 0, zero_sig = 0, zero_sig_holm = 0, eff_n = 0, eff_sig = 0;
   int64_t overall_cover = 0;
+  double zt_sum = 0, zc_sum = 0, zt_sq = 0, zc_sq = 0;  // per-arm (observed - expected) / se
   nlohmann::json per_seed = nlohmann::json::array();
   fmt::print("campaign coverage: {} users, {} seeds, control {}, targeting {}, budget {}, level {}, {} interval\n",
              users, seeds, control, targeting, budget ? std::to_string(budget) : std::string("all"), level, interval);
@@ -83,7 +86,7 @@ int main(int argc, char** argv) {
              "zero sig", "time s");
   for (int k = 0; k < seeds; ++k) {
     const auto ts = std::chrono::steady_clock::now();
-    const uint64_t seed = 1000 + uint64_t(k);
+    const uint64_t seed = first_seed + uint64_t(k);
     SimulateParams sp;
     sp.output_dir = (fs::path(dir) / fmt::format("seed{}", seed)).string();
     fs::remove_all(sp.output_dir);
@@ -137,6 +140,11 @@ int main(int argc, char** argv) {
     const RateLift& ov = e.overall().conversion;
     const bool ocov = ov.abs_lo <= s.overall_effect && s.overall_effect <= ov.abs_hi;
     overall_cover += ocov;
+    const double zt = (ov.rate_t - s.expected_treatment) /
+                      std::sqrt(s.expected_treatment * (1 - s.expected_treatment) / double(ov.n_t));
+    const double zc = (ov.rate_c - s.expected_control) /
+                      std::sqrt(s.expected_control * (1 - s.expected_control) / double(ov.n_c));
+    zt_sum += zt, zc_sum += zc, zt_sq += zt * zt, zc_sq += zc * zc;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     fmt::print("{:>5} {:>9} {:>+11.5f} {:>+11.5f} {:>6}/{} {:>9} {:>8.1f}{}\n", seed, s.audience, s.overall_effect,
                ov.abs_lift, covered, segs.size(), zs, secs, ocov ? "" : "  (overall interval missed)");
@@ -155,6 +163,11 @@ int main(int argc, char** argv) {
              share(zero_sig_holm, zero_n, 0.95));
   fmt::print("power on segments with an effect:            {}\n", share(eff_sig, eff_n, 0.95));
   fmt::print("overall intervals covering the planted lift: {}\n", share(overall_cover, seeds, 0.95));
+  const double K = std::max(seeds, 1);
+  fmt::print("arm conversion vs its expectation, z mean (sd): treatment {:+.3f} ({:.3f}), control {:+.3f} ({:.3f}); "
+             "the mean's standard error is {:.3f}\n",
+             zt_sum / K, std::sqrt(std::max(0.0, zt_sq / K - zt_sum * zt_sum / K / K)), zc_sum / K,
+             std::sqrt(std::max(0.0, zc_sq / K - zc_sum * zc_sum / K / K)), 1 / std::sqrt(K));
   fmt::print("wall time {:.1f} s ({:.1f} s per seed)\n", total, total / std::max(seeds, 1));
   nlohmann::json j = {{"users", users},
                       {"seeds", seeds},
@@ -167,6 +180,7 @@ int main(int argc, char** argv) {
                       {"zero_effect_significant", {{"significant", zero_sig}, {"holm", zero_sig_holm}, {"segments", zero_n}}},
                       {"power", {{"significant", eff_sig}, {"segments", eff_n}}},
                       {"overall_coverage", {{"covered", overall_cover}, {"seeds", seeds}}},
+                      {"arm_z_mean", {{"treatment", zt_sum / K}, {"control", zc_sum / K}}},
                       {"wall_s", total},
                       {"per_seed", per_seed}};
   fs::create_directories(dir);
