@@ -176,6 +176,12 @@ Plan make_plan(const PlanParams& p, std::vector<ScoredUser> users) {
     A = std::min<int64_t>(A, int64_t(std::ceil(double(treated_budget) / (1 - p.control_fraction) - 1e-9)));
   order.resize(size_t(A));
   if (A == 0) throw DataError("campaign plan: no eligible user (check campaign.plan.segments and the input)");
+  // The control group's size is fixed first, so the treated arm never exceeds the budget: the
+  // rest of the audience when the budget binds, else the rounded fraction.
+  const int64_t control_total = treated_budget > 0 && A > treated_budget
+                                    ? A - treated_budget
+                                    : std::llround(double(A) * p.control_fraction);
+  const double fraction = double(control_total) / double(A);
   // 3. Strata: segment x score bin (by score rank inside the audience).
   std::vector<Assignment> rows(static_cast<size_t>(A));
   {
@@ -208,7 +214,7 @@ Plan make_plan(const PlanParams& p, std::vector<ScoredUser> users) {
   double cum = 0;
   int64_t prev = int64_t(std::floor(u0));
   for (auto& [name, members] : strata) {
-    cum += double(members.size()) * p.control_fraction;
+    cum += double(members.size()) * fraction;
     const int64_t now = int64_t(std::floor(cum + u0 + 1e-9));
     const int64_t c = std::clamp<int64_t>(now - prev, 0, int64_t(members.size()));
     prev = now;

@@ -13,9 +13,11 @@
 //      audience, 1 = the highest scores; bin 0 = no score).
 //   4. control: inside each stratum users are ordered by the seeded hash of their id and the
 //      first c_s are control, where c_s follows systematic allocation over the strata in name
-//      order (c_s = floor(F_s + u) - floor(F_{s-1} + u), F = cumulative size * fraction, one
-//      seeded u in [0, 1)): the total is exact and every stratum is within one user of its
-//      share, so the arms are balanced inside every stratum.
+//      order (c_s = floor(F_s + u) - floor(F_{s-1} + u), F = cumulative size * C / audience,
+//      one seeded u in [0, 1)): the control total C is exact (audience - treated budget when
+//      the budget binds, so the treated arm is the budget; else round(audience * fraction))
+//      and every stratum is within one user of its share, so the arms are balanced inside
+//      every stratum.
 //
 // Campaign directory (written atomically, campaign.json last: it seals the plan):
 //   assignment.csv   user_id,arm,stratum,segment,score_bin,score,rank,planned_start

@@ -114,6 +114,14 @@ TEST(CampaignPlan, BudgetAndTargetingRules) {
   for (auto& a : top.rows) min_in = std::min(min_in, a.score);
   EXPECT_EQ(min_in, s[1249]);
   for (size_t i = 1; i < top.rows.size(); ++i) EXPECT_GE(top.rows[i - 1].score, top.rows[i].score);
+  // The treated arm is the budget exactly, whatever the rounding of the fraction.
+  p.control_fraction = 0.1;
+  p.budget_users = 500;
+  Plan exact = make_plan(p, u);
+  EXPECT_EQ(exact.treatment, 500);
+  EXPECT_EQ(exact.rows.size(), 556u);  // ceil(500 / 0.9)
+  p.control_fraction = 0.2;
+  p.budget_users = 1000;
   // Budget by cost.
   p.budget_users = 0;
   p.budget_cost = 500;
