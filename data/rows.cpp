@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "core/config/secrets.h"
 #include "core/config/section.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -418,6 +419,13 @@ std::string resolve_hash_key(const DataParams& d, const std::string& override_ke
     }
     while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
   } else if (!d.key_env.empty()) {
+    // A value that is no variable name is most likely the key pasted into key_env: say so
+    // without echoing it (run records show it as <redacted>, core/config/secrets.h).
+    if (cfg::is_secret_value("key_env", d.key_env))
+      throw ConfigError("data.privacy.key_env must name an environment variable (UPPER_SNAKE_CASE, "
+                        "e.g. PORTRAIT_HASH_KEY), not hold the key itself; its value is not shown. "
+                        "Export the key in a variable and name that, or put it in a file and set "
+                        "data.privacy.key_file");
     const char* v = std::getenv(d.key_env.c_str());
     if (v) key = v;
   }

@@ -57,17 +57,17 @@ class Composer {
             "1. To use it as a list, use key=[value1,value2]\n"
             "2. To use it as string, quote the value: key=\\'value1,value2\\'\n"
             "3. To sweep over it, add --multirun to your command line",
-            text));
+            o.text));
       }
       if (o.key == "hydra" || o.key.rfind("hydra.", 0) == 0 || o.key.rfind("hydra/", 0) == 0) {
         hydra_overrides_.push_back(o);
-        out.hydra_overrides.push_back(text);
+        out.hydra_overrides.push_back(o.text);
       } else if (!o.value.is_map() && repo_.group_exists(o.key) && o.key.find('.') == std::string::npos) {
         group_overrides_.push_back(o);
-        out.task_overrides.push_back(text);
+        out.task_overrides.push_back(o.text);
       } else {
         value_overrides_.push_back(o);
-        out.task_overrides.push_back(text);
+        out.task_overrides.push_back(o.text);
       }
     }
 

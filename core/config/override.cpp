@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <regex>
 
+#include "core/config/secrets.h"
 #include "core/error.h"
 
 namespace portrait::cfg {
@@ -301,10 +302,12 @@ std::vector<Node> expand_function(Parser& p, const std::string& s, const std::st
 
 }  // namespace
 
-Override parse_override(const std::string& arg) {
+Override parse_override(const std::string& raw) {
   Override o;
-  o.text = arg;
-  std::string s = arg;
+  // Every message and record shows the redacted text (secrets.h); only `s` holds the value.
+  o.text = redact_override_text(raw);
+  const std::string& arg = o.text;
+  const std::string& s = raw;
   size_t i = 0;
   if (s.rfind("++", 0) == 0) {
     o.type = Override::Type::kForceAdd;

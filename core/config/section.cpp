@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fmt/format.h>
 
+#include "core/config/secrets.h"
 #include "core/error.h"
 
 namespace portrait::cfg {
@@ -45,7 +46,7 @@ Section::Section(const Node& root, std::string path) : path_(std::move(path)) {
     node_ = n;
   } else if (n && !n->is_null()) {
     throw ConfigError(fmt::format("config key '{}' must be a dict, got {} '{}'{}", path_,
-                                  n->kind_name(), n->scalar_text(),
+                                  n->kind_name(), is_secret_value(path_, n->scalar_text()) ? std::string(kRedacted) : n->scalar_text(),
                                   n->mark.file.empty() ? "" : " (" + n->mark.str() + ")"));
   } else {
     node_ = nullptr;
@@ -78,7 +79,9 @@ const Node* Section::get(const std::string& key) {
 
 void Section::fail(const std::string& key, const Node& v, const std::string& why) const {
   std::string where = v.mark.file.empty() ? "" : " (" + v.mark.str() + ")";
-  std::string text = v.is_scalar() ? v.scalar_text() : v.kind_name();
+  std::string text = !v.is_scalar() ? v.kind_name()
+                     : is_secret_value(full_key(key), v.scalar_text()) ? std::string(kRedacted)
+                                                                       : v.scalar_text();
   throw ConfigError(fmt::format("config key '{}' = {}{} {}", full_key(key), text, where, why));
 }
 

@@ -10,6 +10,7 @@
 #include <regex>
 #include <set>
 
+#include "core/config/secrets.h"
 #include "core/error.h"
 #include "core/fs.h"
 
@@ -367,11 +368,13 @@ void emit(const Node& n, int indent, std::string& out) {
 
 }  // namespace
 
+// Secret values are written as <redacted> (secrets.h): every config file Portrait writes and
+// every config it prints comes through here.
 std::string to_yaml(const Node& node) {
   if (node.is_map() && node.size() == 0) return "{}\n";
   if (node.is_list() && node.size() == 0) return "[]\n";
   std::string out;
-  emit(node, 0, out);
+  emit(redact_secrets(node), 0, out);
   return out;
 }
 

@@ -109,6 +109,34 @@ TEST(Cli, JobWritesItsRunDirectoryFilesAndLog) {
   EXPECT_TRUE(std::filesystem::exists(run_dir / "demo.log"));
 }
 
+TEST(Cli, ASecretGivenByMistakeAsAnOverrideReachesNoOutputLogOrRunRecord) {
+  testing::TempDir d;
+  const std::string secret = "hunter2-0f9a8b7c6d5e4f3a";
+  d.write("ev.csv", "user_id,item_id,event_type,timestamp\nu1,i1,view,2024-01-01T00:00:00\n");
+  const std::string input = "'prep.input=[" + (d.path() / "ev.csv").string() + "]' ";
+  struct Case { std::string args, names; };
+  const Case cases[] = {
+      {"prep data.privacy.key=" + secret, "data.privacy.key"},          // not in struct
+      {"prep " + input + "+data.privacy.key=" + secret, "data.privacy.key"},  // unknown key
+      {"prep " + input + "data.privacy.key_env=" + secret, "data.privacy.key_env"},  // the key pasted into key_env
+  };
+  int i = 0;
+  for (const Case& c : cases) {
+    const auto run_dir = d.path() / ("run" + std::to_string(i++));
+    Result r = run(c.args + " hydra.run.dir=" + run_dir.string());
+    EXPECT_EQ(r.code, 2) << r.out;
+    EXPECT_NE(r.out.find(c.names), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find(secret), std::string::npos) << r.out;
+    if (!std::filesystem::exists(run_dir)) continue;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(run_dir))
+      if (e.is_regular_file()) EXPECT_EQ(read_file(e.path()).find(secret), std::string::npos) << e.path();
+  }
+  Result shown = run("config data.privacy.key_env=" + secret);  // --cfg / config print it redacted
+  ASSERT_EQ(shown.code, 0) << shown.out;
+  EXPECT_EQ(shown.out.find(secret), std::string::npos) << shown.out;
+  EXPECT_NE(shown.out.find("key_env: <redacted>"), std::string::npos) << shown.out;
+}
+
 TEST(Cli, MultirunRunsEachCombinationInItsOwnDirectory) {
   testing::TempDir d;
   Result r = run("demo -m seed=1,2 model=tiny,small 'demo.stages=[]' hydra.sweep.dir=" + d.path().string());
