@@ -166,11 +166,12 @@ Node convert(const YAML::Node& y, const std::string& origin) {
                                         origin, kv.first.Mark().line + 1));
         std::string key = kv.first.Scalar();
         // A plain key is typed like a value (PyYAML): `1: one` is the int key 1, `0x10: a`
-        // the int key 16. The key keeps its canonical text; the map remembers its type.
+        // the int key 16, `1.5: a` the float key 1.5, `1e3: a` the float key 1000.0. The key
+        // keeps its canonical text; the map remembers its type.
         Node::Kind key_kind = Node::Kind::kString;
         if (kv.first.Tag() == "?") {
           Node typed = type_plain_yaml_scalar(key);
-          if (typed.is_int() || typed.is_bool()) {
+          if (typed.is_int() || typed.is_bool() || typed.is_float()) {
             key = typed.scalar_text();
             key_kind = typed.kind();
           }

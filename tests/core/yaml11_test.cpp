@@ -50,6 +50,14 @@ TEST(Yaml11, IntKeysStayIntKeysAndPrintUnquoted) {
   EXPECT_EQ(to_yaml(merged), to_yaml(n));
 }
 
+TEST(Yaml11, FloatKeysStayFloatKeysAndPrintInTheirCanonicalForm) {
+  Node n = load_yaml_string("m: {1.5: a, 1e3: b, '2.5': c}\n", "t.yaml");
+  const Node& m = at(n, "m");
+  EXPECT_EQ(m.key_kind("1.5"), Node::Kind::kFloat);
+  EXPECT_EQ(m.key_kind("2.5"), Node::Kind::kString);
+  EXPECT_EQ(to_yaml(n), "m:\n  1.5: a\n  1000.0: b\n  '2.5': c\n");  // as OmegaConf.to_yaml
+}
+
 TEST(Yaml11, DatesStayStringsAndAreQuotedOnOutput) {
   Node n = load_yaml_string("d: 2024-01-02\nt: 2001-12-14 21:59:43.10 -5\n", "t.yaml");
   EXPECT_EQ(at(n, "d").as_string(), "2024-01-02");
