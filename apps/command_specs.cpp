@@ -165,13 +165,13 @@ CommandSpec profile_spec() {
   return c;
 }
 
-// Listed here so the front end knows it; its subcommands (plan, evaluate, simulate) answer
+// Listed here so the front end knows it; its subcommands (plan, evaluate, simulate, uplift) answer
 // their own --help and --cfg in portrait-torch (apps/cmd_campaign.cpp).
 CommandSpec campaign_spec() {
   CommandSpec c;
   c.name = "campaign";
-  c.summary = "plan a campaign with a control group; measure its lift (plan | evaluate | simulate)";
-  c.description = "  portrait campaign plan|evaluate|simulate [key=value ...]   (portrait campaign --help)";
+  c.summary = "plan a campaign with a control group, measure its lift, learn its uplift";
+  c.description = "  portrait campaign plan|evaluate|simulate|uplift [key=value ...]   (portrait campaign --help)";
   c.creates_run_dir = false;
   return c;
 }

@@ -51,7 +51,7 @@ EvaluateParams evaluate_params_from_config(const cfg::Node& root) {
     s.read("progress", p.progress);
     s.finish();
   }
-  for (const char* k : {"id", "start", "plan", "simulate"}) c.ignore(k);
+  for (const char* k : {"id", "start", "plan", "simulate", "uplift"}) c.ignore(k);
   c.finish();
   if (p.campaign_dir.empty()) throw ConfigError("config key 'campaign.dir' must be set");
   if (p.input.empty()) throw ConfigError("config key 'campaign.evaluate.input' must list the event logs");
@@ -144,7 +144,7 @@ EvaluateSummary run_evaluate(const EvaluateParams& p) {
     for (const char* n : {"assignment.csv", "campaign.json"})
       inputs.push_back({"campaign.dir", fs::path(p.campaign_dir) / n});
     for (const char* n : {"evaluation.json", "arms.csv", "lift.csv", "uplift_deciles.csv", "qini.csv",
-                          "uplift_at_k.csv", "quarantine.jsonl"})
+                          "uplift_at_k.csv", "outcomes.csv", "quarantine.jsonl"})
       check_output_not_input(out_dir / n, std::string("campaign.evaluate.output_dir's ") + n, inputs);
   }
 
@@ -410,6 +410,21 @@ EvaluateSummary run_evaluate(const EvaluateParams& p) {
       }
     }
     write_file_atomic(out_dir / "lift.csv", csv);
+  }
+  {
+    // Per-user outcomes (pseudonymous ids, as in the assignment): what `campaign uplift` learns from.
+    std::string csv = "user_id,arm,segment,score,active,clicked,converted,purchases,revenue\n";
+    csv.reserve(N * 64);
+    for (size_t i = 0; i < N; ++i) {
+      const Assignment& a = camp.rows[i];
+      const UserOutcome& o = outcome[i];
+      data::append_csv_field(csv, a.user_id);
+      csv += a.treated ? ",treatment," : ",control,";
+      data::append_csv_field(csv, a.segment);
+      csv += fmt::format(",{},{},{},{},{},{}\n", num(a.score), o.active ? 1 : 0, o.clicked ? 1 : 0,
+                         o.converted ? 1 : 0, o.purchases, num(o.revenue));
+    }
+    write_file_atomic(out_dir / "outcomes.csv", csv);
   }
   if (sum.has_scores) {
     std::string csv = "bin,n_treatment,n_control,conversion_treatment,conversion_control,uplift,uplift_lo,uplift_hi\n";

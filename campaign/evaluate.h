@@ -25,7 +25,8 @@
 //
 // Outputs in output_dir: evaluation.json (everything, with the methods stated), arms.csv,
 // lift.csv, uplift_deciles.csv, qini.csv, uplift_at_k.csv (the last three with scores),
-// quarantine.jsonl.
+// outcomes.csv (per assigned user: user_id, arm, segment, score, active, clicked, converted,
+// purchases, revenue; what `campaign uplift` learns from), quarantine.jsonl.
 #pragma once
 
 #include <cmath>

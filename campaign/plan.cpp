@@ -108,7 +108,7 @@ PlanParams plan_params_from_config(const cfg::Node& root) {
     for (const char* k : {"input_columns", "target", "segments_file"}) s.ignore(k);
     s.finish();
   }
-  for (const char* k : {"evaluate", "simulate"}) c.ignore(k);
+  for (const char* k : {"evaluate", "simulate", "uplift"}) c.ignore(k);
   c.finish();
   check_params(p);
   return p;

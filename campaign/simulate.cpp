@@ -50,9 +50,11 @@ SimulateParams simulate_params_from_config(const cfg::Node& root) {
     s.read("duplicate_fraction", p.duplicate_fraction, 0.0, 1.0);
     s.read("attribution_days", p.attribution_days, 0.01, 1e4);
     s.read("pseudonymize", p.pseudonymize);
+    s.read("feature_dim", p.feature_dim, 0, 4096);
+    s.read("feature_noise", p.feature_noise, 0.0, 100.0);
     s.finish();
   }
-  for (const char* k : {"id", "dir", "start", "seed", "plan", "evaluate"}) c.ignore(k);
+  for (const char* k : {"id", "dir", "start", "seed", "plan", "evaluate", "uplift"}) c.ignore(k);
   c.finish();
   if (p.output_dir.empty()) throw ConfigError("config key 'campaign.simulate.output_dir' must be set");
   if (p.segment_log_odds.empty()) throw ConfigError("config key 'campaign.simulate.segment_log_odds' is empty");
@@ -105,6 +107,29 @@ SimulateSummary run_simulate(const SimulateParams& p) {
     users_csv += fmt::format("{},{:.8g},{}\n", x.id, x.score, x.seg);
   }
   write_file_atomic(out / "users.csv", users_csv);
+  if (p.feature_dim > 0) {
+    // Stand-in user embeddings (own random streams: the draws above and below are unchanged).
+    const size_t F = size_t(p.feature_dim);
+    std::vector<double> centroid(size_t(S) * F);
+    Rng rc(mix64(p.seed, 0xfea7c));
+    for (auto& c : centroid) c = rc.normal();
+    std::string csv = "user_id";
+    for (size_t j = 0; j < F; ++j) csv += fmt::format(",f{}", j);
+    csv += '\n';
+    csv.reserve(pop.size() * F * 8);
+    for (int64_t u = 0; u < p.users; ++u) {
+      const Pop& x = pop[size_t(u)];
+      Rng r(mix64(p.seed ^ 0xfea7ULL, uint64_t(u)));
+      csv += x.id;
+      for (size_t j = 0; j < F; ++j) {
+        double v = centroid[size_t(x.seg) * F + j] + p.feature_noise * r.normal();
+        if (j + 1 == F) v += x.l0;  // the last feature also carries the baseline log-odds
+        csv += fmt::format(",{:.5g}", v);
+      }
+      csv += '\n';
+    }
+    write_file_atomic(out / "features.csv", csv);
+  }
 
   // 2. The plan, by the real planner.
   PlanParams pp = p.plan;

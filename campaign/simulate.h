@@ -16,6 +16,7 @@
 //   campaign/        the sealed campaign directory (assignment.csv, activation.csv, campaign.json)
 //   events.csv       the post-campaign log (raw ids; prep's columns)
 //   truth.csv        user_id,segment,arm,p_control,p_treatment,effect  (audience users)
+//   features.csv     user_id,f0,...  stand-in user embeddings (feature_dim > 0)
 //   truth.json       parameters; per segment the planted log-odds and the true mean effect
 //                    over its audience users (the estimand of a segment's absolute lift); the
 //                    overall true effect; the rows the evaluator must set apart by reason
@@ -57,6 +58,11 @@ struct SimulateParams {
   PlanParams plan;                        ///< campaign_id, start, targeting, budget, control ...
                                           ///< (plan.dir is set to output_dir/campaign)
   double attribution_days = 14;           ///< the window the events are drawn in
+  /// features.csv (user_id,f0..): stand-in user embeddings for `campaign uplift`: a random
+  /// centroid per segment plus N(0, feature_noise^2) per dimension, the last dimension plus the
+  /// user's baseline log-odds. 0 = not written.
+  int feature_dim = 16;
+  double feature_noise = 0.5;
 };
 
 /// Section `campaign.simulate` (plus `campaign` / `campaign.plan` for the plan).
