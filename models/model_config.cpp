@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "core/config/section.h"
 #include "core/error.h"
 
@@ -18,7 +20,18 @@ ModelConfig model_config_from(const cfg::Node& root, const std::string& section)
   s.read("max_events", c.max_events, 1, 65536);
   s.read("max_text_tokens", c.max_text_tokens, 0, 65536);
   s.read("embed_dim", c.embed_dim, 2, 16384);
-  s.read("repeat_dim", c.repeat_dim, 0, 16384);
+  if (const cfg::Node* r = s.raw("repeat_dim"); r && r->is_string()) {
+    if (r->as_string() != "auto")
+      throw ConfigError(fmt::format("config key 'model.repeat_dim' = '{}' must be an integer >= 0 or auto",
+                                    r->as_string()));
+    c.repeat_auto = true;  // R = min(64, D/2) when the training data repeats items (trainer decides)
+    c.repeat_dim = std::min<int64_t>(64, c.embed_dim / 2);
+  } else if (r && !r->is_null()) {
+    if (!r->is_int() || r->as_int() < 0 || r->as_int() > 16384)
+      throw ConfigError(fmt::format("config key 'model.repeat_dim' = {} must be an integer in [0, 16384] or auto",
+                                    r->scalar_text()));
+    c.repeat_dim = r->as_int();
+  }
   s.read_enum("pooling", c.pooling, {"last", "cls", "attention"});
   s.read("causal", c.causal);
   s.read("head_hidden", c.head_hidden, 1, 65536);

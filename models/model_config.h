@@ -31,12 +31,21 @@ struct ModelConfig {
   /// R: the last R of the D dimensions are a repeat channel, a learned sketch of the items
   /// in the user's own history (0 = off; see encoder.h). Must be < D.
   int64_t repeat_dim = 0;
+  /// model.repeat_dim: auto (R = min(64, D/2)). The trainer keeps R only when the training data
+  /// repeats (kRepeatAutoMinRate of the train split's targets are items already in the user's
+  /// input), else sets R = 0; the saved model holds the resolved R (never auto).
+  bool repeat_auto = false;
   /// How the user embedding is pooled: last = the event state at the user's last event (the
   /// state the dense loss trains; the text view for users without events) | cls | attention.
   std::string pooling = "cls";
   bool causal = true;           ///< event states see only earlier events (dense loss needs it)
   int64_t head_hidden = 64;     ///< purchase-head MLP hidden size h (D -> h -> C)
   std::string head_activation = "relu";  ///< relu | gelu (the CUDA head kernel supports both)
+
+  /// Share of training targets that repeat an item of the user's own input below which
+  /// repeat_dim: auto turns the channel off. Measured: the synthetic shop 0.585, Ciao 0.009,
+  /// MovieLens-100K 0 (session 9, bench/real: off gave MovieLens-100K HR@10 0.160 -> 0.187).
+  static constexpr double kRepeatAutoMinRate = 0.05;
 
   /// D - R: the transformer's (semantic) part of the embedding.
   int64_t semantic_dim() const { return embed_dim - repeat_dim; }

@@ -155,6 +155,17 @@ TrainStats compute_train_stats(const std::filesystem::path& shard_dir, int64_t n
         ++st.item_positive_counts[size_t(a.input_item[k])];
     for (size_t k = 0; k < a.target_item.size(); ++k)
       if (a.target_item[k] >= 0 && a.target_item[k] < n_items) ++st.item_positive_counts[size_t(a.target_item[k])];
+    std::vector<int32_t> seen;
+    for (size_t r = 0; r + 1 < a.target_offsets.size(); ++r) {
+      seen.assign(a.input_item.begin() + a.input_offsets[r], a.input_item.begin() + a.input_offsets[r + 1]);
+      std::sort(seen.begin(), seen.end());
+      for (int64_t k = a.target_offsets[r]; k < a.target_offsets[r + 1]; ++k) {
+        const int32_t t = a.target_item[size_t(k)];
+        if (t < 2) continue;  // padding / OOV
+        ++st.targets;
+        st.repeat_targets += std::binary_search(seen.begin(), seen.end(), t);
+      }
+    }
     for (int32_t cat : a.purchase_category)
       if (cat >= 0 && cat < n_categories) ++buyers[size_t(cat)];
   }
@@ -162,6 +173,12 @@ TrainStats compute_train_stats(const std::filesystem::path& shard_dir, int64_t n
   for (size_t c = 0; c < buyers.size(); ++c)
     st.purchase_rate[c] = st.users ? double(buyers[c]) / double(st.users) : 0.0;
   return st;
+}
+
+int64_t resolve_repeat_dim(const ModelConfig& m, const TrainStats& st) {
+  if (!m.repeat_auto) return m.repeat_dim;
+  const double rate = st.targets ? double(st.repeat_targets) / double(st.targets) : 0.0;
+  return rate >= ModelConfig::kRepeatAutoMinRate ? m.repeat_dim : 0;
 }
 
 uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro) {

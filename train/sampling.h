@@ -12,6 +12,7 @@
 
 #include "data/loader.h"
 #include "core/rng.h"
+#include "models/model_config.h"
 
 namespace portrait::train {
 
@@ -59,12 +60,18 @@ struct TrainStats {
   std::vector<double> purchase_rate;          ///< [n_categories] fraction of train users with
                                               ///< a purchase of c in the label window
   int64_t users = 0;
+  int64_t targets = 0, repeat_targets = 0;    ///< valid train targets; those already in the user's input
   std::string tokenizer_sha256;               ///< from the shard attributes
   std::string protocol;                       ///< temporal | leave_last_out (shard attribute)
   PositiveTypes positive;                     ///< from the shards' target_event_types
 };
 TrainStats compute_train_stats(const std::filesystem::path& shard_dir, int64_t n_items,
                                int64_t n_categories);
+
+/// model.repeat_dim: auto resolved against the training data: the configured R when at least
+/// ModelConfig::kRepeatAutoMinRate of the train targets repeat an item of the user's input,
+/// else 0. A config without auto keeps its R.
+int64_t resolve_repeat_dim(const ModelConfig& m, const TrainStats& st);
 
 /// Seed of the sampling RNG for (seed, step, micro-batch).
 uint64_t step_seed(uint64_t seed, int64_t step, int64_t micro);

@@ -666,6 +666,19 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
   }
 
   TrainStats stats = compute_train_stats(p.shards, mc.n_items, mc.n_categories);
+  if (mc.repeat_auto) {
+    // The repeat channel scores a user's own history; without repeats in the data it has
+    // nothing to learn and only adds noise to every other item's score.
+    const double rate = stats.targets ? double(stats.repeat_targets) / double(stats.targets) : 0.0;
+    const int64_t r = resolve_repeat_dim(mc, stats);
+    if (rank == 0)
+      PLOG_INFO("model.repeat_dim=auto: {:.1f}% of {} training targets repeat an item of the user's input -> "
+                "repeat channel {} (R = {})",
+                100 * rate, stats.targets, r > 0 ? "on" : "off", r);
+    mc.repeat_dim = r;
+    mc.repeat_auto = false;
+    mc.validate();
+  }
 
   torch::manual_seed(p.seed);
   ModelBundle m = ModelBundle::create(mc, p.init_temperature, p.learn_temperature);

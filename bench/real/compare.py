@@ -221,13 +221,26 @@ def main():
                 diffs[lab][met] = d
                 print(f"{lab} - {best} {met.upper()}: {d['mean']:+.4f} paired-normal [{d['lo']:+.4f},{d['hi']:+.4f}] "
                       f"bootstrap [{d['boot_lo']:+.4f},{d['boot_hi']:+.4f}]")
+    # Several exports: each later one against the first (e.g. a changed default against the old).
+    diffs_vs_first = {}
+    if len(embs) > 1:
+        A = {k: v.arrays() for k, v in results.items()}
+        first = embs[0][0]
+        for lab, *_ in embs[1:]:
+            diffs_vs_first[lab] = {"against": first}
+            for met in ("hr@10", "ndcg@10"):
+                d = ranking.paired_diff(A[lab][met], A[first][met])
+                diffs_vs_first[lab][met] = d
+                print(f"{lab} - {first} {met.upper()}: {d['mean']:+.4f} paired-normal [{d['lo']:+.4f},{d['hi']:+.4f}] "
+                      f"bootstrap [{d['boot_lo']:+.4f},{d['boot_hi']:+.4f}]")
     log(f"total {time.time() - t0:.0f}s")
     if a.json:
         out = {"shards": os.path.abspath(a.shards), "protocol": sh.protocol, "split": a.split,
                "exclude_seen": a.exclude_seen, "users": n, "n_items_ranked": V - 2,
                "seen_target_users": seen_t, "unhittable_users": int(np.sum(any_acc.unhittable)),
                "ties": "mean of tie range", "intervals": "normal, 1.96 * sd / sqrt(n) over users",
-               "methods": summ, "differences_vs_best_peer": diffs, "sasrec": sasrec_runs,
+               "methods": summ, "differences_vs_best_peer": diffs,
+               "differences_vs_first_export": diffs_vs_first, "sasrec": sasrec_runs,
                "args": vars(a)}
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)

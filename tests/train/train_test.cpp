@@ -329,6 +329,33 @@ TEST(TrainSampling, SkipSameItemTargetsTheNextPositivesOfOtherItems) {
   }
 }
 
+TEST(TrainSampling, RepeatDimAutoKeepsTheChannelOnlyWhereTrainingTargetsRepeatHistoryItems) {
+  // The synthetic shop's purchases are mostly of items the shopper viewed or carted before.
+  ModelConfig mc;
+  mc.embed_dim = 16;
+  mc.repeat_dim = 8;
+  mc.repeat_auto = true;
+  data::ShardSplitReader probe(data::list_shards(shard_dir()).front(), "train");
+  TrainStats st = compute_train_stats(shard_dir(), probe.num_items(), probe.num_categories());
+  ASSERT_GT(st.targets, 0);
+  EXPECT_GE(double(st.repeat_targets) / double(st.targets), ModelConfig::kRepeatAutoMinRate);
+  EXPECT_EQ(resolve_repeat_dim(mc, st), 8);
+  // Logs without repeats (every target a new item, as in MovieLens): the channel is off.
+  TrainStats fresh = st;
+  fresh.repeat_targets = 0;
+  EXPECT_EQ(resolve_repeat_dim(mc, fresh), 0);
+  fresh.repeat_targets = int64_t(0.04 * double(fresh.targets));
+  EXPECT_EQ(resolve_repeat_dim(mc, fresh), 0);
+  // An explicit R is kept whatever the data.
+  mc.repeat_auto = false;
+  EXPECT_EQ(resolve_repeat_dim(mc, fresh), 8);
+  // The config reads `auto` and rejects other words.
+  ModelConfig tiny = model_config_from(load_cfg("train", {}), "model");
+  EXPECT_TRUE(tiny.repeat_auto);
+  EXPECT_EQ(tiny.repeat_dim, 64);
+  EXPECT_THROW(model_config_from(load_cfg("train", {"model.repeat_dim=sometimes"}), "model"), ConfigError);
+}
+
 TEST(TrainSampling, PairsDependOnTheUserNotOnTheBatchPosition) {
   // Two users; the same users in swapped rows (as on another rank) get the same pairs.
   data::Batch b;
