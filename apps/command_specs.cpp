@@ -165,6 +165,24 @@ CommandSpec profile_spec() {
   return c;
 }
 
+CommandSpec tags_spec() {
+  CommandSpec c;
+  c.name = "tags";
+  c.summary = "readable per-user tags (RFM, lifecycle, price sensitivity, ...) and segment rules";
+  c.description =
+      "One row per user (pseudonymous id) from the shards' latest split: RFM scores 1-5 and the\n"
+      "conventional RFM segment name, lifecycle stage, price sensitivity, top categories with\n"
+      "their shares, preferred weekday and hour; with tags.segments the segment and an automatic\n"
+      "segment name, plus segment_rules.json (shallow decision trees: each segment's top rules\n"
+      "with precision and coverage); with tags.scores the most likely next category. Writes\n"
+      "tags.h5 (h5py) and tags.csv (pandas) to tags.output_dir. Rules: README, 'Portrait tags'.\n\n"
+      "  portrait tags tags.shards=<prep output>\n"
+      "  portrait tags tags.shards=... tags.segments=<segment run dir> tags.scores=<score run dir>\n"
+      "  portrait tags tags.shards=... tags.lifecycle.churn_days=60 tags.utc_offset_hours=8";
+  c.config_name = "tags";
+  return c;
+}
+
 // Listed here so the front end knows it; its subcommands (plan, evaluate, simulate) answer
 // their own --help and --cfg in portrait-torch (apps/cmd_campaign.cpp).
 CommandSpec campaign_spec() {
@@ -179,7 +197,7 @@ CommandSpec campaign_spec() {
 const std::vector<CommandSpec>& command_specs() {
   static const std::vector<CommandSpec> cmds = {demo_spec(),    synth_spec(),   prep_spec(),  tokenizer_spec(),
                                                 train_spec(),   embed_spec(),   segment_spec(), search_spec(),
-                                                score_spec(),   profile_spec(), campaign_spec(),  version_command(),
+                                                score_spec(),   profile_spec(), tags_spec(),    campaign_spec(),  version_command(),
                                                 config_command()};
   return cmds;
 }
