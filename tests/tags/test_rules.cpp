@@ -69,7 +69,7 @@ TEST(SegmentRules, RecoverThePlantedSegmentsDefiningCategoriesOnSyntheticData) {
   pp.progress = false;
   pp.seq_len = 256;
   pp.text_len = 8;
-  pp.tokenizer.vocab_size = 300;
+  pp.tokenizer.vocab_size = 600;
   data::run_prep(pp);
 
   TagParams p;
