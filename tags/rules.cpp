@@ -87,6 +87,7 @@ class Tree {
     }
     Condition cl, cr;
     cl.feature = cr.feature = f.name;
+    cl.index = cr.index = best.feature;
     if (f.categorical) {
       cl.op = "=";
       cr.op = "!=";
@@ -167,24 +168,15 @@ std::vector<Condition> merge(const std::vector<Condition>& path) {
   return kept;
 }
 
-bool matches(const std::vector<Condition>& cs, const std::vector<Feature>& fs,
-             const std::map<std::string, size_t>& by_name, size_t i) {
-  for (const auto& c : cs) {
-    const Feature& f = fs[by_name.at(c.feature)];
-    if (f.categorical) {
-      const bool eq = f.levels[size_t(f.code[i])] == c.level;
-      if (eq != (c.op == "=")) return false;
-    } else {
-      const bool le = f.x[i] <= c.threshold;
-      if (le != (c.op == "<=")) return false;
-    }
-  }
-  return true;
-}
-
 std::string fmt_value(double v) { return fmt::format("{:.4g}", v); }
 
 }  // namespace
+
+int Feature::code_of(const std::string& level) const {
+  for (size_t l = 0; l < levels.size(); ++l)
+    if (levels[l] == level) return int(l);
+  return -1;
+}
 
 std::vector<Feature> rule_features(const Table& t, const ActivityTable& a) {
   std::vector<Feature> out;
@@ -208,6 +200,36 @@ std::vector<Feature> rule_features(const Table& t, const ActivityTable& a) {
   return out;
 }
 
+bool satisfies(const std::vector<Condition>& cs, const std::vector<Feature>& fs, size_t i) {
+  for (const auto& c : cs) {
+    const Feature& f = fs[size_t(c.index)];
+    if (f.categorical) {
+      if ((f.code[i] == f.code_of(c.level)) != (c.op == "=")) return false;
+    } else if ((f.x[i] <= c.threshold) != (c.op == "<=")) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::vector<TreeLeaf> fit_binary_tree(const std::vector<Feature>& features, const std::vector<char>& y,
+                                      const std::vector<uint32_t>& rows, const RuleParams& p) {
+  Tree tree(features, y, p);
+  std::vector<TreeLeaf> out;
+  for (const auto& path : tree.grow(rows)) {
+    TreeLeaf l;
+    l.conditions = merge(path);
+    for (auto i : rows)
+      if (satisfies(l.conditions, features, i)) {
+        ++l.users;
+        l.positives += y[i];
+      }
+    l.rate = l.users ? double(l.positives) / double(l.users) : 0.0;
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
 std::string Condition::text() const {
   if (op == "=" || op == "!=") return fmt::format("{} {} {}", feature, op, level);
   return fmt::format("{} {} {}", feature, op, fmt_value(threshold));
@@ -221,8 +243,6 @@ std::string Rule::text() const {
 
 std::vector<SegmentRules> learn_segment_rules(const std::vector<Feature>& features, const std::vector<int>& label,
                                               int k, const RuleParams& p) {
-  std::map<std::string, size_t> by_name;
-  for (size_t j = 0; j < features.size(); ++j) by_name[features[j].name] = j;
   std::vector<uint32_t> rows;
   std::vector<int64_t> size(size_t(std::max(k, 0)), 0);
   for (size_t i = 0; i < label.size(); ++i)
@@ -238,17 +258,13 @@ std::vector<SegmentRules> learn_segment_rules(const std::vector<Feature>& featur
     sr.size = size[size_t(s)];
     if (sr.size > 0) {
       for (size_t i = 0; i < label.size(); ++i) y[i] = label[i] == s;
-      Tree tree(features, y, p);
       std::vector<Rule> cand;
-      for (const auto& path : tree.grow(rows)) {
+      for (auto& leaf : fit_binary_tree(features, y, rows, p)) {
         Rule r;
         r.segment = s;
-        r.conditions = merge(path);
-        for (auto i : rows)
-          if (matches(r.conditions, features, by_name, i)) {
-            ++r.users;
-            r.hits += y[i];
-          }
+        r.conditions = std::move(leaf.conditions);
+        r.users = leaf.users;
+        r.hits = leaf.positives;
         if (r.hits == 0) continue;
         r.precision = double(r.hits) / double(r.users);
         r.coverage = double(r.hits) / double(sr.size);

@@ -31,6 +31,8 @@ struct Feature {
   std::vector<double> x;             ///< numeric: value per user
   std::vector<int> code;             ///< categorical: level index per user
   std::vector<std::string> levels;   ///< categorical: level names
+  /// Index of a level name (-1 = none).
+  int code_of(const std::string& level) const;
 };
 
 /// The readable tags as tree features: RFM scores and name, lifecycle, price index and
@@ -40,6 +42,7 @@ std::vector<Feature> rule_features(const Table& t, const ActivityTable& a);
 
 struct Condition {
   std::string feature;
+  int index = -1;        ///< the feature's position in the features the tree was fitted on
   std::string op;        ///< "<=", ">" (numeric) | "=", "!=" (categorical)
   double threshold = 0;  ///< numeric
   std::string level;     ///< categorical
@@ -62,6 +65,18 @@ struct SegmentRules {
   std::string name;
   std::vector<Rule> rules;            ///< best first, at most top_rules
 };
+
+/// A fitted binary tree: its leaves (merged path conditions: a partition of the users) with
+/// the share of positives among the training users that reached them.
+struct TreeLeaf {
+  std::vector<Condition> conditions;
+  int64_t users = 0, positives = 0;
+  double rate = 0;                   ///< positives / users
+};
+std::vector<TreeLeaf> fit_binary_tree(const std::vector<Feature>& features, const std::vector<char>& y,
+                                      const std::vector<uint32_t>& rows, const RuleParams& p);
+/// True when user i satisfies every condition.
+bool satisfies(const std::vector<Condition>& cs, const std::vector<Feature>& features, size_t i);
 
 /// Learns the rules of segments 0..k-1 from `label` (per user, -1 = no segment: ignored).
 std::vector<SegmentRules> learn_segment_rules(const std::vector<Feature>& features, const std::vector<int>& label,
