@@ -156,6 +156,10 @@ void attach_scores(Table& t, const std::string& scores_path) {
   const size_t C = target.size();
   if (dims.size() != 2 || dims[0] != ids.size() || dims[1] != C || C == 0)
     throw DataError("tags.scores " + path.string() + ": /probability is not [users, targets] (corrupt file?)");
+  // The heads follow the category vocabulary, whose first two entries are the padding and
+  // out-of-vocabulary tokens: never a category to predict.
+  std::vector<char> real(C, 1);
+  for (size_t c = 0; c < C; ++c) real[c] = target[c] != "<pad>" && target[c] != "<oov>";
   std::unordered_map<std::string, size_t> of;
   for (size_t i = 0; i < ids.size(); ++i) of.emplace(ids[i], i);
   const auto& uid = t.at("user_id").s;
@@ -171,11 +175,11 @@ void attach_scores(Table& t, const std::string& scores_path) {
       continue;
     }
     const float* row = prob.data() + it->second * C;
-    size_t best = 0;
-    for (size_t c = 1; c < C; ++c)
-      if (row[c] > row[best]) best = c;
-    nc.push_back(target[best]);
-    np.push_back(double(row[best]));
+    size_t best = C;
+    for (size_t c = 0; c < C; ++c)
+      if (real[c] && (best == C || row[c] > row[best])) best = c;
+    nc.push_back(best < C ? target[best] : "");
+    np.push_back(best < C ? double(row[best]) : -1.0);
   }
   t.attrs["scores_file"] = path.string();
 }

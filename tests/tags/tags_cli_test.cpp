@@ -74,6 +74,7 @@ TEST(TagsCli, TagsWithSegmentsAndScoresCarryPseudonymousIdsOnly) {
   std::vector<float> prob;
   for (size_t i = 0; i < ids.size(); ++i) {
     seg.push_back(int32_t(i % 3));
+    prob.push_back(0.9f);  // the padding head: never predicted
     prob.push_back(i % 2 ? 0.8f : 0.1f);
     prob.push_back(i % 2 ? 0.2f : 0.3f);
   }
@@ -88,8 +89,8 @@ TEST(TagsCli, TagsWithSegmentsAndScoresCarryPseudonymousIdsOnly) {
     h5::H g = h5::create_file(root / "seg/scores.h5");
     h5::set_attr(g, "format", "portrait-scores");
     h5::write_fixed_strings(g, "user_id", ids);
-    h5::write_vlen_strings(g, "target", {"phones", "books"});
-    h5::write_float(g, "probability", prob.data(), {hsize_t(ids.size()), 2});
+    h5::write_vlen_strings(g, "target", {"<pad>", "phones", "books"});
+    h5::write_float(g, "probability", prob.data(), {hsize_t(ids.size()), 3});
     h5::close_file(g, root / "seg/scores.h5");
   }
   auto r = run("tags tags.shards=" + pp.output_dir + " tags.segments=" + (root / "seg").string() +
@@ -101,6 +102,9 @@ TEST(TagsCli, TagsWithSegmentsAndScoresCarryPseudonymousIdsOnly) {
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), long(ids.size()) + 1);
   EXPECT_NE(csv.find(",next_category,next_category_probability"), std::string::npos);
   EXPECT_NE(csv.find(ids[1] + ","), std::string::npos);
+  EXPECT_EQ(csv.find("<pad>"), std::string::npos);
+  EXPECT_NE(csv.find(",phones,0.800000011920929"), std::string::npos);  // user 1: phones 0.8 (float32)
+  EXPECT_NE(csv.find(",books,0.30000001192092896"), std::string::npos);  // user 0: books 0.3
   const auto rules = nlohmann::json::parse(read_file(root / "out/segment_rules.json"));
   EXPECT_EQ(rules["format"], "portrait-segment-rules");
   EXPECT_EQ(rules["segments"].size(), 3u);
