@@ -19,7 +19,7 @@ CommandSpec demo_spec() {
   c.name = "demo";
   c.summary = "run the whole pipeline on synthetic data (CPU, minutes)";
   c.description =
-      "Runs synth -> prep (+ tokenizer) -> train -> embed -> segment -> score -> profile on a\n"
+      "Runs synth -> prep (+ tokenizer) -> train -> embed -> segment -> score -> tags -> profile on a\n"
       "small synthetic shop, each stage in <run dir>/<stage>/ with its own config record, and\n"
       "ends with a summary table and the path of the HTML segment report.\n\n"
       "  portrait demo                                  ~2 minutes on 2 CPU cores\n"
