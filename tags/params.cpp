@@ -35,6 +35,7 @@ TagParams tag_params_from_config(const cfg::Node& root) {
     r.read("max_depth", p.rules.max_depth, 1, 4);
     r.read("min_leaf", p.rules.min_leaf, 1, 1 << 30);
     r.read("top_rules", p.rules.top_rules, 1, 16);
+    r.read("max_users", p.rules.max_users, int64_t{100});
     r.finish();
   }
   s.finish();

@@ -250,6 +250,10 @@ std::vector<SegmentRules> learn_segment_rules(const std::vector<Feature>& featur
       rows.push_back(uint32_t(i));
       ++size[size_t(label[i])];
     }
+  // The trees learn from every step-th labelled user; the rules' figures count all of them.
+  std::vector<uint32_t> learn;
+  const size_t step = p.max_users > 0 ? (rows.size() + size_t(p.max_users) - 1) / size_t(p.max_users) : 1;
+  for (size_t j = 0; j < rows.size(); j += std::max<size_t>(step, 1)) learn.push_back(rows[j]);
   std::vector<SegmentRules> out;
   std::vector<char> y(label.size(), 0);
   for (int s = 0; s < k; ++s) {
@@ -259,12 +263,20 @@ std::vector<SegmentRules> learn_segment_rules(const std::vector<Feature>& featur
     if (sr.size > 0) {
       for (size_t i = 0; i < label.size(); ++i) y[i] = label[i] == s;
       std::vector<Rule> cand;
-      for (auto& leaf : fit_binary_tree(features, y, rows, p)) {
+      for (auto& leaf : fit_binary_tree(features, y, learn, p)) {
         Rule r;
         r.segment = s;
         r.conditions = std::move(leaf.conditions);
-        r.users = leaf.users;
-        r.hits = leaf.positives;
+        if (learn.size() == rows.size()) {
+          r.users = leaf.users;
+          r.hits = leaf.positives;
+        } else {
+          for (auto i : rows)
+            if (satisfies(r.conditions, features, i)) {
+              ++r.users;
+              r.hits += y[i];
+            }
+        }
         if (r.hits == 0) continue;
         r.precision = double(r.hits) / double(r.users);
         r.coverage = double(r.hits) / double(sr.size);
@@ -287,6 +299,7 @@ nlohmann::json rules_json(const std::vector<SegmentRules>& r, const RuleParams& 
   j["format"] = "portrait-segment-rules";
   j["format_version"] = 1;
   j["params"] = {{"max_depth", p.max_depth}, {"min_leaf", p.min_leaf}, {"top_rules", p.top_rules},
+                 {"max_users", p.max_users},
                  {"method", "one-vs-rest CART (Gini) per segment on the readable tags"}};
   j["segments"] = nlohmann::json::array();
   for (const auto& s : r) {

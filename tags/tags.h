@@ -48,6 +48,9 @@ struct RuleParams {
   int max_depth = 4;     ///< tree depth (<= 4: rules stay readable)
   int min_leaf = 20;     ///< fewest users in a leaf
   int top_rules = 3;     ///< rules listed per segment
+  /// Users the trees learn from (every k-th row above it: the split search sorts per node, so
+  /// millions of users would take minutes); precision and coverage always count every user.
+  int64_t max_users = 200000;
 };
 
 struct TagParams {

@@ -46,6 +46,15 @@ TEST(SegmentRules, ConditionsAreMergedPerFeatureAndRulesCountTheirUsers) {
   EXPECT_EQ(r[0].rules[0].text(), "x <= 5 -> segment 0");
   // Same input, same rules.
   EXPECT_EQ(rules_json(learn_segment_rules({x, y}, label, 2, p), p).dump(), rules_json(r, p).dump());
+  // Learning from every 2nd user (even x only) puts the threshold at 4; the figures still
+  // count all 200 users, so x = 5 shows as the rule's misses.
+  RuleParams half = p;
+  half.max_users = 100;
+  const auto h = learn_segment_rules({x, y}, label, 2, half);
+  EXPECT_EQ(h[1].rules[0].text(), "x > 4 -> segment 1");
+  EXPECT_EQ(h[1].rules[0].users, 100);
+  EXPECT_EQ(h[1].rules[0].hits, 80);
+  EXPECT_DOUBLE_EQ(h[1].rules[0].precision, 0.8);
 }
 
 TEST(SegmentRules, RecoverThePlantedSegmentsDefiningCategoriesOnSyntheticData) {
