@@ -175,7 +175,8 @@ std::vector<int> predict_majority(const std::vector<int>& y, const std::vector<s
 }
 
 std::vector<int> predict_knn(const std::vector<float>& x, int d, const std::vector<int>& y,
-                             const std::vector<size_t>& train, const std::vector<size_t>& test, int C, int k) {
+                             const std::vector<size_t>& train, const std::vector<size_t>& test, int C, int k,
+                             std::vector<double>* confidence) {
   std::vector<float> db, q;
   for (size_t i : train) db.insert(db.end(), x.begin() + long(i * size_t(d)), x.begin() + long((i + 1) * size_t(d)));
   for (size_t i : test) q.insert(q.end(), x.begin() + long(i * size_t(d)), x.begin() + long((i + 1) * size_t(d)));
@@ -196,14 +197,19 @@ std::vector<int> predict_knn(const std::vector<float>& x, int d, const std::vect
       // Votes weighted by 1 + cosine (in [0, 2]: a near neighbour counts more, none negative).
       votes[size_t(y[train[size_t(nb)]])] += 1.0 + double(s[r * size_t(tp.k) + size_t(j)]);
     }
-    out.push_back(int(std::max_element(votes.begin(), votes.end()) - votes.begin()));
+    const int best = int(std::max_element(votes.begin(), votes.end()) - votes.begin());
+    out.push_back(best);
+    if (confidence) {
+      const double sum = std::accumulate(votes.begin(), votes.end(), 0.0);
+      confidence->push_back(sum > 0 ? votes[size_t(best)] / sum : 0.0);
+    }
   }
   return out;
 }
 
 std::vector<int> predict_logistic(const std::vector<float>& x, int d, const std::vector<int>& y,
                                   const std::vector<size_t>& train, const std::vector<size_t>& test, int C,
-                                  double l2, int iterations) {
+                                  double l2, int iterations, std::vector<double>* confidence) {
   const size_t D = size_t(d) + 1, K = size_t(C);  // + bias
   std::vector<double> w(K * D, 0.0), g(K * D), p(K);
   const double lr = 1.0, n = double(std::max<size_t>(train.size(), 1));
@@ -238,15 +244,22 @@ std::vector<int> predict_logistic(const std::vector<float>& x, int d, const std:
     for (size_t c = 0; c < K; ++c) {
       double z = 0;
       for (size_t j = 0; j < D; ++j) z += w[c * D + j] * row(i, j);
+      p[c] = z;
       if (z > bz) bz = z, best = c;
     }
     out.push_back(int(best));
+    if (confidence) {  // the softmax probability of the predicted class
+      double sum = 0;
+      for (size_t c = 0; c < K; ++c) sum += std::exp(p[c] - bz);
+      confidence->push_back(1.0 / sum);
+    }
   }
   return out;
 }
 
 std::vector<int> predict_tree(const std::vector<Feature>& f, const std::vector<int>& y, const std::vector<size_t>& train,
-                              const std::vector<size_t>& test, int C, const RuleParams& p) {
+                              const std::vector<size_t>& test, int C, const RuleParams& p,
+                              std::vector<double>* confidence) {
   std::vector<uint32_t> rows(train.begin(), train.end());
   std::vector<std::vector<TreeLeaf>> trees;
   std::vector<char> pos(y.size(), 0);
@@ -257,14 +270,16 @@ std::vector<int> predict_tree(const std::vector<Feature>& f, const std::vector<i
   std::vector<int> out;
   for (size_t i : test) {
     int best = 0;
-    double br = -1;
+    double br = -1, sum = 0;
     for (int c = 0; c < C; ++c)
       for (const auto& l : trees[size_t(c)])
         if (satisfies(l.conditions, f, i)) {
+          sum += l.rate;
           if (l.rate > br) br = l.rate, best = c;
           break;
         }
     out.push_back(best);
+    if (confidence) confidence->push_back(sum > 0 ? br / sum : 0.0);  // its share of the leaf rates
   }
   return out;
 }
@@ -311,6 +326,30 @@ AttributeResult compare_predictors(const std::string& attribute, const std::vect
   r.knn = evaluate(truth, predict_knn(x, d, y, train, test, C, r.knn_k), C);
   r.logistic = evaluate(truth, predict_logistic(x, d, y, train, test, C, r.logistic_l2), C);
   r.tree = evaluate(truth, predict_tree(features, y, train, test, C, tp), C);
+  // Unlabelled users: the predictor with the best inner-validation macro-F1 (never the test
+  // part), refitted on every labelled user.
+  std::vector<size_t> labelled = train, unlabelled;
+  labelled.insert(labelled.end(), test.begin(), test.end());
+  for (size_t i = 0; i < label.size(); ++i)
+    if (label[i].empty()) unlabelled.push_back(i);
+  if (!unlabelled.empty()) {
+    const double v_knn = val_score(y, val, predict_knn(x, d, y, fit, val, C, r.knn_k), C);
+    const double v_log = val_score(y, val, predict_logistic(x, d, y, fit, val, C, r.logistic_l2), C);
+    const double v_tree = val_score(y, val, predict_tree(features, y, fit, val, C, tp), C);
+    std::vector<int> pred;
+    if (v_tree >= v_knn && v_tree >= v_log) {
+      r.chosen = "tree";
+      pred = predict_tree(features, y, labelled, unlabelled, C, tp, &r.confidence);
+    } else if (v_log >= v_knn) {
+      r.chosen = "logistic";
+      pred = predict_logistic(x, d, y, labelled, unlabelled, C, r.logistic_l2, 300, &r.confidence);
+    } else {
+      r.chosen = "knn";
+      pred = predict_knn(x, d, y, labelled, unlabelled, C, r.knn_k, &r.confidence);
+    }
+    r.unlabelled = unlabelled;
+    for (int c : pred) r.predicted.push_back(r.classes[size_t(c)]);
+  }
   return r;
 }
 

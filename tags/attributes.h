@@ -50,13 +50,17 @@ Metrics evaluate(const std::vector<int>& truth, const std::vector<int>& pred, in
 /// the per-user labels `y` in [0, n_classes)).
 std::vector<int> predict_majority(const std::vector<int>& y, const std::vector<size_t>& train, size_t n_test,
                                   int n_classes);
+/// `confidence` (optional) receives, per test row, the predicted class's share: of the kNN
+/// votes, the softmax probability, or of the trees' leaf rates.
 std::vector<int> predict_knn(const std::vector<float>& x, int d, const std::vector<int>& y,
-                             const std::vector<size_t>& train, const std::vector<size_t>& test, int n_classes, int k);
+                             const std::vector<size_t>& train, const std::vector<size_t>& test, int n_classes, int k,
+                             std::vector<double>* confidence = nullptr);
 std::vector<int> predict_logistic(const std::vector<float>& x, int d, const std::vector<int>& y,
                                   const std::vector<size_t>& train, const std::vector<size_t>& test, int n_classes,
-                                  double l2, int iterations = 300);
+                                  double l2, int iterations = 300, std::vector<double>* confidence = nullptr);
 std::vector<int> predict_tree(const std::vector<Feature>& f, const std::vector<int>& y, const std::vector<size_t>& train,
-                              const std::vector<size_t>& test, int n_classes, const RuleParams& p);
+                              const std::vector<size_t>& test, int n_classes, const RuleParams& p,
+                              std::vector<double>* confidence = nullptr);
 
 struct AttributeResult {
   std::string attribute;
@@ -65,6 +69,12 @@ struct AttributeResult {
   int knn_k = 0;
   double logistic_l2 = 0;
   Metrics majority, knn, logistic, tree;
+  /// Predictions for the unlabelled users (rows with label ""), by the predictor with the best
+  /// inner-validation macro-F1 ("knn" | "logistic" | "tree"), refitted on every labelled user.
+  std::string chosen;
+  std::vector<size_t> unlabelled;
+  std::vector<std::string> predicted;
+  std::vector<double> confidence;
 };
 
 /// The whole comparison for one attribute: `label[i]` of user i ("" = unlabelled), the

@@ -4,6 +4,8 @@
 //
 //   bench_tags_attributes --embeddings E.h5 --shards S --users ml-100k.user --key KEY
 //       [--bands age=25,35,45] [--skip zip_code] [--seed 1] [--test 0.2] [--out results.json]
+//       [--predictions predictions.csv]   (user_id,attribute,value,confidence,method of the
+//                                          unlabelled users; pseudonymous ids)
 //
 // --key is prep's pseudonymization key (bench/real/run.sh: real-benchmark-key): the table's raw
 // ids are hashed the way prep hashed them, so only pseudonyms meet the embeddings.
@@ -113,6 +115,7 @@ int main(int argc, char** argv) {
       skip.insert(a["--skip"].substr(p, q - p));
     }
     nlohmann::json out = nlohmann::json::array();
+    std::string preds = "user_id,attribute,value,confidence,method\n";
     std::cout << "| attribute | classes | train / test | metric | majority | kNN (embeddings) | logistic (embeddings) | "
                  "tree (tags) |\n|---|---|---|---|---|---|---|---|\n";
     for (size_t k = 0; k < at.names.size(); ++k) {
@@ -130,11 +133,15 @@ int main(int argc, char** argv) {
         std::cout << fmt::format("| {} | {} | {} / {} | {} | {} | {} (k={}) | {} (L2={:g}) | {} |\n", r.attribute,
                                  r.classes.size(), r.train, r.test, f1 ? "macro-F1" : "accuracy", ci(r.majority, f1),
                                  ci(r.knn, f1), r.knn_k, ci(r.logistic, f1), r.logistic_l2, ci(r.tree, f1));
-      out.push_back({{"attribute", r.attribute}, {"classes", r.classes}, {"train", r.train}, {"test", r.test},
+      for (size_t u = 0; u < r.unlabelled.size(); ++u)
+        preds += fmt::format("{},{},{},{:.4f},{}\n", ids[r.unlabelled[u]], r.attribute, r.predicted[u], r.confidence[u],
+                             r.chosen);
+      out.push_back({{"attribute", r.attribute}, {"predicted_with", r.chosen}, {"unlabelled", r.unlabelled.size()}, {"classes", r.classes}, {"train", r.train}, {"test", r.test},
                      {"knn_k", r.knn_k}, {"logistic_l2", r.logistic_l2}, {"majority", to_json(r.majority)},
                      {"knn", to_json(r.knn)}, {"logistic", to_json(r.logistic)}, {"tree", to_json(r.tree)}});
     }
     if (a.count("--out")) portrait::write_file_atomic(a["--out"], out.dump(2) + "\n");
+    if (a.count("--predictions")) portrait::write_file_atomic(a["--predictions"], preds);
   } catch (const std::exception& e) {
     std::cerr << "bench_tags_attributes: " << e.what() << "\n";
     return 1;

@@ -89,6 +89,12 @@ TEST(Attributes, EveryPredictorBeatsTheMajorityWhereTheAttributeIsInItsInput) {
     EXPECT_GT(m->accuracy, r.majority.accuracy + 0.15);
     EXPECT_GT(m->macro_f1, r.majority.macro_f1 + 0.3);
   }
+  // The unlabelled user gets a prediction with a confidence.
+  ASSERT_EQ(r.unlabelled, (std::vector<size_t>{5}));
+  ASSERT_EQ(r.predicted.size(), 1u);
+  EXPECT_FALSE(r.chosen.empty());
+  EXPECT_GT(r.confidence[0], 1.0 / C);
+  EXPECT_LE(r.confidence[0], 1.0);
   // Deterministic.
   const auto again = compare_predictors("planted", label, ids, x, d, {g, f}, 0.25, 1);
   EXPECT_EQ(again.knn.accuracy, r.knn.accuracy);
