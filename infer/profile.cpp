@@ -66,8 +66,8 @@ ProfileParams profile_params_from_config(const cfg::Node& root) {
   return p;
 }
 
-// Segment names and rules from `portrait tags` (segment_rules.json, or the run directory that
-// holds it), by segment id. Rules selecting fewer than `min_users` users are left out, so the
+// Segment names, rules and tag shares (RFM names, lifecycle stages, price sensitivity) from
+// `portrait tags` (segment_rules.json, or the run directory that holds it), by segment id. Rules selecting fewer than `min_users` users are left out, so the
 // report publishes no aggregate below the k-anonymity floor.
 std::map<int, json> read_segment_rules(const std::string& path, int64_t min_users) {
   std::map<int, json> out;
@@ -83,7 +83,8 @@ std::map<int, json> read_segment_rules(const std::string& path, int64_t min_user
   if (doc.value("format", "") != "portrait-segment-rules")
     throw DataError("profile.rules " + f.string() + ": not a portrait-segment-rules file (portrait tags writes it)");
   for (const auto& sj : doc.at("segments")) {
-    json r{{"name", sj.value("name", "")}, {"rules", json::array()}};
+    json r{{"name", sj.value("name", "")}, {"rules", json::array()},
+           {"tag_shares", sj.value("tag_shares", json::object())}};
     for (const auto& rule : sj.at("rules"))
       if (rule.value("users", int64_t{0}) >= min_users)
         r["rules"].push_back({{"text", rule.at("text")}, {"precision", rule.at("precision")},
@@ -332,6 +333,7 @@ ProfileSummary run_profile(const ProfileParams& p) {
     if (auto it = seg_rules.find(s); it != seg_rules.end()) {
       j["name"] = it->second["name"];
       j["rules"] = it->second["rules"];
+      j["tag_shares"] = it->second["tag_shares"];
     }
     segs.push_back(j);
   }

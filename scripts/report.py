@@ -151,6 +151,9 @@ def table(prof):
         name = f"<br><b>{html.escape(s['name'])}</b>" if s.get("name") else ""
         rules = "<br>".join(f"{html.escape(r['text'])} (precision {r['precision']:.2f}, covers {r['coverage']:.0%})"
                             for r in s.get("rules", []))
+        for col, shares in s.get("tag_shares", {}).items():  # the two most common values per tag
+            top = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+            rules += f"<br><i>{html.escape(col)}</i>: " + ", ".join(f"{html.escape(k)} {v:.0%}" for k, v in top)
         rows.append(
             f"<tr><td>{s['segment']}{name}</td><td>{s['size']}</td><td>{s['share']:.1%}</td>"
             f"<td>{s['recency_days']['median']:.1f}</td><td>{s['frequency']['mean']:.1f}</td>"
@@ -158,7 +161,7 @@ def table(prof):
             f"<td>{rules}</td><td class='ids'>{reps}</td></tr>")
     head = ("<tr><th>segment</th><th>users</th><th>share</th><th>recency (days, median)</th>"
             "<th>events / user</th><th>spend / user (est.)</th><th>top categories</th>"
-            "<th>review terms</th><th>highest propensity</th><th>rules (portrait tags)</th>"
+            "<th>review terms</th><th>highest propensity</th><th>rules and tags (portrait tags)</th>"
             "<th>representatives</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 
 #include "core/error.h"
 #include "core/fs.h"
@@ -60,8 +61,25 @@ TagSummary run_tags(const TagParams& p) {
           r.name = names[i];
           break;
         }
+    auto doc = rules_json(rules, p.rules);
+    // Each segment's tag distributions (shares of its users), for the profile report.
+    for (auto& js : doc["segments"]) {
+      const int sid = js["segment"].get<int>();
+      nlohmann::json shares;
+      for (const char* col : {"rfm_segment", "lifecycle", "price_sensitivity"}) {
+        std::map<std::string, int64_t> n;
+        int64_t total = 0;
+        const auto& v = t.at(col).s;
+        for (size_t i = 0; i < label.size(); ++i)
+          if (label[i] == sid) ++n[v[i]], ++total;
+        nlohmann::json m = nlohmann::json::object();
+        for (const auto& [k, c] : n) m[k] = double(c) / double(std::max<int64_t>(total, 1));
+        shares[col] = m;
+      }
+      js["tag_shares"] = shares;
+    }
     sum.rules = (dir / "segment_rules.json").string();
-    write_file_atomic(sum.rules, rules_json(rules, p.rules).dump(2) + "\n");
+    write_file_atomic(sum.rules, doc.dump(2) + "\n");
   }
   sum.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   PLOG_INFO("tags: {} users ({} buyers) -> {}", sum.users, sum.buyers, p.output_dir);
