@@ -83,6 +83,7 @@ std::map<int, json> read_segment_rules(const std::string& path, int64_t min_user
   if (doc.value("format", "") != "portrait-segment-rules")
     throw DataError("profile.rules " + f.string() + ": not a portrait-segment-rules file (portrait tags writes it)");
   for (const auto& sj : doc.at("segments")) {
+    if (sj.value("suppressed", false)) continue;
     json r{{"name", sj.value("name", "")}, {"rules", json::array()},
            {"tag_shares", sj.value("tag_shares", json::object())}};
     for (const auto& rule : sj.at("rules"))

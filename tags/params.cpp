@@ -36,6 +36,7 @@ TagParams tag_params_from_config(const cfg::Node& root) {
     r.read("min_leaf", p.rules.min_leaf, 1, 1 << 30);
     r.read("top_rules", p.rules.top_rules, 1, 16);
     r.read("max_users", p.rules.max_users, int64_t{100});
+    r.read("min_segment_size", p.rules.min_segment_size, int64_t{1});
     r.finish();
   }
   s.finish();

@@ -299,13 +299,18 @@ nlohmann::json rules_json(const std::vector<SegmentRules>& r, const RuleParams& 
   j["format"] = "portrait-segment-rules";
   j["format_version"] = 1;
   j["params"] = {{"max_depth", p.max_depth}, {"min_leaf", p.min_leaf}, {"top_rules", p.top_rules},
-                 {"max_users", p.max_users},
+                 {"max_users", p.max_users}, {"min_segment_size", p.min_segment_size},
                  {"method", "one-vs-rest CART (Gini) per segment on the readable tags"}};
   j["segments"] = nlohmann::json::array();
   for (const auto& s : r) {
-    nlohmann::json js{{"segment", s.segment}, {"name", s.name}, {"size", s.size}};
+    if (s.size < p.min_segment_size) {
+      j["segments"].push_back({{"segment", s.segment}, {"suppressed", true}});
+      continue;
+    }
+    nlohmann::json js{{"segment", s.segment}, {"suppressed", false}, {"name", s.name}, {"size", s.size}};
     js["rules"] = nlohmann::json::array();
     for (const auto& rule : s.rules) {
+      if (rule.users < p.min_segment_size) continue;
       nlohmann::json conds = nlohmann::json::array();
       for (const auto& c : rule.conditions) {
         nlohmann::json jc{{"feature", c.feature}, {"op", c.op}};

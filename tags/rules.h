@@ -82,7 +82,9 @@ bool satisfies(const std::vector<Condition>& cs, const std::vector<Feature>& fea
 std::vector<SegmentRules> learn_segment_rules(const std::vector<Feature>& features, const std::vector<int>& label,
                                               int k, const RuleParams& p);
 
-/// {"format": "portrait-segment-rules", "format_version": 1, "params": ..., "segments": [...]}.
+/// {"format": "portrait-segment-rules", "format_version": 1, "params": ..., "segments": [...]};
+/// segments below p.min_segment_size users appear as {"segment": s, "suppressed": true} only,
+/// and rules selecting fewer than that many users are left out (k-anonymity).
 nlohmann::json rules_json(const std::vector<SegmentRules>& r, const RuleParams& p);
 
 }  // namespace portrait::tags

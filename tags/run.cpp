@@ -64,6 +64,7 @@ TagSummary run_tags(const TagParams& p) {
     auto doc = rules_json(rules, p.rules);
     // Each segment's tag distributions (shares of its users), for the profile report.
     for (auto& js : doc["segments"]) {
+      if (js["suppressed"].get<bool>()) continue;
       const int sid = js["segment"].get<int>();
       nlohmann::json shares;
       for (const char* col : {"rfm_segment", "lifecycle", "price_sensitivity"}) {

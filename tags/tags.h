@@ -51,6 +51,9 @@ struct RuleParams {
   /// Users the trees learn from (every k-th row above it: the split search sorts per node, so
   /// millions of users would take minutes); precision and coverage always count every user.
   int64_t max_users = 200000;
+  /// k-anonymity floor of segment_rules.json: a smaller segment is published as suppressed
+  /// (no name, size, rules or shares), a rule selecting fewer users is left out.
+  int64_t min_segment_size = 50;
 };
 
 struct TagParams {

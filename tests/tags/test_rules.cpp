@@ -34,6 +34,7 @@ TEST(SegmentRules, ConditionsAreMergedPerFeatureAndRulesCountTheirUsers) {
   }
   RuleParams p;
   p.min_leaf = 5;
+  p.min_segment_size = 1;
   const auto r = learn_segment_rules({x, y}, label, 2, p);
   ASSERT_EQ(r.size(), 2u);
   EXPECT_EQ(r[1].size, 80);
@@ -46,6 +47,17 @@ TEST(SegmentRules, ConditionsAreMergedPerFeatureAndRulesCountTheirUsers) {
   EXPECT_EQ(r[0].rules[0].text(), "x <= 5 -> segment 0");
   // Same input, same rules.
   EXPECT_EQ(rules_json(learn_segment_rules({x, y}, label, 2, p), p).dump(), rules_json(r, p).dump());
+  // k-anonymity: with a floor of 100 users segment 1 (80) is published as suppressed while
+  // segment 0 (120 users) keeps its rule; above 120 segment 0 is suppressed too.
+  RuleParams floor = p;
+  floor.min_segment_size = 100;
+  const auto j = rules_json(r, floor);
+  EXPECT_EQ(j["segments"][1].dump(), R"({"segment":1,"suppressed":true})");
+  EXPECT_EQ(j["segments"][0]["rules"].size(), 1u);
+  floor.min_segment_size = 119;
+  EXPECT_EQ(rules_json(r, floor)["segments"][0]["rules"].size(), 1u);
+  floor.min_segment_size = 121;
+  EXPECT_EQ(rules_json(r, floor)["segments"][0].dump(), R"({"segment":0,"suppressed":true})");
   // Learning from every 2nd user (even x only) puts the threshold at 4; the figures still
   // count all 200 users, so x = 5 shows as the rule's misses.
   RuleParams half = p;
