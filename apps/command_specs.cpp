@@ -165,6 +165,17 @@ CommandSpec profile_spec() {
   return c;
 }
 
+// Listed here so the front end knows it; its subcommands (plan, evaluate, simulate) answer
+// their own --help and --cfg in portrait-torch (apps/cmd_campaign.cpp).
+CommandSpec campaign_spec() {
+  CommandSpec c;
+  c.name = "campaign";
+  c.summary = "plan a campaign with a control group; measure its lift (plan | evaluate | simulate)";
+  c.description = "  portrait campaign plan|evaluate|simulate [key=value ...]   (portrait campaign --help)";
+  c.creates_run_dir = false;
+  return c;
+}
+
 CommandSpec tags_spec() {
   CommandSpec c;
   c.name = "tags";
@@ -180,17 +191,6 @@ CommandSpec tags_spec() {
       "  portrait tags tags.shards=... tags.segments=<segment run dir> tags.scores=<score run dir>\n"
       "  portrait tags tags.shards=... tags.lifecycle.churn_days=60 tags.utc_offset_hours=8";
   c.config_name = "tags";
-  return c;
-}
-
-// Listed here so the front end knows it; its subcommands (plan, evaluate, simulate) answer
-// their own --help and --cfg in portrait-torch (apps/cmd_campaign.cpp).
-CommandSpec campaign_spec() {
-  CommandSpec c;
-  c.name = "campaign";
-  c.summary = "plan a campaign with a control group; measure its lift (plan | evaluate | simulate)";
-  c.description = "  portrait campaign plan|evaluate|simulate [key=value ...]   (portrait campaign --help)";
-  c.creates_run_dir = false;
   return c;
 }
 
