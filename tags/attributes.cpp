@@ -167,6 +167,31 @@ Metrics evaluate(const std::vector<int>& truth, const std::vector<int>& pred, in
   return m;
 }
 
+Metrics paired_difference(const std::vector<int>& truth, const std::vector<int>& a, const std::vector<int>& b,
+                          int C, int draws, uint64_t seed) {
+  Metrics m;
+  std::vector<size_t> idx(truth.size());
+  std::iota(idx.begin(), idx.end(), size_t{0});
+  m.accuracy = accuracy_of(truth, a, idx) - accuracy_of(truth, b, idx);
+  m.macro_f1 = macro_f1_of(truth, a, idx, C) - macro_f1_of(truth, b, idx, C);
+  std::mt19937_64 rng(seed);
+  std::vector<double> acc, f1;
+  std::vector<size_t> r(truth.size());
+  for (int k = 0; k < draws && !truth.empty(); ++k) {
+    for (auto& v : r) v = size_t(rng() % truth.size());
+    acc.push_back(accuracy_of(truth, a, r) - accuracy_of(truth, b, r));
+    f1.push_back(macro_f1_of(truth, a, r, C) - macro_f1_of(truth, b, r, C));
+  }
+  std::sort(acc.begin(), acc.end());
+  std::sort(f1.begin(), f1.end());
+  auto q = [](const std::vector<double>& v, double p) { return v.empty() ? 0.0 : v[size_t(std::floor(p * double(v.size() - 1)))]; };
+  m.accuracy_lo = q(acc, 0.025);
+  m.accuracy_hi = q(acc, 0.975);
+  m.macro_f1_lo = q(f1, 0.025);
+  m.macro_f1_hi = q(f1, 0.975);
+  return m;
+}
+
 std::vector<int> predict_majority(const std::vector<int>& y, const std::vector<size_t>& train, size_t n_test, int C) {
   std::vector<int64_t> cnt(size_t(C), 0);
   for (size_t i : train) ++cnt[size_t(y[i])];
@@ -322,10 +347,18 @@ AttributeResult compare_predictors(const std::string& attribute, const std::vect
   }
   RuleParams tp;
   tp.min_leaf = 10;
-  r.majority = evaluate(truth, predict_majority(y, train, test.size(), C), C);
-  r.knn = evaluate(truth, predict_knn(x, d, y, train, test, C, r.knn_k), C);
-  r.logistic = evaluate(truth, predict_logistic(x, d, y, train, test, C, r.logistic_l2), C);
-  r.tree = evaluate(truth, predict_tree(features, y, train, test, C, tp), C);
+  const auto p_maj = predict_majority(y, train, test.size(), C), p_knn = predict_knn(x, d, y, train, test, C, r.knn_k),
+             p_log = predict_logistic(x, d, y, train, test, C, r.logistic_l2),
+             p_tree = predict_tree(features, y, train, test, C, tp);
+  r.majority = evaluate(truth, p_maj, C);
+  r.knn = evaluate(truth, p_knn, C);
+  r.logistic = evaluate(truth, p_log, C);
+  r.tree = evaluate(truth, p_tree, C);
+  r.knn_vs_majority = paired_difference(truth, p_knn, p_maj, C);
+  r.logistic_vs_majority = paired_difference(truth, p_log, p_maj, C);
+  r.tree_vs_majority = paired_difference(truth, p_tree, p_maj, C);
+  r.logistic_vs_knn = paired_difference(truth, p_log, p_knn, C);
+  r.tree_vs_knn = paired_difference(truth, p_tree, p_knn, C);
   // Unlabelled users: the predictor with the best inner-validation macro-F1 (never the test
   // part), refitted on every labelled user.
   std::vector<size_t> labelled = train, unlabelled;

@@ -46,6 +46,11 @@ struct Metrics {
 Metrics evaluate(const std::vector<int>& truth, const std::vector<int>& pred, int n_classes, int draws = 1000,
                  uint64_t seed = 1);
 
+/// Paired difference a - b of two predictors on the same users: accuracy and macro-F1 with
+/// 95% percentile bootstrap intervals (both scored on the same resamples).
+Metrics paired_difference(const std::vector<int>& truth, const std::vector<int>& a, const std::vector<int>& b,
+                          int n_classes, int draws = 1000, uint64_t seed = 1);
+
 /// Predictions for `test` rows from `train` rows (indices into the row-major [n, d] `x` /
 /// the per-user labels `y` in [0, n_classes)).
 std::vector<int> predict_majority(const std::vector<int>& y, const std::vector<size_t>& train, size_t n_test,
@@ -69,6 +74,9 @@ struct AttributeResult {
   int knn_k = 0;
   double logistic_l2 = 0;
   Metrics majority, knn, logistic, tree;
+  /// Paired differences on the test users: each predictor minus the majority, and the
+  /// logistic head and the tree minus kNN.
+  Metrics knn_vs_majority, logistic_vs_majority, tree_vs_majority, logistic_vs_knn, tree_vs_knn;
   /// Predictions for the unlabelled users (rows with label ""), by the predictor with the best
   /// inner-validation macro-F1 ("knn" | "logistic" | "tree"), refitted on every labelled user.
   std::string chosen;

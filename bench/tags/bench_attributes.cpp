@@ -116,6 +116,7 @@ int main(int argc, char** argv) {
     }
     nlohmann::json out = nlohmann::json::array();
     std::string preds = "user_id,attribute,value,confidence,method\n";
+    std::string diffs = "\n| attribute | paired difference | accuracy | macro-F1 |\n|---|---|---|---|\n";
     std::cout << "| attribute | classes | train / test | metric | majority | kNN (embeddings) | logistic (embeddings) | "
                  "tree (tags) |\n|---|---|---|---|---|---|---|---|\n";
     for (size_t k = 0; k < at.names.size(); ++k) {
@@ -133,13 +134,26 @@ int main(int argc, char** argv) {
         std::cout << fmt::format("| {} | {} | {} / {} | {} | {} | {} (k={}) | {} (L2={:g}) | {} |\n", r.attribute,
                                  r.classes.size(), r.train, r.test, f1 ? "macro-F1" : "accuracy", ci(r.majority, f1),
                                  ci(r.knn, f1), r.knn_k, ci(r.logistic, f1), r.logistic_l2, ci(r.tree, f1));
+      for (const auto& [name, m] : {std::pair{"kNN - majority", &r.knn_vs_majority},
+                                    {"logistic - majority", &r.logistic_vs_majority},
+                                    {"tree - majority", &r.tree_vs_majority},
+                                    {"logistic - kNN", &r.logistic_vs_knn},
+                                    {"tree - kNN", &r.tree_vs_knn}})
+        diffs += fmt::format("| {} | {} | {:+.3f} [{:+.3f}, {:+.3f}] | {:+.3f} [{:+.3f}, {:+.3f}] |\n", r.attribute, name,
+                             m->accuracy, m->accuracy_lo, m->accuracy_hi, m->macro_f1, m->macro_f1_lo, m->macro_f1_hi);
       for (size_t u = 0; u < r.unlabelled.size(); ++u)
         preds += fmt::format("{},{},{},{:.4f},{}\n", ids[r.unlabelled[u]], r.attribute, r.predicted[u], r.confidence[u],
                              r.chosen);
       out.push_back({{"attribute", r.attribute}, {"predicted_with", r.chosen}, {"unlabelled", r.unlabelled.size()}, {"classes", r.classes}, {"train", r.train}, {"test", r.test},
                      {"knn_k", r.knn_k}, {"logistic_l2", r.logistic_l2}, {"majority", to_json(r.majority)},
-                     {"knn", to_json(r.knn)}, {"logistic", to_json(r.logistic)}, {"tree", to_json(r.tree)}});
+                     {"knn", to_json(r.knn)}, {"logistic", to_json(r.logistic)}, {"tree", to_json(r.tree)},
+                     {"paired", {{"knn_minus_majority", to_json(r.knn_vs_majority)},
+                                 {"logistic_minus_majority", to_json(r.logistic_vs_majority)},
+                                 {"tree_minus_majority", to_json(r.tree_vs_majority)},
+                                 {"logistic_minus_knn", to_json(r.logistic_vs_knn)},
+                                 {"tree_minus_knn", to_json(r.tree_vs_knn)}}}});
     }
+    std::cout << diffs;
     if (a.count("--out")) portrait::write_file_atomic(a["--out"], out.dump(2) + "\n");
     if (a.count("--predictions")) portrait::write_file_atomic(a["--predictions"], preds);
   } catch (const std::exception& e) {

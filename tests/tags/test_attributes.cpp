@@ -54,6 +54,14 @@ TEST(Attributes, MetricsAndTheirIntervals) {
   EXPECT_LE(m.accuracy_lo, m.accuracy);
   EXPECT_GE(m.accuracy_hi, m.accuracy);
   EXPECT_LT(m.accuracy_lo, m.accuracy_hi);
+  // Paired: a predictor against itself differs by exactly 0; against the truth by 1 - accuracy.
+  const auto same = paired_difference(t, p, p, 3, 200, 7);
+  EXPECT_EQ(same.accuracy, 0.0);
+  EXPECT_EQ(same.accuracy_lo, 0.0);
+  EXPECT_EQ(same.accuracy_hi, 0.0);
+  const auto vs = paired_difference(t, t, p, 3, 200, 7);
+  EXPECT_DOUBLE_EQ(vs.accuracy, 2.0 / 6.0);
+  EXPECT_GE(vs.accuracy_lo, 0.0);
 }
 
 TEST(Attributes, EveryPredictorBeatsTheMajorityWhereTheAttributeIsInItsInput) {
