@@ -1,5 +1,5 @@
 // `portrait demo`: the README's first command. Runs the whole pipeline at small scale on CPU:
-//   synth -> prep (+ tokenizer) -> train (model=tiny) -> embed -> segment -> score -> profile
+//   synth -> prep (+ tokenizer) -> train (model=tiny) -> embed -> segment -> score -> tags -> profile
 // Every stage runs exactly as its own command would: its primary config (configs/<stage>.yaml)
 // is composed with the paths of this run, the demo's shared groups (data, model, train,
 // infer) are laid over it, and the stage gets its own run directory <run>/<stage>/ with the
@@ -30,6 +30,7 @@
 #include "data/synth.h"
 #include "infer/embed.h"
 #include "infer/profile.h"
+#include "tags/tags.h"
 #include "infer/score.h"
 #include "infer/segment.h"
 #include "train/trainer.h"
@@ -45,7 +46,7 @@ struct DemoParams {
   int64_t items = 1000;
   int segments = 8;
   int64_t seq_len = 64;  ///< events per user kept by prep (prep.seq_len)
-  std::vector<std::string> stages = {"synth", "prep", "train", "embed", "segment", "score", "profile"};
+  std::vector<std::string> stages = {"synth", "prep", "train", "embed", "segment", "score", "tags", "profile"};
 };
 
 DemoParams demo_params(const cfg::Node& root) {
@@ -58,10 +59,11 @@ DemoParams demo_params(const cfg::Node& root) {
   s.read("stages", p.stages);
   s.finish();
   for (const auto& st : p.stages) {
-    static const std::vector<std::string> known = {"synth", "prep", "train", "embed", "segment", "score", "profile"};
+    static const std::vector<std::string> known = {"synth", "prep",  "train", "embed",
+                                                   "segment", "score", "tags", "profile"};
     if (std::find(known.begin(), known.end(), st) == known.end())
       throw ConfigError(fmt::format("config key 'demo.stages' has unknown stage '{}'; allowed: synth, prep, "
-                                    "train, embed, segment, score, profile",
+                                    "train, embed, segment, score, tags, profile",
                                     st));
   }
   return p;
@@ -219,7 +221,7 @@ CommandSpec demo_command() {
     const fs::path run = ctx.run_dir;
     const fs::path raw = run / "synth", shards = run / "prep", train_dir = run / "train";
     const fs::path emb = run / "embed" / "embeddings.h5", seg = run / "segment" / "segments.h5";
-    const fs::path scores = run / "score", report = run / "profile";
+    const fs::path scores = run / "score", report = run / "profile", tags_dir = run / "tags";
     auto want = [&](const std::string& s) { return std::find(d.stages.begin(), d.stages.end(), s) != d.stages.end(); };
     std::vector<std::pair<std::string, double>> times;
     // The first interrupted or failed stage ends the demo, naming the stage and the command
@@ -320,13 +322,25 @@ CommandSpec demo_command() {
       auto s = infer::run_score(p);
       rows.emplace_back("score", fmt::format("{} users x {} heads", s.users, s.targets));
     });
+    if (want("tags")) timed("tags", [&] {
+      std::vector<std::string> ov = {"tags.shards=" + shards.string(), "tags.output_dir=" + tags_dir.string()};
+      if (fs::exists(seg)) ov.push_back("tags.segments=" + seg.string());
+      if (fs::exists(scores / "scores.h5")) ov.push_back("tags.scores=" + scores.string());
+      auto cfgn = stage_config(ctx, "tags", ov, tags_dir, {});
+      auto p = tags::tag_params_from_config(cfgn);
+      p.config_yaml = cfg::to_yaml(cfgn);
+      auto s = tags::run_tags(p);
+      rows.emplace_back("tags", fmt::format("{} users ({} with purchases){}", s.users, s.buyers,
+                                            s.rules.empty() ? "" : ", segment rules"));
+    });
     std::string html;
     if (want("profile")) timed("profile", [&] {
       auto cfgn = stage_config(ctx, "profile",
                                {"profile.embeddings=" + emb.string(), "profile.segments=" + seg.string(),
                                 "profile.scores=" + scores.string(), "profile.shards=" + shards.string(),
                                 "profile.metrics=" + (train_dir / "metrics.jsonl").string(),
-                                "profile.output_dir=" + report.string()},
+                                "profile.output_dir=" + report.string(),
+                                "profile.rules=" + (fs::exists(tags_dir / "segment_rules.json") ? tags_dir.string() : "")},
                                report, {"infer"});
       auto p = infer::profile_params_from_config(cfgn);
       p.config_yaml = cfg::to_yaml(cfgn);

@@ -19,7 +19,7 @@ CommandSpec demo_spec() {
   c.name = "demo";
   c.summary = "run the whole pipeline on synthetic data (CPU, minutes)";
   c.description =
-      "Runs synth -> prep (+ tokenizer) -> train -> embed -> segment -> score -> profile on a\n"
+      "Runs synth -> prep (+ tokenizer) -> train -> embed -> segment -> score -> tags -> profile on a\n"
       "small synthetic shop, each stage in <run dir>/<stage>/ with its own config record, and\n"
       "ends with a summary table and the path of the HTML segment report.\n\n"
       "  portrait demo                                  ~2 minutes on 2 CPU cores\n"
@@ -176,10 +176,28 @@ CommandSpec campaign_spec() {
   return c;
 }
 
+CommandSpec tags_spec() {
+  CommandSpec c;
+  c.name = "tags";
+  c.summary = "readable per-user tags (RFM, lifecycle, price sensitivity, ...) and segment rules";
+  c.description =
+      "One row per user (pseudonymous id) from the shards' latest split: RFM scores 1-5 and the\n"
+      "conventional RFM segment name, lifecycle stage, price sensitivity, top categories with\n"
+      "their shares, preferred weekday and hour; with tags.segments the segment and an automatic\n"
+      "segment name, plus segment_rules.json (shallow decision trees: each segment's top rules\n"
+      "with precision and coverage); with tags.scores the most likely next category. Writes\n"
+      "tags.h5 (h5py) and tags.csv (pandas) to tags.output_dir. Rules: README, 'Portrait tags'.\n\n"
+      "  portrait tags tags.shards=<prep output>\n"
+      "  portrait tags tags.shards=... tags.segments=<segment run dir> tags.scores=<score run dir>\n"
+      "  portrait tags tags.shards=... tags.lifecycle.churn_days=60 tags.utc_offset_hours=8";
+  c.config_name = "tags";
+  return c;
+}
+
 const std::vector<CommandSpec>& command_specs() {
   static const std::vector<CommandSpec> cmds = {demo_spec(),    synth_spec(),   prep_spec(),  tokenizer_spec(),
                                                 train_spec(),   embed_spec(),   segment_spec(), search_spec(),
-                                                score_spec(),   profile_spec(), campaign_spec(),  version_command(),
+                                                score_spec(),   profile_spec(), tags_spec(),    campaign_spec(),  version_command(),
                                                 config_command()};
   return cmds;
 }

@@ -19,6 +19,7 @@ CommandSpec segment_spec();
 CommandSpec search_spec();
 CommandSpec score_spec();
 CommandSpec profile_spec();
+CommandSpec tags_spec();
 CommandSpec campaign_spec();
 
 /// Every command's spec, in the order `portrait --help` lists them (the same order as

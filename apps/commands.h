@@ -25,6 +25,8 @@ CommandSpec segment_command();
 CommandSpec search_command();
 CommandSpec score_command();
 CommandSpec profile_command();
+/// `portrait tags` (apps/cmd_tags.cpp).
+CommandSpec tags_command();
 /// `portrait campaign plan | evaluate | simulate` (apps/cmd_campaign.cpp).
 CommandSpec campaign_command();
 const std::vector<CommandSpec>& campaign_subcommands();

@@ -27,6 +27,7 @@ const std::vector<CommandSpec>& all_commands() {
     v.push_back(search_command());
     v.push_back(score_command());
     v.push_back(profile_command());
+    v.push_back(tags_command());
     v.push_back(campaign_command());
     v.push_back(version_command());
     v.push_back(config_command());

@@ -61,8 +61,38 @@ ProfileParams profile_params_from_config(const cfg::Node& root) {
   s.read("script", p.script);
   s.read("pca_sample", p.pca_sample, int64_t{10});
   s.read("title", p.title);
+  s.read("rules", p.rules);
   s.finish();
   return p;
+}
+
+// Segment names, rules and tag shares (RFM names, lifecycle stages, price sensitivity) from
+// `portrait tags` (segment_rules.json, or the run directory that holds it), by segment id. Rules selecting fewer than `min_users` users are left out, so the
+// report publishes no aggregate below the k-anonymity floor.
+std::map<int, json> read_segment_rules(const std::string& path, int64_t min_users) {
+  std::map<int, json> out;
+  if (path.empty()) return out;
+  fs::path f(path);
+  if (fs::is_directory(f)) f /= "segment_rules.json";
+  json doc;
+  try {
+    doc = json::parse(read_file(f));
+  } catch (const json::exception& ex) {
+    throw DataError("profile.rules " + f.string() + ": not JSON (" + ex.what() + ")");
+  }
+  if (doc.value("format", "") != "portrait-segment-rules")
+    throw DataError("profile.rules " + f.string() + ": not a portrait-segment-rules file (portrait tags writes it)");
+  for (const auto& sj : doc.at("segments")) {
+    if (sj.value("suppressed", false)) continue;
+    json r{{"name", sj.value("name", "")}, {"rules", json::array()},
+           {"tag_shares", sj.value("tag_shares", json::object())}};
+    for (const auto& rule : sj.at("rules"))
+      if (rule.value("users", int64_t{0}) >= min_users)
+        r["rules"].push_back({{"text", rule.at("text")}, {"precision", rule.at("precision")},
+                              {"coverage", rule.at("coverage")}});
+    out[sj.at("segment").get<int>()] = r;
+  }
+  return out;
 }
 
 std::string shell_quote(const std::string& s) {
@@ -247,6 +277,7 @@ ProfileSummary run_profile(const ProfileParams& p) {
   sum.users = N;
   sum.segments = K;
   json segs = json::array();
+  const auto seg_rules = read_segment_rules(p.rules, p.min_segment_size);
   int64_t suppressed_users = 0;
   for (int s = 0; s < K; ++s) {
     if (size[size_t(s)] < p.min_segment_size) {
@@ -300,6 +331,11 @@ ProfileSummary run_profile(const ProfileParams& p) {
     json reps = json::array();
     for (int i = 0; i < std::min<int>(p.representatives, int(members.size())); ++i) reps.push_back(e.user_id[size_t(members[size_t(i)])]);
     j["representatives"] = reps;
+    if (auto it = seg_rules.find(s); it != seg_rules.end()) {
+      j["name"] = it->second["name"];
+      j["rules"] = it->second["rules"];
+      j["tag_shares"] = it->second["tag_shares"];
+    }
     segs.push_back(j);
   }
   {

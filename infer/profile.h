@@ -9,7 +9,8 @@
 //   segment's events, category vocabulary names), top review terms (SentencePiece pieces of
 //   the users' review tokens, ranked by count x log lift over all users, at least
 //   `min_term_count` occurrences), mean purchase probability per head, representative users
-//   (pseudonymous ids nearest the centroid).
+//   (pseudonymous ids nearest the centroid); with `rules` (a `portrait tags` output) the
+//   segment's automatic name and its rules (those selecting >= min_segment_size users).
 // k-anonymity: a segment with fewer than `min_segment_size` users is suppressed: only its id
 // and "suppressed": true are published (no size, statistics or users), and the report draws
 // its points grey as "suppressed".
@@ -45,6 +46,7 @@ struct ProfileParams {
   std::string script;              ///< report script ("" = the source tree's scripts/report.py)
   int64_t pca_sample = 5000;       ///< users drawn in the 2-D projection
   std::string title = "Portrait segment report";
+  std::string rules;               ///< `portrait tags` output (dir or segment_rules.json): segment names + rules ("" = none)
   // Set by the caller:
   std::string config_yaml;
 };

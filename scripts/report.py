@@ -139,7 +139,7 @@ def table(prof):
     for s in prof["segments"]:
         if s["suppressed"]:
             rows.append(f"<tr class='suppressed'><td>{s['segment']}</td>"
-                        f"<td colspan='8'>suppressed (fewer than {prof['min_segment_size']} users)</td></tr>")
+                        f"<td colspan='10'>suppressed (fewer than {prof['min_segment_size']} users)</td></tr>")
             continue
         cats = ", ".join(f"{html.escape(c['category'])} ({c['share']:.0%})" for c in s["top_categories"])
         terms = ", ".join(html.escape(t) for t in s["top_terms"])
@@ -148,14 +148,21 @@ def table(prof):
             top = sorted(s["mean_probability"].items(), key=lambda kv: -kv[1])[:3]
             best = ", ".join(f"{html.escape(k)} {v:.3f}" for k, v in top)
         reps = "<br>".join(html.escape(r[:16]) + "…" for r in s["representatives"])
+        name = f"<br><b>{html.escape(s['name'])}</b>" if s.get("name") else ""
+        rules = "<br>".join(f"{html.escape(r['text'])} (precision {r['precision']:.2f}, covers {r['coverage']:.0%})"
+                            for r in s.get("rules", []))
+        for col, shares in s.get("tag_shares", {}).items():  # the two most common values per tag
+            top = sorted(shares.items(), key=lambda kv: (-kv[1], kv[0]))[:2]
+            rules += f"<br><i>{html.escape(col)}</i>: " + ", ".join(f"{html.escape(k)} {v:.0%}" for k, v in top)
         rows.append(
-            f"<tr><td>{s['segment']}</td><td>{s['size']}</td><td>{s['share']:.1%}</td>"
+            f"<tr><td>{s['segment']}{name}</td><td>{s['size']}</td><td>{s['share']:.1%}</td>"
             f"<td>{s['recency_days']['median']:.1f}</td><td>{s['frequency']['mean']:.1f}</td>"
             f"<td>{s['monetary']['mean']:.1f}</td><td>{cats}</td><td>{terms}</td><td>{best}</td>"
-            f"<td class='ids'>{reps}</td></tr>")
+            f"<td>{rules}</td><td class='ids'>{reps}</td></tr>")
     head = ("<tr><th>segment</th><th>users</th><th>share</th><th>recency (days, median)</th>"
             "<th>events / user</th><th>spend / user (est.)</th><th>top categories</th>"
-            "<th>review terms</th><th>highest propensity</th><th>representatives</th></tr>")
+            "<th>review terms</th><th>highest propensity</th><th>rules and tags (portrait tags)</th>"
+            "<th>representatives</th></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
 

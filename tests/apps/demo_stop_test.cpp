@@ -52,9 +52,9 @@ TEST(DemoStop, SigintDuringTrainExits130WithAResumeCommandAndRunsNoLaterStage) {
   std::string out((std::istreambuf_iterator<char>(in)), {});
   EXPECT_EQ(rc, 130) << out;
   EXPECT_NE(out.find("demo: interrupted by SIGINT during stage 'train'"), std::string::npos) << out;
-  EXPECT_NE(out.find("not run: embed, segment, score, profile"), std::string::npos) << out;
+  EXPECT_NE(out.find("not run: embed, segment, score, tags, profile"), std::string::npos) << out;
   EXPECT_NE(out.find("resume with:\n  portrait demo "), std::string::npos) << out;
-  EXPECT_NE(out.find("'demo.stages=[train,embed,segment,score,profile]' train.resume=auto hydra.run.dir=" +
+  EXPECT_NE(out.find("'demo.stages=[train,embed,segment,score,tags,profile]' train.resume=auto hydra.run.dir=" +
                      run.string()),
             std::string::npos)
       << out;
@@ -76,7 +76,7 @@ TEST(DemoStop, TrainStopAfterEndsTheDemoCleanlyWithAContinueCommand) {
       << r.out;
   EXPECT_NE(r.out.find("continue with:\n  portrait demo "), std::string::npos) << r.out;
   // The continue command resumes the checkpoint and runs to train.steps.
-  EXPECT_NE(r.out.find("train.progress=false 'demo.stages=[train,embed,segment,score,profile]' train.resume=auto"),
+  EXPECT_NE(r.out.find("train.progress=false 'demo.stages=[train,embed,segment,score,tags,profile]' train.resume=auto"),
             std::string::npos)
       << r.out;
   EXPECT_EQ(r.out.find("cannot read"), std::string::npos) << r.out;
