@@ -18,11 +18,8 @@
 #include "data/shard.h"
 #include "infer/embeddings_file.h"
 #include "infer/h5.h"
-#include "kernels/device.h"
+#include "kernels/dispatch.h"
 #include "kernels/topk.h"
-#if PORTRAIT_WITH_CUDA
-#include "kernels/topk.cuh"
-#endif
 
 namespace portrait::infer {
 
@@ -106,22 +103,6 @@ std::unordered_map<std::string, std::vector<int64_t>> seen_items(const std::stri
   return history_items(shards, split, /*only_purchases=*/false);
 }
 
-namespace {
-
-void topk(const float* q, int64_t nq, const float* db, int64_t n, int d, const k::TopKParams& tp,
-          float* scores, int64_t* ids, bool gpu) {
-#if PORTRAIT_WITH_CUDA
-  if (gpu) {
-    k::topk_cuda_streaming(q, nq, db, n, d, tp, scores, ids, nullptr);
-    return;
-  }
-#endif
-  (void)gpu;
-  k::topk_cpu(q, nq, db, n, d, tp, scores, ids);
-}
-
-}  // namespace
-
 SearchSummary run_search(const SearchParams& p) {
   auto t0 = std::chrono::steady_clock::now();
   if (p.embeddings.empty()) throw ConfigError("search.embeddings: the embeddings file is mandatory");
@@ -129,8 +110,7 @@ SearchSummary run_search(const SearchParams& p) {
   const bool do_look = p.mode != "recommend", do_rec = p.mode != "lookalike";
   if (do_look && p.seeds.empty())
     throw ConfigError("search.seeds: a seed id file is needed for lookalikes (or search.mode=recommend)");
-  bool gpu = p.device != "cpu" && cuda_device_count() > 0;
-  if (p.device == "cuda" && !gpu) throw std::runtime_error("search.device=cuda but no CUDA device");
+  const k::Backend backend = k::choose_backend(p.device, "search.device");
 
   EmbeddingsFile e = read_embeddings(p.embeddings, do_rec, false);
   const int d = int(e.dim);
@@ -197,7 +177,7 @@ SearchSummary run_search(const SearchParams& p) {
     tp.num_threads = p.threads;
     std::vector<float> sc(size_t(p.top_k));
     std::vector<int64_t> ids(size_t(p.top_k));
-    topk(q.data(), 1, e.x.data(), e.n, d, tp, sc.data(), ids.data(), gpu);
+    k::topk(q.data(), 1, e.x.data(), e.n, d, tp, sc.data(), ids.data(), backend);
     std::vector<std::string> uid;
     std::vector<int64_t> rows;
     std::vector<float> scores;
@@ -282,7 +262,7 @@ SearchSummary run_search(const SearchParams& p) {
       tp.num_threads = p.threads;
       sc.resize(size_t(nb * K));
       ids.resize(size_t(nb * K));
-      topk(qbuf.data(), nb, e.items.data(), e.n_items, d, tp, sc.data(), ids.data(), gpu);
+      k::topk(qbuf.data(), nb, e.items.data(), e.n_items, d, tp, sc.data(), ids.data(), backend);
       h5::write_rows(ds_item, H5T_NATIVE_INT64, hsize_t(b0), hsize_t(nb), ids.data());
       h5::write_rows(ds_score, H5T_NATIVE_FLOAT, hsize_t(b0), hsize_t(nb), sc.data());
       for (int64_t i = 0; i < nb; ++i) {
