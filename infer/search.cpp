@@ -105,7 +105,7 @@ std::unordered_map<std::string, std::vector<int64_t>> seen_items(const std::stri
 
 namespace {
 
-// What both halves of `portrait search` read and write.
+// What both halves of `portrait search` read and write; one member function per half.
 struct SearchRun {
   const SearchParams& p;
   const EmbeddingsFile& e;
@@ -116,18 +116,16 @@ struct SearchRun {
   std::filesystem::path dir;
   const h5::H& f;  // search.h5 (temporary name)
   SearchSummary& sum;
+
+  void write_lookalikes(std::optional<AtomicStream>& look_csv,
+                        std::optional<AtomicStream>& look_jl) const;
+  void write_recommendations(std::optional<AtomicStream>& rec_csv,
+                             std::optional<AtomicStream>& rec_jl) const;
 };
 
 // Lookalikes of the seed ids' mean unit vector: /lookalike in search.h5, lookalikes.{csv,jsonl}.
-void write_lookalikes(const SearchRun& run, std::optional<AtomicStream>& look_csv,
-                      std::optional<AtomicStream>& look_jl) {
-  const SearchParams& p = run.p;
-  const EmbeddingsFile& e = run.e;
-  const auto& row_of = run.row_of;
-  const int d = run.d;
-  const std::filesystem::path& dir = run.dir;
-  const h5::H& f = run.f;
-  SearchSummary& sum = run.sum;
+void SearchRun::write_lookalikes(std::optional<AtomicStream>& look_csv,
+                                 std::optional<AtomicStream>& look_jl) const {
   std::vector<std::string> seeds_found;
   std::vector<int64_t> seed_rows;
   for (auto& id : read_id_file(p.seeds)) {
@@ -157,13 +155,13 @@ void write_lookalikes(const SearchRun& run, std::optional<AtomicStream>& look_cs
   int64_t off[2] = {0, int64_t(seed_rows.size())};
   k::TopKParams tp;
   tp.k = p.top_k;
-  tp.metric = run.metric;
+  tp.metric = metric;
   tp.exclude_offsets = off;
   tp.exclude_ids = seed_rows.data();
   tp.num_threads = p.threads;
   std::vector<float> sc(size_t(p.top_k));
   std::vector<int64_t> ids(size_t(p.top_k));
-  k::topk(q.data(), 1, e.x.data(), e.n, d, tp, sc.data(), ids.data(), run.backend);
+  k::topk(q.data(), 1, e.x.data(), e.n, d, tp, sc.data(), ids.data(), backend);
   std::vector<std::string> uid;
   std::vector<int64_t> rows;
   std::vector<float> scores;
@@ -189,15 +187,8 @@ void write_lookalikes(const SearchRun& run, std::optional<AtomicStream>& look_cs
 
 // Top items per user (all users or search.users), history excluded: /recommend in search.h5,
 // recommendations.{csv,jsonl}.
-void write_recommendations(const SearchRun& run, std::optional<AtomicStream>& rec_csv,
-                           std::optional<AtomicStream>& rec_jl) {
-  const SearchParams& p = run.p;
-  const EmbeddingsFile& e = run.e;
-  const auto& row_of = run.row_of;
-  const int d = run.d;
-  const std::filesystem::path& dir = run.dir;
-  const h5::H& f = run.f;
-  SearchSummary& sum = run.sum;
+void SearchRun::write_recommendations(std::optional<AtomicStream>& rec_csv,
+                                      std::optional<AtomicStream>& rec_jl) const {
   if (e.n_items == 0) throw DataError(p.embeddings + ": no /item_embedding (embed.export_items=false?)");
   std::vector<int64_t> qrows;
   if (p.users.empty()) {
@@ -251,13 +242,13 @@ void write_recommendations(const SearchRun& run, std::optional<AtomicStream>& re
     }
     k::TopKParams tp;
     tp.k = p.top_k;
-    tp.metric = run.metric;
+    tp.metric = metric;
     tp.exclude_offsets = ex_off.data();
     tp.exclude_ids = ex_ids.data();
     tp.num_threads = p.threads;
     sc.resize(size_t(nb * K));
     ids.resize(size_t(nb * K));
-    k::topk(qbuf.data(), nb, e.items.data(), e.n_items, d, tp, sc.data(), ids.data(), run.backend);
+    k::topk(qbuf.data(), nb, e.items.data(), e.n_items, d, tp, sc.data(), ids.data(), backend);
     h5::write_rows(ds_item, H5T_NATIVE_INT64, hsize_t(b0), hsize_t(nb), ids.data());
     h5::write_rows(ds_score, H5T_NATIVE_FLOAT, hsize_t(b0), hsize_t(nb), sc.data());
     for (int64_t i = 0; i < nb; ++i) {
@@ -316,8 +307,8 @@ SearchSummary run_search(const SearchParams& p) {
   h5::set_attr(f, "top_k", int64_t(p.top_k));
 
   const SearchRun run{p, e, row_of, d, metric, backend, dir, f, sum};
-  if (do_look) write_lookalikes(run, look_csv, look_jl);
-  if (do_rec) write_recommendations(run, rec_csv, rec_jl);
+  if (do_look) run.write_lookalikes(look_csv, look_jl);
+  if (do_rec) run.write_recommendations(rec_csv, rec_jl);
   h5::close_file(f, ao.temp_path());
   for (auto* s : {&look_csv, &look_jl, &rec_csv, &rec_jl})
     if (*s) (*s)->commit();
