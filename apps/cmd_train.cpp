@@ -10,7 +10,7 @@
 #include "apps/job_dist.h"
 #include "core/error.h"
 #include "core/log.h"
-#include "dist/env.h"
+#include "distributed/env.h"
 #include "train/trainer.h"
 
 namespace portrait::apps {

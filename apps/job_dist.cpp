@@ -2,7 +2,7 @@
 
 #include "core/cli.h"
 #include "core/log.h"
-#include "dist/env.h"
+#include "distributed/env.h"
 
 namespace portrait::apps {
 

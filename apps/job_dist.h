@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "dist/context.h"
+#include "distributed/context.h"
 
 namespace portrait::apps {
 

@@ -1,10 +1,6 @@
 // `portrait profile`: see profile.h.
 #include "infer/profile.h"
 
-#include <sys/wait.h>
-
-#include <cstring>
-
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -26,14 +22,12 @@
 #include "data/shard.h"
 #include "infer/embeddings_file.h"
 #include "infer/h5.h"
+#include "infer/report.h"
 #include "infer/segment.h"
 #include "tokenizer/tokenizer.h"
 
 #ifndef PORTRAIT_INFER_PYTHON
 #define PORTRAIT_INFER_PYTHON "python3"
-#endif
-#ifndef PORTRAIT_INFER_SCRIPTS_DIR
-#define PORTRAIT_INFER_SCRIPTS_DIR "scripts"
 #endif
 
 namespace portrait::infer {
@@ -93,17 +87,6 @@ std::map<int, json> read_segment_rules(const std::string& path, int64_t min_user
     out[sj.at("segment").get<int>()] = r;
   }
   return out;
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string o = "'";
-  for (char c : s) {
-    if (c == '\'')
-      o += "'\\''";
-    else
-      o += c;
-  }
-  return o + "'";
 }
 
 namespace {
@@ -389,29 +372,8 @@ ProfileSummary run_profile(const ProfileParams& p) {
   if (p.html) {
     auto r0 = std::chrono::steady_clock::now();
     const std::string python = p.python.empty() ? PORTRAIT_INFER_PYTHON : p.python;
-    const std::string script = p.script.empty() ? (fs::path(PORTRAIT_INFER_SCRIPTS_DIR) / "report.py").string() : p.script;
     const fs::path html = dir / "report.html";
-    const fs::path log = dir / "report.log";
-    std::string cmd = shell_quote(python) + " " + shell_quote(script) + " --profile " + shell_quote(sum.json) + " --output " +
-                      shell_quote(html.string()) + " > " + shell_quote(log.string()) + " 2>&1";
-    int rc = std::system(cmd.c_str());
-    if (rc != 0) {
-      std::string tail;
-      try {
-        tail = read_file(log);
-      } catch (...) {
-      }
-      if (tail.size() > 2000) tail = tail.substr(tail.size() - 2000);
-      // std::system returns a wait status: say what it means, not the raw number (256 = exit 1).
-      std::string how;
-      if (rc == -1) how = "could not be started";
-      else if (WIFEXITED(rc) && WEXITSTATUS(rc) == 127) how = "was not found (exit status 127: is profile.python right?)";
-      else if (WIFEXITED(rc)) how = fmt::format("exited with status {}", WEXITSTATUS(rc));
-      else if (WIFSIGNALED(rc)) how = fmt::format("was killed by signal {} ({})", WTERMSIG(rc), strsignal(WTERMSIG(rc)));
-      else how = fmt::format("failed (wait status {})", rc);
-      throw std::runtime_error(fmt::format("profile: the report script {}: {}\n{}{}", how, cmd, tail,
-                                           tail.empty() ? "" : "\n(the whole log: " + log.string() + ")"));
-    }
+    render_report(python, find_report_script(p.script), sum.json, html, dir / "report.log");
     sum.html = html.string();
     sum.report_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
   }

@@ -41,9 +41,9 @@ struct ProfileParams {
   int top_terms = 10;
   int64_t min_term_count = 5;
   int representatives = 5;         ///< users nearest the centroid listed per segment
-  bool html = true;                ///< render report.html with scripts/report.py
+  bool html = true;                ///< render report.html with report.py (infer/report.h)
   std::string python;              ///< interpreter ("" = the build's PORTRAIT_PYTHON)
-  std::string script;              ///< report script ("" = the source tree's scripts/report.py)
+  std::string script;              ///< report script ("" = find_report_script, infer/report.h)
   int64_t pca_sample = 5000;       ///< users drawn in the 2-D projection
   std::string title = "Portrait segment report";
   std::string rules;               ///< `portrait tags` output (dir or segment_rules.json): segment names + rules ("" = none)
@@ -61,8 +61,5 @@ struct ProfileSummary {
 };
 
 ProfileSummary run_profile(const ProfileParams& p);
-
-/// `s` quoted for a POSIX shell (single quotes).
-std::string shell_quote(const std::string& s);
 
 }  // namespace portrait::infer

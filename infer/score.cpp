@@ -17,13 +17,8 @@
 #include "core/log.h"
 #include "infer/embeddings_file.h"
 #include "infer/h5.h"
-#include "kernels/device.h"
+#include "kernels/dispatch.h"
 #include "kernels/heads.h"
-#if PORTRAIT_WITH_CUDA
-#include <cuda_runtime.h>
-
-#include "kernels/heads.cuh"
-#endif
 
 namespace portrait::infer {
 
@@ -43,35 +38,11 @@ ScoreParams score_params_from_config(const cfg::Node& root) {
   return p;
 }
 
-namespace {
-
-#if PORTRAIT_WITH_CUDA
-/// Device copy of a host array, freed on scope exit.
-template <class T>
-struct DevBuf {
-  T* p = nullptr;
-  DevBuf(const T* host, size_t n) {
-    if (cudaMalloc(&p, std::max<size_t>(1, n) * sizeof(T)) != cudaSuccess)
-      throw std::runtime_error("score: cudaMalloc failed");
-    if (host && n && cudaMemcpy(p, host, n * sizeof(T), cudaMemcpyHostToDevice) != cudaSuccess)
-      throw std::runtime_error("score: cudaMemcpy failed");
-  }
-  ~DevBuf() { cudaFree(p); }
-  void to_host(T* host, size_t n) const {
-    if (n && cudaMemcpy(host, p, n * sizeof(T), cudaMemcpyDeviceToHost) != cudaSuccess)
-      throw std::runtime_error("score: cudaMemcpy failed");
-  }
-};
-#endif
-
-}  // namespace
-
 ScoreSummary run_score(const ScoreParams& p) {
   auto t0 = std::chrono::steady_clock::now();
   if (p.embeddings.empty()) throw ConfigError("score.embeddings: the embeddings file is mandatory");
   if (p.output_dir.empty()) throw ConfigError("score.output_dir is mandatory");
-  bool gpu = p.device != "cpu" && cuda_device_count() > 0;
-  if (p.device == "cuda" && !gpu) throw std::runtime_error("score.device=cuda but no CUDA device");
+  const k::Backend backend = k::choose_backend(p.device, "score.device");
   EmbeddingsFile e = read_embeddings(p.embeddings, false, true);
   if (e.head_targets == 0)
     throw DataError(p.embeddings + ": no /head (the model has no purchase heads, or embed.export_head=false)");
@@ -105,20 +76,7 @@ ScoreSummary run_score(const ScoreParams& p) {
   sum.targets = C;
   sum.mean_probability.assign(size_t(C), 0.0);
 
-#if PORTRAIT_WITH_CUDA
-  std::optional<DevBuf<float>> dw1, db1, dw2, db2;
-  k::HeadsWeights wd = w;
-  if (gpu) {
-    dw1.emplace(e.w1.data(), e.w1.size());
-    db1.emplace(e.b1.data(), e.b1.size());
-    dw2.emplace(e.w2.data(), e.w2.size());
-    db2.emplace(e.b2.data(), e.b2.size());
-    wd.w1 = dw1->p;
-    wd.b1 = db1->p;
-    wd.w2 = dw2->p;
-    wd.b2 = db2->p;
-  }
-#endif
+  const k::HeadsRunner heads(w, hp, backend);
 
   // Finite inputs give finite sigmoids; this guards the kernels too, since a NaN that
   // reached top-m would rank above every real probability.
@@ -145,14 +103,7 @@ ScoreSummary run_score(const ScoreParams& p) {
         const int64_t nb = std::min(p.block_rows, N - b0);
         probs.resize(size_t(nb * C));
         const float* x = e.x.data() + size_t(b0) * size_t(e.dim);
-#if PORTRAIT_WITH_CUDA
-        if (gpu) {
-          DevBuf<float> dx(x, size_t(nb * e.dim)), dp(nullptr, size_t(nb * C));
-          k::heads_probs_cuda(dx.p, nb, wd, hp, dp.p, nullptr);
-          dp.to_host(probs.data(), probs.size());
-        } else
-#endif
-          k::heads_probs_cpu(x, nb, w, hp, probs.data());
+        heads.probs(x, nb, probs.data());
         require_finite(probs.data(), probs.size(), "probability");
         for (int64_t i = 0; i < nb; ++i)
           for (int64_t c = 0; c < C; ++c) sum.mean_probability[size_t(c)] += probs[size_t(i * C + c)];
@@ -164,16 +115,7 @@ ScoreSummary run_score(const ScoreParams& p) {
       const int m = p.top_m;
       std::vector<float> tp(size_t(C) * size_t(m));
       std::vector<int64_t> ti(size_t(C) * size_t(m));
-#if PORTRAIT_WITH_CUDA
-      if (gpu) {
-        DevBuf<float> dx(e.x.data(), e.x.size()), dp(nullptr, tp.size());
-        DevBuf<int64_t> di(nullptr, ti.size());
-        k::heads_topm_cuda(dx.p, N, wd, hp, m, dp.p, di.p, nullptr);
-        dp.to_host(tp.data(), tp.size());
-        di.to_host(ti.data(), ti.size());
-      } else
-#endif
-        k::heads_topm_cpu(e.x.data(), N, w, hp, m, tp.data(), ti.data());
+      heads.topm(e.x.data(), N, m, tp.data(), ti.data());
       for (size_t o = 0; o < ti.size(); ++o)
         if (ti[o] >= 0) require_finite(&tp[o], 1, "top-m probability");
       h5::H g = h5::create_group(f, "top");

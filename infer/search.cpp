@@ -18,11 +18,8 @@
 #include "data/shard.h"
 #include "infer/embeddings_file.h"
 #include "infer/h5.h"
-#include "kernels/device.h"
+#include "kernels/dispatch.h"
 #include "kernels/topk.h"
-#if PORTRAIT_WITH_CUDA
-#include "kernels/topk.cuh"
-#endif
 
 namespace portrait::infer {
 
@@ -108,16 +105,166 @@ std::unordered_map<std::string, std::vector<int64_t>> seen_items(const std::stri
 
 namespace {
 
-void topk(const float* q, int64_t nq, const float* db, int64_t n, int d, const k::TopKParams& tp,
-          float* scores, int64_t* ids, bool gpu) {
-#if PORTRAIT_WITH_CUDA
-  if (gpu) {
-    k::topk_cuda_streaming(q, nq, db, n, d, tp, scores, ids, nullptr);
-    return;
+// What both halves of `portrait search` read and write; one member function per half.
+struct SearchRun {
+  const SearchParams& p;
+  const EmbeddingsFile& e;
+  const std::unordered_map<std::string, int64_t>& row_of;  // user id -> embeddings row
+  int d;
+  k::Metric metric;
+  k::Backend backend;
+  std::filesystem::path dir;
+  const h5::H& f;  // search.h5 (temporary name)
+  SearchSummary& sum;
+
+  void write_lookalikes(std::optional<AtomicStream>& look_csv,
+                        std::optional<AtomicStream>& look_jl) const;
+  void write_recommendations(std::optional<AtomicStream>& rec_csv,
+                             std::optional<AtomicStream>& rec_jl) const;
+};
+
+// Lookalikes of the seed ids' mean unit vector: /lookalike in search.h5, lookalikes.{csv,jsonl}.
+void SearchRun::write_lookalikes(std::optional<AtomicStream>& look_csv,
+                                 std::optional<AtomicStream>& look_jl) const {
+  std::vector<std::string> seeds_found;
+  std::vector<int64_t> seed_rows;
+  for (auto& id : read_id_file(p.seeds)) {
+    auto it = row_of.find(id);
+    if (it == row_of.end()) {
+      ++sum.seeds_missing;
+      continue;
+    }
+    seed_rows.push_back(it->second);
+    seeds_found.push_back(id);
   }
-#endif
-  (void)gpu;
-  k::topk_cpu(q, nq, db, n, d, tp, scores, ids);
+  std::sort(seed_rows.begin(), seed_rows.end());
+  seed_rows.erase(std::unique(seed_rows.begin(), seed_rows.end()), seed_rows.end());
+  sum.seeds_found = int64_t(seed_rows.size());
+  if (seed_rows.empty())
+    throw DataError(fmt::format("search: none of the {} ids in {} is in {}", sum.seeds_missing,
+                                p.seeds, p.embeddings));
+  if (sum.seeds_missing)
+    PLOG_WARN("search: {} seed id(s) of {} not in the export (skipped)", sum.seeds_missing, p.seeds);
+  std::vector<float> q(size_t(d), 0.f);
+  for (int64_t r : seed_rows) {
+    const float* x = e.x.data() + size_t(r) * size_t(d);
+    const float inv = k::row_inv_norm(x, d);
+    for (int j = 0; j < d; ++j) q[size_t(j)] += x[j] * inv;
+  }
+  for (auto& v : q) v /= float(seed_rows.size());
+  int64_t off[2] = {0, int64_t(seed_rows.size())};
+  k::TopKParams tp;
+  tp.k = p.top_k;
+  tp.metric = metric;
+  tp.exclude_offsets = off;
+  tp.exclude_ids = seed_rows.data();
+  tp.num_threads = p.threads;
+  std::vector<float> sc(size_t(p.top_k));
+  std::vector<int64_t> ids(size_t(p.top_k));
+  k::topk(q.data(), 1, e.x.data(), e.n, d, tp, sc.data(), ids.data(), backend);
+  std::vector<std::string> uid;
+  std::vector<int64_t> rows;
+  std::vector<float> scores;
+  auto& csv = look_csv.emplace(dir / "lookalikes.csv");
+  auto& jl = look_jl.emplace(dir / "lookalikes.jsonl");
+  csv << "rank,user_id,score\n";
+  for (int i = 0; i < p.top_k; ++i) {
+    if (ids[size_t(i)] < 0) break;
+    const auto& id = e.user_id[size_t(ids[size_t(i)])];
+    uid.push_back(id);
+    rows.push_back(ids[size_t(i)]);
+    scores.push_back(sc[size_t(i)]);
+    csv << (i + 1) << ',' << id << ',' << fmt::format("{:.6g}", sc[size_t(i)]) << '\n';
+    jl << nlohmann::json{{"rank", i + 1}, {"user_id", id}, {"score", sc[size_t(i)]}}.dump() << '\n';
+  }
+  sum.lookalikes = int64_t(uid.size());
+  h5::H g = h5::create_group(f, "lookalike");
+  h5::write_fixed_strings(g, "seed_id", seeds_found);
+  h5::write_fixed_strings(g, "user_id", uid);
+  h5::write_i64(g, "row", rows.data(), {hsize_t(rows.size())});
+  h5::write_float(g, "score", scores.data(), {hsize_t(scores.size())});
+}
+
+// Top items per user (all users or search.users), history excluded: /recommend in search.h5,
+// recommendations.{csv,jsonl}.
+void SearchRun::write_recommendations(std::optional<AtomicStream>& rec_csv,
+                                      std::optional<AtomicStream>& rec_jl) const {
+  if (e.n_items == 0) throw DataError(p.embeddings + ": no /item_embedding (embed.export_items=false?)");
+  std::vector<int64_t> qrows;
+  if (p.users.empty()) {
+    qrows.resize(size_t(e.n));
+    for (int64_t i = 0; i < e.n; ++i) qrows[size_t(i)] = i;
+  } else {
+    for (auto& id : read_id_file(p.users)) {
+      auto it = row_of.find(id);
+      if (it != row_of.end()) qrows.push_back(it->second);
+    }
+  }
+  std::unordered_map<std::string, std::vector<int64_t>> excluded;  // per user id, sorted
+  const std::string hist_shards = p.shards.empty() ? e.shards : p.shards;
+  check_same_vocabulary(e, hist_shards, p.shards.empty() ? "the export's shards" : "search.shards");
+  if (p.exclude_seen) excluded = seen_items(hist_shards, e.split);
+  else if (p.exclude_purchased) excluded = purchased_items(hist_shards, e.split);
+  const int64_t Q = int64_t(qrows.size()), K = p.top_k;
+  sum.recommend_users = Q;
+  h5::H g = h5::create_group(f, "recommend");
+  std::vector<std::string> qids(static_cast<size_t>(Q));
+  for (int64_t i = 0; i < Q; ++i) qids[size_t(i)] = e.user_id[size_t(qrows[size_t(i)])];
+  h5::write_fixed_strings(g, "user_id", qids);
+  h5::write_vlen_strings(g, "item_names", e.item_id);
+  hsize_t dims[2] = {hsize_t(Q), hsize_t(K)};
+  h5::H sp(H5Screate_simple(2, dims, nullptr), H5Sclose);
+  h5::H ds_item(H5Dcreate2(g, "item", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  h5::H ds_score = h5::create_float(g, "score", {hsize_t(Q), hsize_t(K)}, {false, 0, 0});
+  auto& csv = rec_csv.emplace(dir / "recommendations.csv");
+  auto& jl = rec_jl.emplace(dir / "recommendations.jsonl");
+  csv << "user_id,rank,item_id,score\n";
+  std::vector<float> qbuf, sc;
+  std::vector<int64_t> ids, ex_off, ex_ids;
+  for (int64_t b0 = 0; b0 < Q; b0 += p.block_rows) {
+    const int64_t nb = std::min(p.block_rows, Q - b0);
+    qbuf.resize(size_t(nb) * size_t(d));
+    ex_off.assign(1, 0);
+    ex_ids.clear();
+    for (int64_t i = 0; i < nb; ++i) {
+      const int64_t r = qrows[size_t(b0 + i)];
+      std::copy_n(e.x.data() + size_t(r) * size_t(d), d, qbuf.data() + size_t(i) * size_t(d));
+      ex_ids.push_back(0);  // padding
+      ex_ids.push_back(1);  // OOV bucket
+      auto it = excluded.find(e.user_id[size_t(r)]);
+      if (it != excluded.end())
+        for (int64_t item : it->second)
+          if (item > 1 && item < e.n_items) {
+            ex_ids.push_back(item);
+            ++sum.excluded_purchases;
+          }
+      ex_off.push_back(int64_t(ex_ids.size()));
+    }
+    k::TopKParams tp;
+    tp.k = p.top_k;
+    tp.metric = metric;
+    tp.exclude_offsets = ex_off.data();
+    tp.exclude_ids = ex_ids.data();
+    tp.num_threads = p.threads;
+    sc.resize(size_t(nb * K));
+    ids.resize(size_t(nb * K));
+    k::topk(qbuf.data(), nb, e.items.data(), e.n_items, d, tp, sc.data(), ids.data(), backend);
+    h5::write_rows(ds_item, H5T_NATIVE_INT64, hsize_t(b0), hsize_t(nb), ids.data());
+    h5::write_rows(ds_score, H5T_NATIVE_FLOAT, hsize_t(b0), hsize_t(nb), sc.data());
+    for (int64_t i = 0; i < nb; ++i) {
+      const auto& uid = qids[size_t(b0 + i)];
+      nlohmann::json items = nlohmann::json::array(), scores = nlohmann::json::array();
+      for (int64_t j = 0; j < K; ++j) {
+        int64_t it = ids[size_t(i * K + j)];
+        if (it < 0) break;
+        const std::string& name = e.item_id[size_t(it)];
+        csv << uid << ',' << (j + 1) << ',' << csv_field(name) << ',' << fmt::format("{:.6g}", sc[size_t(i * K + j)]) << '\n';
+        items.push_back(name);
+        scores.push_back(sc[size_t(i * K + j)]);
+      }
+      jl << nlohmann::json{{"user_id", uid}, {"items", items}, {"scores", scores}}.dump() << '\n';
+    }
+  }
 }
 
 }  // namespace
@@ -129,8 +276,7 @@ SearchSummary run_search(const SearchParams& p) {
   const bool do_look = p.mode != "recommend", do_rec = p.mode != "lookalike";
   if (do_look && p.seeds.empty())
     throw ConfigError("search.seeds: a seed id file is needed for lookalikes (or search.mode=recommend)");
-  bool gpu = p.device != "cpu" && cuda_device_count() > 0;
-  if (p.device == "cuda" && !gpu) throw std::runtime_error("search.device=cuda but no CUDA device");
+  const k::Backend backend = k::choose_backend(p.device, "search.device");
 
   EmbeddingsFile e = read_embeddings(p.embeddings, do_rec, false);
   const int d = int(e.dim);
@@ -160,146 +306,9 @@ SearchSummary run_search(const SearchParams& p) {
   h5::set_attr(f, "metric", p.metric);
   h5::set_attr(f, "top_k", int64_t(p.top_k));
 
-  // ---- lookalikes --------------------------------------------------------------------------
-  if (do_look) {
-    std::vector<std::string> seeds_found;
-    std::vector<int64_t> seed_rows;
-    for (auto& id : read_id_file(p.seeds)) {
-      auto it = row_of.find(id);
-      if (it == row_of.end()) {
-        ++sum.seeds_missing;
-        continue;
-      }
-      seed_rows.push_back(it->second);
-      seeds_found.push_back(id);
-    }
-    std::sort(seed_rows.begin(), seed_rows.end());
-    seed_rows.erase(std::unique(seed_rows.begin(), seed_rows.end()), seed_rows.end());
-    sum.seeds_found = int64_t(seed_rows.size());
-    if (seed_rows.empty())
-      throw DataError(fmt::format("search: none of the {} ids in {} is in {}", sum.seeds_missing,
-                                  p.seeds, p.embeddings));
-    if (sum.seeds_missing)
-      PLOG_WARN("search: {} seed id(s) of {} not in the export (skipped)", sum.seeds_missing, p.seeds);
-    std::vector<float> q(size_t(d), 0.f);
-    for (int64_t r : seed_rows) {
-      const float* x = e.x.data() + size_t(r) * size_t(d);
-      const float inv = k::row_inv_norm(x, d);
-      for (int j = 0; j < d; ++j) q[size_t(j)] += x[j] * inv;
-    }
-    for (auto& v : q) v /= float(seed_rows.size());
-    int64_t off[2] = {0, int64_t(seed_rows.size())};
-    k::TopKParams tp;
-    tp.k = p.top_k;
-    tp.metric = metric;
-    tp.exclude_offsets = off;
-    tp.exclude_ids = seed_rows.data();
-    tp.num_threads = p.threads;
-    std::vector<float> sc(size_t(p.top_k));
-    std::vector<int64_t> ids(size_t(p.top_k));
-    topk(q.data(), 1, e.x.data(), e.n, d, tp, sc.data(), ids.data(), gpu);
-    std::vector<std::string> uid;
-    std::vector<int64_t> rows;
-    std::vector<float> scores;
-    auto& csv = look_csv.emplace(dir / "lookalikes.csv");
-    auto& jl = look_jl.emplace(dir / "lookalikes.jsonl");
-    csv << "rank,user_id,score\n";
-    for (int i = 0; i < p.top_k; ++i) {
-      if (ids[size_t(i)] < 0) break;
-      const auto& id = e.user_id[size_t(ids[size_t(i)])];
-      uid.push_back(id);
-      rows.push_back(ids[size_t(i)]);
-      scores.push_back(sc[size_t(i)]);
-      csv << (i + 1) << ',' << id << ',' << fmt::format("{:.6g}", sc[size_t(i)]) << '\n';
-      jl << nlohmann::json{{"rank", i + 1}, {"user_id", id}, {"score", sc[size_t(i)]}}.dump() << '\n';
-    }
-    sum.lookalikes = int64_t(uid.size());
-    h5::H g = h5::create_group(f, "lookalike");
-    h5::write_fixed_strings(g, "seed_id", seeds_found);
-    h5::write_fixed_strings(g, "user_id", uid);
-    h5::write_i64(g, "row", rows.data(), {hsize_t(rows.size())});
-    h5::write_float(g, "score", scores.data(), {hsize_t(scores.size())});
-  }
-
-  // ---- recommendations ---------------------------------------------------------------------
-  if (do_rec) {
-    if (e.n_items == 0) throw DataError(p.embeddings + ": no /item_embedding (embed.export_items=false?)");
-    std::vector<int64_t> qrows;
-    if (p.users.empty()) {
-      qrows.resize(size_t(e.n));
-      for (int64_t i = 0; i < e.n; ++i) qrows[size_t(i)] = i;
-    } else {
-      for (auto& id : read_id_file(p.users)) {
-        auto it = row_of.find(id);
-        if (it != row_of.end()) qrows.push_back(it->second);
-      }
-    }
-    std::unordered_map<std::string, std::vector<int64_t>> excluded;  // per user id, sorted
-    const std::string hist_shards = p.shards.empty() ? e.shards : p.shards;
-    check_same_vocabulary(e, hist_shards, p.shards.empty() ? "the export's shards" : "search.shards");
-    if (p.exclude_seen) excluded = seen_items(hist_shards, e.split);
-    else if (p.exclude_purchased) excluded = purchased_items(hist_shards, e.split);
-    const int64_t Q = int64_t(qrows.size()), K = p.top_k;
-    sum.recommend_users = Q;
-    h5::H g = h5::create_group(f, "recommend");
-    std::vector<std::string> qids(static_cast<size_t>(Q));
-    for (int64_t i = 0; i < Q; ++i) qids[size_t(i)] = e.user_id[size_t(qrows[size_t(i)])];
-    h5::write_fixed_strings(g, "user_id", qids);
-    h5::write_vlen_strings(g, "item_names", e.item_id);
-    hsize_t dims[2] = {hsize_t(Q), hsize_t(K)};
-    h5::H sp(H5Screate_simple(2, dims, nullptr), H5Sclose);
-    h5::H ds_item(H5Dcreate2(g, "item", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
-    h5::H ds_score = h5::create_float(g, "score", {hsize_t(Q), hsize_t(K)}, {false, 0, 0});
-    auto& csv = rec_csv.emplace(dir / "recommendations.csv");
-    auto& jl = rec_jl.emplace(dir / "recommendations.jsonl");
-    csv << "user_id,rank,item_id,score\n";
-    std::vector<float> qbuf, sc;
-    std::vector<int64_t> ids, ex_off, ex_ids;
-    for (int64_t b0 = 0; b0 < Q; b0 += p.block_rows) {
-      const int64_t nb = std::min(p.block_rows, Q - b0);
-      qbuf.resize(size_t(nb) * size_t(d));
-      ex_off.assign(1, 0);
-      ex_ids.clear();
-      for (int64_t i = 0; i < nb; ++i) {
-        const int64_t r = qrows[size_t(b0 + i)];
-        std::copy_n(e.x.data() + size_t(r) * size_t(d), d, qbuf.data() + size_t(i) * size_t(d));
-        ex_ids.push_back(0);  // padding
-        ex_ids.push_back(1);  // OOV bucket
-        auto it = excluded.find(e.user_id[size_t(r)]);
-        if (it != excluded.end())
-          for (int64_t item : it->second)
-            if (item > 1 && item < e.n_items) {
-              ex_ids.push_back(item);
-              ++sum.excluded_purchases;
-            }
-        ex_off.push_back(int64_t(ex_ids.size()));
-      }
-      k::TopKParams tp;
-      tp.k = p.top_k;
-      tp.metric = metric;
-      tp.exclude_offsets = ex_off.data();
-      tp.exclude_ids = ex_ids.data();
-      tp.num_threads = p.threads;
-      sc.resize(size_t(nb * K));
-      ids.resize(size_t(nb * K));
-      topk(qbuf.data(), nb, e.items.data(), e.n_items, d, tp, sc.data(), ids.data(), gpu);
-      h5::write_rows(ds_item, H5T_NATIVE_INT64, hsize_t(b0), hsize_t(nb), ids.data());
-      h5::write_rows(ds_score, H5T_NATIVE_FLOAT, hsize_t(b0), hsize_t(nb), sc.data());
-      for (int64_t i = 0; i < nb; ++i) {
-        const auto& uid = qids[size_t(b0 + i)];
-        nlohmann::json items = nlohmann::json::array(), scores = nlohmann::json::array();
-        for (int64_t j = 0; j < K; ++j) {
-          int64_t it = ids[size_t(i * K + j)];
-          if (it < 0) break;
-          const std::string& name = e.item_id[size_t(it)];
-          csv << uid << ',' << (j + 1) << ',' << csv_field(name) << ',' << fmt::format("{:.6g}", sc[size_t(i * K + j)]) << '\n';
-          items.push_back(name);
-          scores.push_back(sc[size_t(i * K + j)]);
-        }
-        jl << nlohmann::json{{"user_id", uid}, {"items", items}, {"scores", scores}}.dump() << '\n';
-      }
-    }
-  }
+  const SearchRun run{p, e, row_of, d, metric, backend, dir, f, sum};
+  if (do_look) run.write_lookalikes(look_csv, look_jl);
+  if (do_rec) run.write_recommendations(rec_csv, rec_jl);
   h5::close_file(f, ao.temp_path());
   for (auto* s : {&look_csv, &look_jl, &rec_csv, &rec_jl})
     if (*s) (*s)->commit();

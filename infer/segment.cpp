@@ -15,11 +15,8 @@
 #include "core/log.h"
 #include "infer/embeddings_file.h"
 #include "infer/h5.h"
-#include "kernels/device.h"
+#include "kernels/dispatch.h"
 #include "kernels/kmeans.h"
-#if PORTRAIT_WITH_CUDA
-#include "kernels/kmeans.cuh"
-#endif
 
 namespace portrait::infer {
 
@@ -125,19 +122,10 @@ SegmentSummary run_segment(const SegmentParams& p) {
   kp.seed = uint64_t(p.seed);
   kp.num_threads = p.threads;
   k::KMeansResult r;
-  bool gpu = p.device != "cpu" && cuda_device_count() > 0;
-  if (p.device == "cuda" && !gpu) throw std::runtime_error("segment.device=cuda but no CUDA device");
+  const k::Backend backend = k::choose_backend(p.device, "segment.device");
   for (int run = 0; run < p.n_init; ++run) {
     kp.seed = uint64_t(p.seed) + uint64_t(run);
-    k::KMeansResult t;
-#if PORTRAIT_WITH_CUDA
-    if (gpu)
-      t = k::kmeans_cuda_streaming(e.x.data(), e.n, d, kp, nullptr);
-    else
-      t = k::kmeans_cpu(e.x.data(), e.n, d, kp);
-#else
-    t = k::kmeans_cpu(e.x.data(), e.n, d, kp);
-#endif
+    k::KMeansResult t = k::kmeans(e.x.data(), e.n, d, kp, backend);
     if (run == 0 || t.inertia < r.inertia) r = std::move(t);
   }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_util.cuh"
 #include "kernels/device_buffer.cuh"
 #include "kernels/heads.cuh"
 #include "kernels/select.cuh"
@@ -14,7 +15,6 @@
 
 namespace portrait::kernels {
 
-using cuda_detail::DeviceBuffer;
 using cuda_detail::ListState;
 
 namespace {

@@ -16,6 +16,11 @@
 // bf16 input (bf16_bits = raw torch.bfloat16 / __nv_bfloat16 bits) is read as bf16 and
 // widened in registers; centroids, sums and distances stay fp32. kmeans_cpu(const
 // bf16_bits*, ...) is the matching CPU reference.
+//
+// Files: kmeans_assign.cu (assignment kernels), kmeans_update.cu (sums, inertia, max |x|,
+// gathers), kmeans_backends.cu (device-resident and host-streaming backends); their shared
+// launchers are declared in kmeans_launch.cuh. Host code that only holds host pointers
+// calls kernels/dispatch.h instead.
 #pragma once
 
 #include <cuda_runtime.h>

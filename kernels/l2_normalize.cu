@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_util.cuh"
 #include "kernels/l2_normalize.cuh"
 
 namespace portrait::kernels {
@@ -12,10 +13,7 @@ namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
+using cuda_detail::warp_sum;
 
 // Plain (coherent) loads: mode 0 may run in place (out == x).
 __device__ __forceinline__ float ld(const float* p) { return *p; }
@@ -78,12 +76,12 @@ void row_sq_norms_cuda(const float* x, float* sq_norm, int64_t n, int d, cudaStr
 
 void row_inv_norms_cuda(const bf16_bits* x, float* inv_norm, int64_t n, int d,
                         cudaStream_t stream) {
-  launch(reinterpret_cast<const __nv_bfloat16*>(x), nullptr, inv_norm, n, d, 1, stream);
+  launch(cuda_detail::as_dev(x), nullptr, inv_norm, n, d, 1, stream);
 }
 
 void row_sq_norms_cuda(const bf16_bits* x, float* sq_norm, int64_t n, int d,
                        cudaStream_t stream) {
-  launch(reinterpret_cast<const __nv_bfloat16*>(x), nullptr, sq_norm, n, d, 2, stream);
+  launch(cuda_detail::as_dev(x), nullptr, sq_norm, n, d, 2, stream);
 }
 
 }  // namespace portrait::kernels

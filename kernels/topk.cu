@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "kernels/cuda_check.h"
+#include "kernels/cuda_util.cuh"
 #include "kernels/device_buffer.cuh"
 #include "kernels/host_stream.cuh"
 #include "kernels/l2_normalize.cuh"
@@ -17,7 +18,8 @@
 
 namespace portrait::kernels {
 
-using cuda_detail::DeviceBuffer;
+using cuda_detail::as_dev;
+using cuda_detail::is_bf16_v;
 using cuda_detail::ListState;
 
 namespace {
@@ -419,15 +421,6 @@ void row_aux(const P* x, float* aux, int64_t n, int d, Metric m, cudaStream_t st
   if (m == Metric::kL2) row_sq_norms_cuda(x, aux, n, d, stream);
   else if (m == Metric::kCosine) row_inv_norms_cuda(x, aux, n, d, stream);
 }
-
-template <typename T>
-const T* as_dev(const T* p) { return p; }
-inline const __nv_bfloat16* as_dev(const bf16_bits* p) {
-  return reinterpret_cast<const __nv_bfloat16*>(p);
-}
-
-template <typename P>
-constexpr bool is_bf16_v = std::is_same_v<P, bf16_bits>;
 
 }  // namespace
 

@@ -12,7 +12,7 @@
 #   scripts/gpu_checks.sh embed      # portrait embed of the train phase's base model on CUDA: users/s
 #   scripts/gpu_checks.sh all        # every phase above in order (longer than one 10-minute call)
 #
-# Not here: NCCL. At world size 1 the trainer builds no process group (dist/context.h), and
+# Not here: NCCL. At world size 1 the trainer builds no process group (distributed/context.h), and
 # NCCL refuses two ranks on one GPU, so the multi-rank NCCL path needs a machine with >= 2 GPUs.
 #
 # Logs go to $OUT/<phase>.log when $OUT is set (the device tool fetches $OUT), else to

@@ -27,9 +27,9 @@
 #include "models/memory_budget.h"
 #include "tokenizer/tokenizer.h"
 #include "train/internal.h"
-#include "dist/context.h"
-#include "dist/env.h"
-#include "dist/reducer.h"
+#include "distributed/context.h"
+#include "distributed/env.h"
+#include "distributed/reducer.h"
 #include "train/sampling.h"
 
 namespace portrait::train {

@@ -20,6 +20,7 @@
 
 #include "kernels/cuda_check.h"
 #include "kernels/device.h"
+#include "kernels/device_buffer.cuh"
 #include "kernels/heads.cuh"
 #include "kernels/kmeans.cuh"
 #include "kernels/l2_normalize.cuh"
@@ -52,18 +53,14 @@ std::vector<float> rand_vec(size_t n, uint64_t seed, float lo = -1.f, float hi =
   return v;
 }
 
+// Device arrays are the kernels' own DeviceBuffer (freed at scope exit, stream-ordered).
 template <typename T>
-T* to_dev(const std::vector<T>& h) {
-  T* p = nullptr;
-  CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), h.size() * sizeof(T)));
-  CUDA_CHECK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return p;
+pk::DeviceBuffer<T> to_dev(const std::vector<T>& h) {
+  return pk::DeviceBuffer<T>(h);
 }
 template <typename T>
-T* dev_alloc(size_t n) {
-  T* p = nullptr;
-  CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&p), n * sizeof(T)));
-  return p;
+pk::DeviceBuffer<T> dev_alloc(size_t n) {
+  return pk::DeviceBuffer<T>(n);
 }
 template <typename T>
 std::vector<T> to_host(const T* d, size_t n) {
@@ -117,19 +114,19 @@ bool check_topk(pk::Metric m, pk::MathMode math) {
   std::vector<int64_t> ci(q * k);
   const pk::TopKParams p{.k = k, .metric = m, .math = math};
   pk::topk_cpu(qs.data(), q, db.data(), n, d, p, cs.data(), ci.data());
-  float* dq = to_dev(qs);
-  float* ddb = to_dev(db);
-  float* ds = dev_alloc<float>(q * k);
-  int64_t* di = dev_alloc<int64_t>(q * k);
+  const auto dq_buf = to_dev(qs);
+  float* dq = dq_buf.get();
+  const auto ddb_buf = to_dev(db);
+  float* ddb = ddb_buf.get();
+  const auto ds_buf = dev_alloc<float>(q * k);
+  float* ds = ds_buf.get();
+  const auto di_buf = dev_alloc<int64_t>(q * k);
+  int64_t* di = di_buf.get();
   pk::topk_cuda(dq, q, ddb, n, d, p, ds, di, nullptr);
   const auto gs = to_host(ds, q * k);
   double worst = 0;  // rank-wise score gap relative to max(1, |score|)
   for (size_t i = 0; i < gs.size(); ++i)
     worst = std::max(worst, std::fabs(double(gs[i]) - cs[i]) / std::max(1.0, std::fabs(double(cs[i]))));
-  cudaFree(dq);
-  cudaFree(ddb);
-  cudaFree(ds);
-  cudaFree(di);
   // fp32-grade modes: ~1e-6. TF32 / BF16 scores carry ~2u * sum|q x| (u = 2^-11 / 2^-9):
   // at d = 64 typically 1e-3 / 5e-3 of the score.
   const bool approx = math == pk::MathMode::kTf32 || math == pk::MathMode::kBf16;
@@ -147,10 +144,14 @@ bool check_kmeans_assign(pk::MathMode math) {
   std::vector<int32_t> ca(n);
   std::vector<float> cd(n);
   pk::kmeans_assign_cpu(x.data(), n, d, c.data(), k, pk::Metric::kL2, 0, ca.data(), cd.data());
-  float* dx = to_dev(x);
-  float* dc = to_dev(c);
-  int32_t* da = dev_alloc<int32_t>(n);
-  float* dd = dev_alloc<float>(n);
+  const auto dx_buf = to_dev(x);
+  float* dx = dx_buf.get();
+  const auto dc_buf = to_dev(c);
+  float* dc = dc_buf.get();
+  const auto da_buf = dev_alloc<int32_t>(n);
+  int32_t* da = da_buf.get();
+  const auto dd_buf = dev_alloc<float>(n);
+  float* dd = dd_buf.get();
   pk::kmeans_assign_cuda(dx, n, d, dc, k, pk::Metric::kL2, da, dd, nullptr, math);
   const auto ga = to_host(da, n);
   const auto gd = to_host(dd, n);
@@ -160,10 +161,6 @@ bool check_kmeans_assign(pk::MathMode math) {
     same += ga[i] == ca[i];
     worst = std::max(worst, double(gd[i]) - cd[i]);
   }
-  cudaFree(dx);
-  cudaFree(dc);
-  cudaFree(da);
-  cudaFree(dd);
   const bool approx = math == pk::MathMode::kTf32 || math == pk::MathMode::kBf16;
   std::printf("      kmeans assign %s: %.2f%% same winner as CPU, worst extra distance %.2e\n",
               pk::math_mode_name(math), 100.0 * same / n, worst);
@@ -215,13 +212,13 @@ int main(int argc, char** argv) {
   // l2_normalize: memory bound.
   if (wanted("l2_normalize")) {
     const int64_t n = static_cast<int64_t>(4'000'000 * scale);
-    float* x = to_dev(rand_vec(n * d, 3));
-    float* y = dev_alloc<float>(n * d);
+    const auto x_buf = to_dev(rand_vec(n * d, 3));
+    float* x = x_buf.get();
+    const auto y_buf = dev_alloc<float>(n * d);
+    float* y = y_buf.get();
     const double ms = median_ms(reps, [&] { pk::l2_normalize_cuda(x, y, n, d, nullptr); });
     report("l2_normalize/n=" + std::to_string(n) + "/d=128", ms, 2.0 * n * d * 4, 3.0 * n * d,
            67e12);
-    cudaFree(x);
-    cudaFree(y);
   }
 
   // top-k (inner product): compute bound at these sizes. fp32 input in every math mode, then
@@ -229,14 +226,20 @@ int main(int argc, char** argv) {
   {
     const int64_t q = 4096, n = static_cast<int64_t>(1'000'000 * scale);
     const auto qh = rand_vec(q * d, 4), xh = rand_vec(n * d, 5);
-    float* dq = to_dev(qh);
-    float* ddb = to_dev(xh);
-    uint16_t* dqb = to_dev(to_bf16(qh));
-    uint16_t* ddbb = to_dev(to_bf16(xh));
+    const auto dq_buf = to_dev(qh);
+    float* dq = dq_buf.get();
+    const auto ddb_buf = to_dev(xh);
+    float* ddb = ddb_buf.get();
+    const auto dqb_buf = to_dev(to_bf16(qh));
+    uint16_t* dqb = dqb_buf.get();
+    const auto ddbb_buf = to_dev(to_bf16(xh));
+    uint16_t* ddbb = ddbb_buf.get();
     const std::string shape = "/q=4096/n=" + std::to_string(n) + "/d=128";
     for (int k : {10, 100, 1024}) {
-      float* ds = dev_alloc<float>(q * k);
-      int64_t* di = dev_alloc<int64_t>(q * k);
+      const auto ds_buf = dev_alloc<float>(q * k);
+      float* ds = ds_buf.get();
+      const auto di_buf = dev_alloc<int64_t>(q * k);
+      int64_t* di = di_buf.get();
       for (auto math : kModes) {
         const std::string key = "topk_ip" + shape + "/k=" + std::to_string(k) + "/fp32/" +
                                 pk::math_mode_name(math);
@@ -255,8 +258,6 @@ int main(int argc, char** argv) {
             median_ms(reps, [&] { pk::topk_cuda(dqb, q, ddbb, n, d, p, ds, di, nullptr); });
         report(key, ms, 2.0 * n * d, 2.0 * q * n * d, flop_floor(math));
       }
-      cudaFree(ds);
-      cudaFree(di);
     }
     // Host-streamed database (pageable source, staged through pinned double buffers; the
     // copies overlap the search). Compare with the device-resident time of the same key.
@@ -274,25 +275,29 @@ int main(int argc, char** argv) {
         report(key, ms, 4.0 * n * d, 2.0 * q * n * d, flop_floor(pk::MathMode::kTf32x3));
       }
     }
-    cudaFree(dq);
-    cudaFree(ddb);
-    cudaFree(dqb);
-    cudaFree(ddbb);
   }
 
   // heads
   if (wanted("heads")) {
     const int64_t n = static_cast<int64_t>(4'000'000 * scale);
     const int h = 256, c = 8, m = 1000;
-    float* x = to_dev(rand_vec(n * d, 6));
-    float* w1 = to_dev(rand_vec(h * d, 7, -0.1f, 0.1f));
-    float* b1 = to_dev(rand_vec(h, 8, -0.1f, 0.1f));
-    float* w2 = to_dev(rand_vec(c * h, 9, -0.1f, 0.1f));
-    float* b2 = to_dev(rand_vec(c, 10, -0.1f, 0.1f));
+    const auto x_buf = to_dev(rand_vec(n * d, 6));
+    float* x = x_buf.get();
+    const auto w1_buf = to_dev(rand_vec(h * d, 7, -0.1f, 0.1f));
+    float* w1 = w1_buf.get();
+    const auto b1_buf = to_dev(rand_vec(h, 8, -0.1f, 0.1f));
+    float* b1 = b1_buf.get();
+    const auto w2_buf = to_dev(rand_vec(c * h, 9, -0.1f, 0.1f));
+    float* w2 = w2_buf.get();
+    const auto b2_buf = to_dev(rand_vec(c, 10, -0.1f, 0.1f));
+    float* b2 = b2_buf.get();
     const pk::HeadsWeights w{w1, b1, w2, b2, d, h, c};
-    float* probs = dev_alloc<float>(n * c);
-    float* tp = dev_alloc<float>(c * m);
-    int64_t* ti = dev_alloc<int64_t>(c * m);
+    const auto probs_buf = dev_alloc<float>(n * c);
+    float* probs = probs_buf.get();
+    const auto tp_buf = dev_alloc<float>(c * m);
+    float* tp = tp_buf.get();
+    const auto ti_buf = dev_alloc<int64_t>(c * m);
+    int64_t* ti = ti_buf.get();
     const double flops = 2.0 * n * (double(d) * h + double(h) * c);
     double ms = median_ms(reps, [&] { pk::heads_probs_cuda(x, n, w, {}, probs, nullptr); });
     report("heads_probs/n=" + std::to_string(n) + "/d=128/h=256/C=8", ms,
@@ -300,10 +305,6 @@ int main(int argc, char** argv) {
     ms = median_ms(reps, [&] { pk::heads_topm_cuda(x, n, w, {}, m, tp, ti, nullptr); });
     report("heads_top1000/n=" + std::to_string(n) + "/d=128/h=256/C=8", ms, 4.0 * n * d, flops,
            67e12);
-    for (void* p : {static_cast<void*>(x), static_cast<void*>(w1), static_cast<void*>(b1),
-                    static_cast<void*>(w2), static_cast<void*>(b2), static_cast<void*>(probs),
-                    static_cast<void*>(tp), static_cast<void*>(ti)})
-      cudaFree(p);
   }
 
   // k-means: the fused assignment step alone in every math mode, then whole Lloyd
@@ -314,11 +315,16 @@ int main(int argc, char** argv) {
     const int k = 1024;
     const auto xh = rand_vec(n * d, 11);
     const auto ch = rand_vec(static_cast<size_t>(k) * d, 12);
-    float* x = to_dev(xh);
-    uint16_t* xb = to_dev(to_bf16(xh));
-    float* cen = to_dev(ch);
-    int32_t* a = dev_alloc<int32_t>(n);
-    float* dist = dev_alloc<float>(n);
+    const auto x_buf = to_dev(xh);
+    float* x = x_buf.get();
+    const auto xb_buf = to_dev(to_bf16(xh));
+    uint16_t* xb = xb_buf.get();
+    const auto cen_buf = to_dev(ch);
+    float* cen = cen_buf.get();
+    const auto a_buf = dev_alloc<int32_t>(n);
+    int32_t* a = a_buf.get();
+    const auto dist_buf = dev_alloc<float>(n);
+    float* dist = dist_buf.get();
     const std::string shape = "/n=" + std::to_string(n) + "/d=128/K=1024";
     const double flops = 2.0 * n * k * d;
     for (auto math : kModes) {
@@ -363,11 +369,6 @@ int main(int argc, char** argv) {
       q.chunk_rows = n / 8 + 1;
       return pk::kmeans_cuda_streaming(xh.data(), n, d, q, nullptr);
     });
-    cudaFree(x);
-    cudaFree(xb);
-    cudaFree(cen);
-    cudaFree(a);
-    cudaFree(dist);
   }
   return 0;
 }

@@ -13,7 +13,7 @@
 #include "data/prep.h"
 #include "data/shard.h"
 #include "data/synth.h"
-#include "dist/context.h"
+#include "distributed/context.h"
 
 namespace fs = std::filesystem;
 using namespace portrait::data;

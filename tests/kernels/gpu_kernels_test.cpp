@@ -20,7 +20,6 @@
 namespace portrait::kernels {
 namespace {
 
-using testing::Dev;
 
 class Gpu : public ::testing::Test {
  protected:
@@ -41,9 +40,9 @@ TEST_F(L2NormalizeCuda, MatchesCpuOnOddSizes) {
       x[0] = 0.f;
       std::vector<float> ref(x.size());
       l2_normalize_cpu(x.data(), ref.data(), n, d);
-      Dev<float> dx(x), dout(x.size());
+      DeviceBuffer<float> dx(x), dout(x.size());
       l2_normalize_cuda(dx.get(), dout.get(), n, d, nullptr);
-      const auto got = dout.host();
+      const auto got = dout.to_host();
       for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], 1e-6) << i;
     }
   }
@@ -91,20 +90,20 @@ struct TopKOut {
 
 TopKOut gpu_topk(const std::vector<float>& qs, int64_t q, const std::vector<float>& db,
                  int64_t n, int d, TopKParams p) {
-  Dev<float> dq(qs), ddb(db), ds(static_cast<size_t>(q) * p.k);
-  Dev<int64_t> di(static_cast<size_t>(q) * p.k);
+  DeviceBuffer<float> dq(qs), ddb(db), ds(static_cast<size_t>(q) * p.k);
+  DeviceBuffer<int64_t> di(static_cast<size_t>(q) * p.k);
   std::vector<int64_t> off, ids;
-  std::unique_ptr<Dev<int64_t>> doff, dids;
+  std::unique_ptr<DeviceBuffer<int64_t>> doff, dids;
   if (p.exclude_offsets != nullptr) {
     off.assign(p.exclude_offsets, p.exclude_offsets + q + 1);
     ids.assign(p.exclude_ids, p.exclude_ids + std::max<int64_t>(off[q], 1));
-    doff = std::make_unique<Dev<int64_t>>(off);
-    dids = std::make_unique<Dev<int64_t>>(ids);
+    doff = std::make_unique<DeviceBuffer<int64_t>>(off);
+    dids = std::make_unique<DeviceBuffer<int64_t>>(ids);
     p.exclude_offsets = doff->get();
     p.exclude_ids = dids->get();
   }
   topk_cuda(dq.get(), q, ddb.get(), n, d, p, ds.get(), di.get(), nullptr);
-  return {ds.host(), di.host()};
+  return {ds.to_host(), di.to_host()};
 }
 
 TopKOut cpu_topk(const std::vector<float>& qs, int64_t q, const std::vector<float>& db,
@@ -210,7 +209,7 @@ Mlp make_mlp(int d, int h, int c, uint64_t seed) {
 }
 
 struct DevMlp {
-  Dev<float> w1, b1, w2, b2;
+  DeviceBuffer<float> w1, b1, w2, b2;
   HeadsWeights w;
   explicit DevMlp(const Mlp& m)
       : w1(m.w1), b1(m.b1), w2(m.w2), b2(m.b2),
@@ -230,17 +229,17 @@ TEST_F(HeadsCuda, ProbabilitiesMatchCpu) {
       std::vector<float> ref(static_cast<size_t>(n) * c);
       heads_probs_cpu(x.data(), n, host_weights(m), {.activation = act}, ref.data());
       DevMlp dm(m);
-      Dev<float> dx(x), dp(ref.size());
+      DeviceBuffer<float> dx(x), dp(ref.size());
       heads_probs_cuda(dx.get(), n, dm.w, {.activation = act}, dp.get(), nullptr);
-      const auto got = dp.host();
+      const auto got = dp.to_host();
       for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], ref[i], 1e-5) << i;
       // bf16 input
       std::vector<bf16_bits> xb(x.size());
       for (size_t i = 0; i < x.size(); ++i) xb[i] = float_to_bf16(x[i]);
       heads_probs_cpu(xb.data(), n, host_weights(m), {.activation = act}, ref.data());
-      Dev<bf16_bits> dxb(xb);
+      DeviceBuffer<bf16_bits> dxb(xb);
       heads_probs_cuda(dxb.get(), n, dm.w, {.activation = act}, dp.get(), nullptr);
-      const auto gotb = dp.host();
+      const auto gotb = dp.to_host();
       for (size_t i = 0; i < gotb.size(); ++i) ASSERT_NEAR(gotb[i], ref[i], 1e-5) << i;
     }
   }
@@ -256,11 +255,11 @@ TEST_F(HeadsCuda, TopMMatchesCpu) {
     heads_probs_cpu(x.data(), n, host_weights(mlp), {}, probs.data());
     heads_topm_cpu(x.data(), n, host_weights(mlp), {}, m, cp.data(), ci.data());
     DevMlp dm(mlp);
-    Dev<float> dx(x), dp(c * m);
-    Dev<int64_t> di(c * m);
+    DeviceBuffer<float> dx(x), dp(c * m);
+    DeviceBuffer<int64_t> di(c * m);
     heads_topm_cuda(dx.get(), n, dm.w, {}, m, dp.get(), di.get(), nullptr);
-    const auto gp = dp.host();
-    const auto gi = di.host();
+    const auto gp = dp.to_host();
+    const auto gi = di.to_host();
     for (int h = 0; h < c; ++h) {
       std::set<int64_t> seen;
       for (int r = 0; r < m; ++r) {
@@ -298,14 +297,14 @@ TEST_F(KMeansCuda, AssignmentMatchesCpu) {
       std::vector<int32_t> ca(n);
       std::vector<float> cd(n);
       kmeans_assign_cpu(x.data(), n, d, c.data(), k, m, 0, ca.data(), cd.data());
-      Dev<float> dx(x), dc(c), dd(n);
-      Dev<int32_t> da(n);
+      DeviceBuffer<float> dx(x), dc(c), dd(n);
+      DeviceBuffer<int32_t> da(n);
       // fp32 SIMT: same arithmetic as the CPU twin up to summation order. The tensor-core
       // modes have their own bounds (gpu_tc_test.cpp).
       kmeans_assign_cuda(dx.get(), n, d, dc.get(), k, m, da.get(), dd.get(), nullptr,
                          MathMode::kSimt);
-      const auto ga = da.host();
-      const auto gd = dd.host();
+      const auto ga = da.to_host();
+      const auto gd = dd.to_host();
       for (int64_t i = 0; i < n; ++i) {
         ASSERT_GE(ga[i], 0);
         ASSERT_LT(ga[i], k);
@@ -320,7 +319,7 @@ TEST_F(KMeansCuda, RecoversPlantedClustersAndMatchesCpuCentroids) {
   auto [x, label] = planted(5000, 32, 9, 3);
   const KMeansParams p{.k = 9, .tol = 0.0, .seed = 5};
   const auto cpu = kmeans_cpu(x.data(), 5000, 32, p);
-  Dev<float> dx(x);
+  DeviceBuffer<float> dx(x);
   const auto gpu = kmeans_cuda(dx.get(), 5000, 32, p, nullptr);
   EXPECT_EQ(testing::adjusted_rand_index({gpu.assignments.begin(), gpu.assignments.end()}, label),
             1.0);
@@ -335,7 +334,7 @@ TEST_F(KMeansCuda, StreamingEqualsDeviceResident) {
     for (Metric m : {Metric::kL2, Metric::kCosine}) {
       auto x = testing::random_matrix(10000, 16, 7);
       KMeansParams p{.k = 20, .max_iter = 6, .metric = m, .chunk_rows = 4096, .math = math};
-      Dev<float> dx(x);
+      DeviceBuffer<float> dx(x);
       const auto a = kmeans_cuda(dx.get(), 10000, 16, p, nullptr);
       const auto b = kmeans_cuda_streaming(x.data(), 10000, 16, p, nullptr);
       EXPECT_EQ(a.assignments, b.assignments);
@@ -354,7 +353,7 @@ TEST_F(KMeansCuda, StreamingEqualsDeviceResident) {
 TEST_F(KMeansCuda, SameSeedIdenticalAcrossRuns) {
   auto x = testing::random_matrix(4097, 8, 3);
   const KMeansParams p{.k = 50, .max_iter = 10};
-  Dev<float> dx(x);
+  DeviceBuffer<float> dx(x);
   const auto a = kmeans_cuda(dx.get(), 4097, 8, p, nullptr);
   const auto b = kmeans_cuda(dx.get(), 4097, 8, p, nullptr);
   EXPECT_EQ(a.assignments, b.assignments);

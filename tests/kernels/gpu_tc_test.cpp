@@ -29,7 +29,6 @@
 namespace portrait::kernels {
 namespace {
 
-using testing::Dev;
 
 // Page-locks a host vector for the lifetime of the guard (exercises the no-staging path).
 class PinGuard {
@@ -142,11 +141,11 @@ void expect_assignment_ok(const std::vector<float>& x, int64_t n, int d,
 template <typename P>
 void run_assign_case(const std::vector<P>& xin, const std::vector<float>& xf, int64_t n, int d,
                      const std::vector<float>& C, int k, Metric metric, MathMode math) {
-  Dev<P> dx(xin);
-  Dev<float> dc(C), dd(n);
-  Dev<int32_t> da(n);
+  DeviceBuffer<P> dx(xin);
+  DeviceBuffer<float> dc(C), dd(n);
+  DeviceBuffer<int32_t> da(n);
   kmeans_assign_cuda(dx.get(), n, d, dc.get(), k, metric, da.get(), dd.get(), nullptr, math);
-  expect_assignment_ok(xf, n, d, C, k, metric, math, da.host(), dd.host());
+  expect_assignment_ok(xf, n, d, C, k, metric, math, da.to_host(), dd.to_host());
 }
 
 TEST_F(KMeansTc, AssignmentWithinPrecisionBandOnOddSizes) {
@@ -192,17 +191,17 @@ TEST_F(KMeansTc, ExactTiesPickTheLowestIndexInEveryMode) {
   const auto xb = to_bf16(x);
   for (MathMode math : kModes) {
     SCOPED_TRACE(math_mode_name(math));
-    Dev<float> dx(x), dc(C), dd(n);
-    Dev<bf16_bits> dxb(xb);
-    Dev<int32_t> da(n);
+    DeviceBuffer<float> dx(x), dc(C), dd(n);
+    DeviceBuffer<bf16_bits> dxb(xb);
+    DeviceBuffer<int32_t> da(n);
     kmeans_assign_cuda(dx.get(), n, d, dc.get(), k, Metric::kL2, da.get(), dd.get(), nullptr,
                        math);
-    EXPECT_EQ(da.host(), ca);
-    EXPECT_EQ(dd.host(), cd);
+    EXPECT_EQ(da.to_host(), ca);
+    EXPECT_EQ(dd.to_host(), cd);
     kmeans_assign_cuda(dxb.get(), n, d, dc.get(), k, Metric::kL2, da.get(), dd.get(), nullptr,
                        math);
-    EXPECT_EQ(da.host(), ca);
-    EXPECT_EQ(dd.host(), cd);
+    EXPECT_EQ(da.to_host(), ca);
+    EXPECT_EQ(dd.to_host(), cd);
   }
 }
 
@@ -233,7 +232,7 @@ TEST_F(KMeansTc, PlantedClustersMatchCpuInEveryModeAndInputType) {
     const KMeansParams p{.k = k, .tol = 0.0, .seed = 5, .math = math};
     {
       const auto cpu = kmeans_cpu(b.x.data(), n, d, p);
-      Dev<float> dx(b.x);
+      DeviceBuffer<float> dx(b.x);
       const auto gpu = kmeans_cuda(dx.get(), n, d, p, nullptr);
       EXPECT_EQ(testing::adjusted_rand_index({gpu.assignments.begin(), gpu.assignments.end()},
                                              b.label),
@@ -246,7 +245,7 @@ TEST_F(KMeansTc, PlantedClustersMatchCpuInEveryModeAndInputType) {
     }
     {
       const auto cpu = kmeans_cpu(xb.data(), n, d, p);
-      Dev<bf16_bits> dx(xb);
+      DeviceBuffer<bf16_bits> dx(xb);
       const auto gpu = kmeans_cuda(dx.get(), n, d, p, nullptr);
       EXPECT_EQ(gpu.assignments, cpu.assignments);
       EXPECT_EQ(gpu.centroids, cpu.centroids);
@@ -259,7 +258,7 @@ TEST_F(KMeansTc, KEqualsNAndKEqualsOne) {
   const int64_t n = 33;
   const int d = 8;
   const auto x = testing::random_matrix(n, d, 3);
-  Dev<float> dx(x);
+  DeviceBuffer<float> dx(x);
   for (MathMode math : kModes) {
     SCOPED_TRACE(math_mode_name(math));
     const auto all = kmeans_cuda(dx.get(), n, d, {.k = int(n), .math = math}, nullptr);
@@ -276,7 +275,7 @@ TEST_F(KMeansTc, KEqualsNAndKEqualsOne) {
 template <typename P>
 void expect_streaming_equals_device(const std::vector<P>& x, int64_t n, int d,
                                     const KMeansParams& p) {
-  Dev<P> dx(x);
+  DeviceBuffer<P> dx(x);
   const auto a = kmeans_cuda(dx.get(), n, d, p, nullptr);
   const auto b = kmeans_cuda_streaming(x.data(), n, d, p, nullptr);
   EXPECT_EQ(a.assignments, b.assignments);
@@ -337,11 +336,11 @@ struct TopKOut {
 template <typename P>
 TopKOut gpu_topk(const std::vector<P>& qs, int64_t q, const std::vector<P>& db, int64_t n,
                  int d, const TopKParams& p) {
-  Dev<P> dq(qs), ddb(db);
-  Dev<float> ds(static_cast<size_t>(q) * p.k);
-  Dev<int64_t> di(static_cast<size_t>(q) * p.k);
+  DeviceBuffer<P> dq(qs), ddb(db);
+  DeviceBuffer<float> ds(static_cast<size_t>(q) * p.k);
+  DeviceBuffer<int64_t> di(static_cast<size_t>(q) * p.k);
   topk_cuda(dq.get(), q, ddb.get(), n, d, p, ds.get(), di.get(), nullptr);
-  return {ds.host(), di.host()};
+  return {ds.to_host(), di.to_host()};
 }
 
 template <typename P>

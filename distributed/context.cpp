@@ -1,4 +1,4 @@
-#include "dist/context.h"
+#include "distributed/context.h"
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>

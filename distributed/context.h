@@ -17,7 +17,7 @@
 #include <memory>
 #include <string>
 
-#include "dist/env.h"
+#include "distributed/env.h"
 
 namespace portrait::dist {
 

@@ -1,4 +1,4 @@
-#include "dist/reducer.h"
+#include "distributed/reducer.h"
 
 #include <torch/csrc/autograd/function_hook.h>
 #include <torch/csrc/autograd/functions/accumulate_grad.h>

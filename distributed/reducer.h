@@ -17,7 +17,7 @@
 #include <mutex>
 #include <vector>
 
-#include "dist/context.h"
+#include "distributed/context.h"
 
 namespace portrait::dist {
 

@@ -12,9 +12,9 @@
 
 #include "core/error.h"
 #include "core/fs.h"
-#include "dist/context.h"
-#include "dist/env.h"
-#include "dist/reducer.h"
+#include "distributed/context.h"
+#include "distributed/env.h"
+#include "distributed/reducer.h"
 
 namespace portrait::dist {
 namespace {
