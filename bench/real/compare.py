@@ -210,29 +210,23 @@ def main():
     for r in sasrec_runs:
         print(f"  {r['name']}: best epoch {r['best_epoch']} (ran {r['epochs_run']}), val HR@10 "
               f"{r['best_val_hr@10']:.4f}, {r['train_seconds']:.0f}s training")
+    A = {k: v.arrays() for k, v in results.items()}
+
+    def paired(lab, ref):
+        """lab - ref on the same users, HR@10 and NDCG@10, printed and returned."""
+        out = {"against": ref}
+        for met in ("hr@10", "ndcg@10"):
+            d = out[met] = ranking.paired_diff(A[lab][met], A[ref][met])
+            print(f"{lab} - {ref} {met.upper()}: {d['mean']:+.4f} paired-normal [{d['lo']:+.4f},{d['hi']:+.4f}] "
+                  f"bootstrap [{d['boot_lo']:+.4f},{d['boot_hi']:+.4f}]")
+        return out
+
     diffs = {}
     if embs and peer_rows:
         best = max(peer_rows, key=lambda p: summ[p]["hr@10"]["mean"])
-        A = {k: v.arrays() for k, v in results.items()}
-        for lab, *_ in embs:
-            diffs[lab] = {"against": best}
-            for met in ("hr@10", "ndcg@10"):
-                d = ranking.paired_diff(A[lab][met], A[best][met])
-                diffs[lab][met] = d
-                print(f"{lab} - {best} {met.upper()}: {d['mean']:+.4f} paired-normal [{d['lo']:+.4f},{d['hi']:+.4f}] "
-                      f"bootstrap [{d['boot_lo']:+.4f},{d['boot_hi']:+.4f}]")
+        diffs = {lab: paired(lab, best) for lab, *_ in embs}
     # Several exports: each later one against the first (e.g. a changed default against the old).
-    diffs_vs_first = {}
-    if len(embs) > 1:
-        A = {k: v.arrays() for k, v in results.items()}
-        first = embs[0][0]
-        for lab, *_ in embs[1:]:
-            diffs_vs_first[lab] = {"against": first}
-            for met in ("hr@10", "ndcg@10"):
-                d = ranking.paired_diff(A[lab][met], A[first][met])
-                diffs_vs_first[lab][met] = d
-                print(f"{lab} - {first} {met.upper()}: {d['mean']:+.4f} paired-normal [{d['lo']:+.4f},{d['hi']:+.4f}] "
-                      f"bootstrap [{d['boot_lo']:+.4f},{d['boot_hi']:+.4f}]")
+    diffs_vs_first = {lab: paired(lab, embs[0][0]) for lab, *_ in embs[1:]}
     log(f"total {time.time() - t0:.0f}s")
     if a.json:
         out = {"shards": os.path.abspath(a.shards), "protocol": sh.protocol, "split": a.split,
