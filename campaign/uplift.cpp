@@ -149,6 +149,304 @@ nlohmann::json model_json(const LogisticModel& m) {
 
 std::string num(double x) { return std::isnan(x) ? std::string() : fmt::format("{:.10g}", x); }
 
+/// One audience user with features: assignment row, feature row, held out or not.
+struct AudienceUser {
+  size_t a, f;
+  bool held;
+};
+
+/// The state of one `campaign uplift` run, filled step by step by run_uplift.
+struct UpliftRun {
+  const UpliftParams& p;
+  const Features& feats;
+  UpliftSummary& sum;
+  const LoadedCampaign camp;
+  const size_t D;
+  std::vector<double> y;                            ///< [assigned] outcome
+  std::unordered_map<std::string, double> truth;   ///< user -> true effect (truth file)
+  std::vector<AudienceUser> users;
+  std::vector<std::string> names;                   ///< learners, then propensity, random
+  std::vector<std::vector<Held>> orders;            ///< [ranking][rank] held-out outcomes
+  std::vector<std::vector<size_t>> pos;             ///< [ranking][rank] held-out user index
+  size_t H = 0, nb = 0;                             ///< held-out users; of them in the budget
+
+  using U = AudienceUser;
+  UpliftRun(const UpliftParams& params, const Features& f, UpliftSummary& s)
+      : p(params), feats(f), sum(s), camp(load_campaign(params.campaign_dir)), D(size_t(f.dim)) {}
+
+  double predict(const std::string& learner, const float* x) const {
+    if (learner == "t_learner") return sum.models.at("t_learner/treatment").predict(x) - sum.models.at("t_learner/control").predict(x);
+    return 2.0 * sum.models.at("class_transformation").predict(x) - 1.0;
+  }
+
+  void read_outcomes(const stdfs::path& outcomes_path) {
+    // Outcomes of the assigned users (evaluate's file must belong to this campaign).
+    const Table oc = read_table(outcomes_path, "campaign.uplift.outcomes");
+    const int c_user = oc.col("user_id", true), c_arm = oc.col("arm", true), c_y = oc.col(p.outcome, true);
+    std::unordered_map<std::string, size_t> arow;
+    for (size_t i = 0; i < camp.rows.size(); ++i) arow.emplace(camp.rows[i].user_id, i);
+    y.assign(camp.rows.size(), NAN);
+    for (size_t r = 0; r < oc.rows.size(); ++r) {
+      auto it = arow.find(oc.rows[r][size_t(c_user)]);
+      const bool treated = oc.rows[r][size_t(c_arm)] == "treatment";
+      if (it == arow.end() || camp.rows[it->second].treated != treated)
+        throw DataError(fmt::format("{} line {}: user or arm not in campaign '{}' ({}): outcomes.csv must come from "
+                                    "`campaign evaluate` of this campaign",
+                                    oc.file, oc.lines[r], camp.campaign_id, p.campaign_dir));
+      y[it->second] = oc.number(r, c_y, p.outcome.c_str());
+    }
+    for (size_t i = 0; i < y.size(); ++i)
+      if (std::isnan(y[i]))
+        throw DataError(fmt::format("{}: assigned user #{} of campaign '{}' has no outcome row: outcomes.csv must come "
+                                    "from `campaign evaluate` of this campaign",
+                                    oc.file, i + 1, camp.campaign_id));
+  }
+
+  void read_truth() {
+    if (!p.truth.empty()) {
+      const Table tt = read_table(p.truth, "campaign.uplift.truth");
+      const int tu = tt.col("user_id", true), te = tt.col("effect", true);
+      for (size_t r = 0; r < tt.rows.size(); ++r) truth[tt.rows[r][size_t(tu)]] = tt.number(r, te, "effect");
+    }
+
+  }
+
+  void select_users() {
+    // Audience users with features.
+    std::unordered_map<std::string, size_t> frow;
+    frow.reserve(feats.ids.size() * 2);
+    for (size_t i = 0; i < feats.ids.size(); ++i) frow.emplace(feats.ids[i], i);
+    const uint64_t split_seed = mix64(p.seed, 0x0b1f7);
+    for (size_t i = 0; i < camp.rows.size(); ++i) {
+      auto it = frow.find(camp.rows[i].user_id);
+      if (it == frow.end()) continue;
+      const double u = double(user_hash(split_seed, camp.rows[i].user_id) >> 11) * 0x1.0p-53;
+      users.push_back({i, it->second, u < p.holdout});
+    }
+    sum.audience = int64_t(camp.rows.size());
+    sum.with_features = int64_t(users.size());
+    const double missing = 1.0 - double(users.size()) / double(std::max<size_t>(1, camp.rows.size()));
+    if (missing > p.max_missing_fraction)
+      throw DataError(fmt::format("{:.1f}% of campaign '{}''s audience has no features in {} (campaign.uplift.max_missing_"
+                                  "fraction = {}): features and campaign must describe the same pseudonymous users",
+                                  100 * missing, camp.campaign_id, feats.source, p.max_missing_fraction));
+    if (missing > 0) PLOG_WARN("campaign uplift: {} audience users have no features and are skipped", camp.rows.size() - users.size());
+
+  }
+
+  void fit() {
+    // Fit on the training part.
+    std::vector<float> xt, xc, xa;
+    std::vector<double> yt, yc, za, wa;
+    int64_t n_t = 0, n_c = 0;
+    for (const U& u : users) {
+      if (u.held) continue;
+      (camp.rows[u.a].treated ? n_t : n_c)++;
+    }
+    if (n_t == 0 || n_c == 0) throw DataError("campaign uplift: the training part needs users of both arms");
+    const double pt = double(n_t) / double(n_t + n_c);
+    for (const U& u : users) {
+      if (u.held) continue;
+      const float* x = &feats.x[u.f * D];
+      const bool t = camp.rows[u.a].treated;
+      const double yy = y[u.a] > 0 ? 1.0 : 0.0;
+      (t ? xt : xc).insert((t ? xt : xc).end(), x, x + D);
+      (t ? yt : yc).push_back(yy);
+      xa.insert(xa.end(), x, x + D);
+      za.push_back(t ? yy : 1.0 - yy);
+      wa.push_back(t ? 0.5 / pt : 0.5 / (1.0 - pt));
+    }
+    sum.train_users = n_t + n_c;
+    auto has = [&](const char* l) { return std::find(p.learners.begin(), p.learners.end(), l) != p.learners.end(); };
+    if (has("t_learner")) {
+      sum.models["t_learner/treatment"] = fit_logistic(xt, feats.dim, yt, {}, p.logistic);
+      sum.models["t_learner/control"] = fit_logistic(xc, feats.dim, yc, {}, p.logistic);
+    }
+    if (has("class_transformation")) sum.models["class_transformation"] = fit_logistic(xa, feats.dim, za, wa, p.logistic);
+
+  }
+
+  void rank_holdout() {
+    // Rankings of the held-out users: order[k][rank] = that user's outcome, pos[k][rank] = its
+    // index among the held-out users (the bootstrap draws one weight per user for every ranking).
+    names.assign(p.learners.begin(), p.learners.end());
+    names.push_back("propensity");
+    names.push_back("random");
+    const uint64_t tie_seed = mix64(p.seed, 0x71e), rnd_seed = mix64(p.seed, 0x7a4d);
+    std::vector<size_t> held_idx;
+    for (size_t i = 0; i < users.size(); ++i)
+      if (users[i].held) held_idx.push_back(i);
+    H = held_idx.size();
+    orders.assign(names.size(), {});
+    pos.assign(names.size(), {});
+    for (size_t k = 0; k < names.size(); ++k) {
+      std::vector<std::pair<double, uint64_t>> key(H);
+      for (size_t j = 0; j < H; ++j) {
+        const U& u = users[held_idx[j]];
+        const Assignment& a = camp.rows[u.a];
+        const double s = names[k] == "propensity" ? (std::isnan(a.score) ? 0.0 : a.score)
+                         : names[k] == "random"   ? double(user_hash(rnd_seed, a.user_id) >> 11)
+                                                  : predict(names[k], &feats.x[u.f * D]);
+        key[j] = {s, user_hash(tie_seed, a.user_id)};
+      }
+      std::vector<size_t>& perm = pos[k];
+      perm.resize(H);
+      for (size_t j = 0; j < H; ++j) perm[j] = j;
+      std::sort(perm.begin(), perm.end(), [&](size_t l, size_t r) {
+        return key[l].first != key[r].first ? key[l].first > key[r].first : key[l].second < key[r].second;
+      });
+      for (size_t j : perm) {
+        const U& u = users[held_idx[j]];
+        const Assignment& a = camp.rows[u.a];
+        auto tr = truth.find(a.user_id);
+        orders[k].push_back({a.treated, y[u.a] > 0 ? 1.0 : 0.0, tr == truth.end() ? NAN : tr->second});
+      }
+    }
+    sum.holdout_users = int64_t(H);
+    for (auto& h : orders.front()) sum.holdout_treated += h.treated;
+    if (H == 0 || sum.holdout_treated == 0 || sum.holdout_treated == sum.holdout_users)
+      throw DataError("campaign uplift: the held-out part needs users of both arms (raise campaign.uplift.holdout)");
+    nb = std::max<size_t>(1, size_t(std::llround(p.budget_fraction * double(H))));
+    sum.budget_users = int64_t(nb);
+
+  }
+
+  void compare_rankings() {
+    // Point estimates, then a paired Poisson bootstrap over held-out users.
+    std::vector<RankMetrics> point;
+    for (size_t k = 0; k < names.size(); ++k) point.push_back(rank_metrics(orders[k], {}, p.qini_points, p.budget_fraction));
+    const size_t K = names.size(), ip = K - 2, ir = K - 1;
+    std::vector<std::vector<double>> d_area_p(K), d_area_r(K), d_inc_p(K), d_inc_r(K);
+    Rng rng(mix64(p.seed, 0xb0075));
+    std::vector<double> wu(H), w(H);
+    for (int b = 0; b < p.bootstrap; ++b) {
+      for (size_t j = 0; j < H; ++j) wu[j] = double(poisson1(rng));
+      std::vector<RankMetrics> m(K);
+      for (size_t k = 0; k < K; ++k) {
+        for (size_t r = 0; r < H; ++r) w[r] = wu[pos[k][r]];
+        m[k] = rank_metrics(orders[k], w, p.qini_points, p.budget_fraction);
+      }
+      for (size_t k = 0; k < K; ++k) {
+        d_area_p[k].push_back(m[k].area - m[ip].area);
+        d_area_r[k].push_back(m[k].area - m[ir].area);
+        d_inc_p[k].push_back(m[k].incremental - m[ip].incremental);
+        d_inc_r[k].push_back(m[k].incremental - m[ir].incremental);
+      }
+    }
+    const double a = (1 - p.level) / 2;
+    for (size_t k = 0; k < K; ++k) {
+      RankingResult r;
+      r.name = names[k];
+      std::vector<RankedOutcome> ro;
+      for (size_t i = 0; i < H; ++i) ro.push_back({double(H - i), orders[k][i].treated, orders[k][i].y, i});
+      r.qini = qini_curve(ro, p.qini_points);  // same order: scores H..1
+      r.incremental_at_budget = point[k].incremental;
+      r.area_diff_vs_propensity = point[k].area - point[ip].area;
+      r.area_diff_vs_random = point[k].area - point[ir].area;
+      r.inc_diff_vs_propensity = point[k].incremental - point[ip].incremental;
+      r.inc_diff_vs_random = point[k].incremental - point[ir].incremental;
+      if (p.bootstrap > 0) {
+        r.area_lo_vs_propensity = percentile(d_area_p[k], a), r.area_hi_vs_propensity = percentile(d_area_p[k], 1 - a);
+        r.area_lo_vs_random = percentile(d_area_r[k], a), r.area_hi_vs_random = percentile(d_area_r[k], 1 - a);
+        r.inc_lo_vs_propensity = percentile(d_inc_p[k], a), r.inc_hi_vs_propensity = percentile(d_inc_p[k], 1 - a);
+        r.inc_lo_vs_random = percentile(d_inc_r[k], a), r.inc_hi_vs_random = percentile(d_inc_r[k], 1 - a);
+      } else {
+        r.area_lo_vs_propensity = r.area_hi_vs_propensity = r.area_lo_vs_random = r.area_hi_vs_random = NAN;
+        r.inc_lo_vs_propensity = r.inc_hi_vs_propensity = r.inc_lo_vs_random = r.inc_hi_vs_random = NAN;
+      }
+      if (!truth.empty()) {
+        double t = 0;
+        for (size_t i = 0; i < nb; ++i) t += orders[k][i].effect;
+        r.true_incremental_at_budget = t;
+      }
+      sum.rankings.push_back(std::move(r));
+    }
+
+  }
+
+  void write_scores_and_qini(const stdfs::path& out_dir) {
+    // ---- Outputs ---------------------------------------------------------------------------
+    std::unordered_map<std::string, std::string> segment_of;
+    for (auto& row : camp.rows) segment_of.emplace(row.user_id, row.segment);
+    {
+      std::string csv = "user_id,score,segment\n";
+      csv.reserve(feats.ids.size() * 64);
+      for (size_t i = 0; i < feats.ids.size(); ++i) {
+        data::append_csv_field(csv, feats.ids[i]);
+        csv += fmt::format(",{:.8g},", predict(p.score_with, &feats.x[i * D]));
+        auto it = segment_of.find(feats.ids[i]);
+        if (it != segment_of.end()) data::append_csv_field(csv, it->second);
+        csv += '\n';
+      }
+      write_file_atomic(out_dir / "uplift_scores.csv", csv);
+      sum.scored_users = int64_t(feats.ids.size());
+    }
+    {
+      std::string csv = "fraction,users";
+      for (auto& r : sum.rankings) csv += "," + r.name;
+      csv += ",random_line\n";
+      const size_t P = sum.rankings.front().qini.points.size();
+      for (size_t i = 0; i < P; ++i) {
+        const QiniPoint& q0 = sum.rankings.front().qini.points[i];
+        csv += fmt::format("{},{}", num(q0.fraction), q0.users);
+        for (auto& r : sum.rankings) csv += "," + num(r.qini.points[i].qini);
+        csv += "," + num(q0.random) + "\n";
+      }
+      write_file_atomic(out_dir / "qini_uplift.csv", csv);
+    }
+  }
+
+  void write_evaluation(const stdfs::path& out_dir) const {
+    nlohmann::json ev;
+    ev["format"] = "portrait-uplift-evaluation";
+    ev["format_version"] = 1;
+    ev["campaign_id"] = sum.campaign_id;
+    ev["outcome"] = p.outcome;
+    ev["audience"] = sum.audience;
+    ev["with_features"] = sum.with_features;
+    ev["train_users"] = sum.train_users;
+    ev["holdout_users"] = sum.holdout_users;
+    ev["holdout_treated"] = sum.holdout_treated;
+    ev["budget_fraction"] = p.budget_fraction;
+    ev["budget_users"] = sum.budget_users;
+    ev["level"] = p.level;
+    ev["bootstrap"] = p.bootstrap;
+    ev["methods"] = {
+        {"split", "held-out users by a seeded hash of the pseudonymous id (campaign.seed), both arms"},
+        {"qini", "Q(k) = Y_t(k) - Y_c(k) N_t(k)/N_c(k) over held-out users in ranking order; area between the curve "
+                 "and the random line, over the fraction targeted (campaign/stats.h)"},
+        {"incremental_at_budget", "(conversion rate treated - control) x users among the top budget_fraction"},
+        {"intervals", "paired Poisson bootstrap over held-out users (the same weights in every ranking), percentile"},
+        {"true_incremental_at_budget", "sum of the truth file's per-user effects among the top budget_fraction"}};
+    for (auto& r : sum.rankings) {
+      nlohmann::json j = {{"qini_area", r.qini.area},
+                          {"qini_area_per_user", r.qini.area_per_user},
+                          {"incremental_at_budget", r.incremental_at_budget},
+                          {"area_minus_propensity", {r.area_diff_vs_propensity, r.area_lo_vs_propensity, r.area_hi_vs_propensity}},
+                          {"area_minus_random", {r.area_diff_vs_random, r.area_lo_vs_random, r.area_hi_vs_random}},
+                          {"incremental_minus_propensity", {r.inc_diff_vs_propensity, r.inc_lo_vs_propensity, r.inc_hi_vs_propensity}},
+                          {"incremental_minus_random", {r.inc_diff_vs_random, r.inc_lo_vs_random, r.inc_hi_vs_random}}};
+      if (!std::isnan(r.true_incremental_at_budget)) j["true_incremental_at_budget"] = r.true_incremental_at_budget;
+      ev["rankings"][r.name] = std::move(j);
+    }
+    write_file_atomic(out_dir / "uplift_eval.json", ev.dump(2) + "\n");
+  }
+
+  void write_model(const stdfs::path& out_dir) const {
+    nlohmann::json mj;
+    mj["format"] = kUpliftModelFormat;
+    mj["format_version"] = kUpliftModelFormatVersion;
+    mj["campaign_id"] = sum.campaign_id;
+    mj["outcome"] = p.outcome;
+    mj["score_with"] = p.score_with;
+    mj["features"] = {{"source", feats.source}, {"sha256", feats.sha256}, {"dim", feats.dim}};
+    for (auto& [name, m] : sum.models) mj["models"][name] = model_json(m);
+    mj["logistic"] = {{"l2", p.logistic.l2}, {"max_iter", p.logistic.max_iter}};
+    mj["config_yaml"] = p.config_yaml;
+    write_file_atomic(out_dir / "uplift_model.json", mj.dump(2) + "\n");
+  }
+};
+
 }  // namespace
 
 Features read_features_csv(const std::string& path) {
@@ -216,8 +514,8 @@ UpliftParams uplift_params_from_config(const cfg::Node& root) {
 UpliftSummary run_uplift(const UpliftParams& p, const Features& feats) {
   const auto t0 = std::chrono::steady_clock::now();
   UpliftSummary sum;
-  const LoadedCampaign camp = load_campaign(p.campaign_dir);
-  sum.campaign_id = camp.campaign_id;
+  UpliftRun run(p, feats, sum);
+  sum.campaign_id = run.camp.campaign_id;
   stdfs::path outcomes_path(p.outcomes);
   if (stdfs::is_directory(outcomes_path)) outcomes_path /= "outcomes.csv";
   const stdfs::path out_dir(p.output_dir);
@@ -231,258 +529,15 @@ UpliftSummary run_uplift(const UpliftParams& p, const Features& feats) {
     for (const char* n : {"uplift_model.json", "uplift_eval.json", "qini_uplift.csv", "uplift_scores.csv"})
       check_output_not_input(out_dir / n, std::string("campaign.uplift.output_dir's ") + n, inputs);
   }
-
-  // Outcomes of the assigned users (evaluate's file must belong to this campaign).
-  const Table oc = read_table(outcomes_path, "campaign.uplift.outcomes");
-  const int c_user = oc.col("user_id", true), c_arm = oc.col("arm", true), c_y = oc.col(p.outcome, true);
-  std::unordered_map<std::string, size_t> arow;
-  for (size_t i = 0; i < camp.rows.size(); ++i) arow.emplace(camp.rows[i].user_id, i);
-  std::vector<double> y(camp.rows.size(), NAN);
-  for (size_t r = 0; r < oc.rows.size(); ++r) {
-    auto it = arow.find(oc.rows[r][size_t(c_user)]);
-    const bool treated = oc.rows[r][size_t(c_arm)] == "treatment";
-    if (it == arow.end() || camp.rows[it->second].treated != treated)
-      throw DataError(fmt::format("{} line {}: user or arm not in campaign '{}' ({}): outcomes.csv must come from "
-                                  "`campaign evaluate` of this campaign",
-                                  oc.file, oc.lines[r], camp.campaign_id, p.campaign_dir));
-    y[it->second] = oc.number(r, c_y, p.outcome.c_str());
-  }
-  for (size_t i = 0; i < y.size(); ++i)
-    if (std::isnan(y[i]))
-      throw DataError(fmt::format("{}: assigned user #{} of campaign '{}' has no outcome row: outcomes.csv must come "
-                                  "from `campaign evaluate` of this campaign",
-                                  oc.file, i + 1, camp.campaign_id));
-  std::unordered_map<std::string, double> truth;
-  if (!p.truth.empty()) {
-    const Table tt = read_table(p.truth, "campaign.uplift.truth");
-    const int tu = tt.col("user_id", true), te = tt.col("effect", true);
-    for (size_t r = 0; r < tt.rows.size(); ++r) truth[tt.rows[r][size_t(tu)]] = tt.number(r, te, "effect");
-  }
-
-  // Audience users with features.
-  std::unordered_map<std::string, size_t> frow;
-  frow.reserve(feats.ids.size() * 2);
-  for (size_t i = 0; i < feats.ids.size(); ++i) frow.emplace(feats.ids[i], i);
-  const size_t D = size_t(feats.dim);
-  struct U {
-    size_t a, f;
-    bool held;
-  };
-  std::vector<U> users;
-  const uint64_t split_seed = mix64(p.seed, 0x0b1f7);
-  for (size_t i = 0; i < camp.rows.size(); ++i) {
-    auto it = frow.find(camp.rows[i].user_id);
-    if (it == frow.end()) continue;
-    const double u = double(user_hash(split_seed, camp.rows[i].user_id) >> 11) * 0x1.0p-53;
-    users.push_back({i, it->second, u < p.holdout});
-  }
-  sum.audience = int64_t(camp.rows.size());
-  sum.with_features = int64_t(users.size());
-  const double missing = 1.0 - double(users.size()) / double(std::max<size_t>(1, camp.rows.size()));
-  if (missing > p.max_missing_fraction)
-    throw DataError(fmt::format("{:.1f}% of campaign '{}''s audience has no features in {} (campaign.uplift.max_missing_"
-                                "fraction = {}): features and campaign must describe the same pseudonymous users",
-                                100 * missing, camp.campaign_id, feats.source, p.max_missing_fraction));
-  if (missing > 0) PLOG_WARN("campaign uplift: {} audience users have no features and are skipped", camp.rows.size() - users.size());
-
-  // Fit on the training part.
-  std::vector<float> xt, xc, xa;
-  std::vector<double> yt, yc, za, wa;
-  int64_t n_t = 0, n_c = 0;
-  for (const U& u : users) {
-    if (u.held) continue;
-    (camp.rows[u.a].treated ? n_t : n_c)++;
-  }
-  if (n_t == 0 || n_c == 0) throw DataError("campaign uplift: the training part needs users of both arms");
-  const double pt = double(n_t) / double(n_t + n_c);
-  for (const U& u : users) {
-    if (u.held) continue;
-    const float* x = &feats.x[u.f * D];
-    const bool t = camp.rows[u.a].treated;
-    const double yy = y[u.a] > 0 ? 1.0 : 0.0;
-    (t ? xt : xc).insert((t ? xt : xc).end(), x, x + D);
-    (t ? yt : yc).push_back(yy);
-    xa.insert(xa.end(), x, x + D);
-    za.push_back(t ? yy : 1.0 - yy);
-    wa.push_back(t ? 0.5 / pt : 0.5 / (1.0 - pt));
-  }
-  sum.train_users = n_t + n_c;
-  auto has = [&](const char* l) { return std::find(p.learners.begin(), p.learners.end(), l) != p.learners.end(); };
-  if (has("t_learner")) {
-    sum.models["t_learner/treatment"] = fit_logistic(xt, feats.dim, yt, {}, p.logistic);
-    sum.models["t_learner/control"] = fit_logistic(xc, feats.dim, yc, {}, p.logistic);
-  }
-  if (has("class_transformation")) sum.models["class_transformation"] = fit_logistic(xa, feats.dim, za, wa, p.logistic);
-  auto predict = [&](const std::string& learner, const float* x) {
-    if (learner == "t_learner") return sum.models.at("t_learner/treatment").predict(x) - sum.models.at("t_learner/control").predict(x);
-    return 2.0 * sum.models.at("class_transformation").predict(x) - 1.0;
-  };
-
-  // Rankings of the held-out users: order[k][rank] = that user's outcome, pos[k][rank] = its
-  // index among the held-out users (the bootstrap draws one weight per user for every ranking).
-  std::vector<std::string> names(p.learners.begin(), p.learners.end());
-  names.push_back("propensity");
-  names.push_back("random");
-  const uint64_t tie_seed = mix64(p.seed, 0x71e), rnd_seed = mix64(p.seed, 0x7a4d);
-  std::vector<size_t> held_idx;
-  for (size_t i = 0; i < users.size(); ++i)
-    if (users[i].held) held_idx.push_back(i);
-  const size_t H = held_idx.size();
-  std::vector<std::vector<Held>> orders(names.size());
-  std::vector<std::vector<size_t>> pos(names.size());
-  for (size_t k = 0; k < names.size(); ++k) {
-    std::vector<std::pair<double, uint64_t>> key(H);
-    for (size_t j = 0; j < H; ++j) {
-      const U& u = users[held_idx[j]];
-      const Assignment& a = camp.rows[u.a];
-      const double s = names[k] == "propensity" ? (std::isnan(a.score) ? 0.0 : a.score)
-                       : names[k] == "random"   ? double(user_hash(rnd_seed, a.user_id) >> 11)
-                                                : predict(names[k], &feats.x[u.f * D]);
-      key[j] = {s, user_hash(tie_seed, a.user_id)};
-    }
-    std::vector<size_t>& perm = pos[k];
-    perm.resize(H);
-    for (size_t j = 0; j < H; ++j) perm[j] = j;
-    std::sort(perm.begin(), perm.end(), [&](size_t l, size_t r) {
-      return key[l].first != key[r].first ? key[l].first > key[r].first : key[l].second < key[r].second;
-    });
-    for (size_t j : perm) {
-      const U& u = users[held_idx[j]];
-      const Assignment& a = camp.rows[u.a];
-      auto tr = truth.find(a.user_id);
-      orders[k].push_back({a.treated, y[u.a] > 0 ? 1.0 : 0.0, tr == truth.end() ? NAN : tr->second});
-    }
-  }
-  sum.holdout_users = int64_t(H);
-  for (auto& h : orders.front()) sum.holdout_treated += h.treated;
-  if (H == 0 || sum.holdout_treated == 0 || sum.holdout_treated == sum.holdout_users)
-    throw DataError("campaign uplift: the held-out part needs users of both arms (raise campaign.uplift.holdout)");
-  const size_t nb = std::max<size_t>(1, size_t(std::llround(p.budget_fraction * double(H))));
-  sum.budget_users = int64_t(nb);
-
-  // Point estimates, then a paired Poisson bootstrap over held-out users.
-  std::vector<RankMetrics> point;
-  for (size_t k = 0; k < names.size(); ++k) point.push_back(rank_metrics(orders[k], {}, p.qini_points, p.budget_fraction));
-  const size_t K = names.size(), ip = K - 2, ir = K - 1;
-  std::vector<std::vector<double>> d_area_p(K), d_area_r(K), d_inc_p(K), d_inc_r(K);
-  Rng rng(mix64(p.seed, 0xb0075));
-  std::vector<double> wu(H), w(H);
-  for (int b = 0; b < p.bootstrap; ++b) {
-    for (size_t j = 0; j < H; ++j) wu[j] = double(poisson1(rng));
-    std::vector<RankMetrics> m(K);
-    for (size_t k = 0; k < K; ++k) {
-      for (size_t r = 0; r < H; ++r) w[r] = wu[pos[k][r]];
-      m[k] = rank_metrics(orders[k], w, p.qini_points, p.budget_fraction);
-    }
-    for (size_t k = 0; k < K; ++k) {
-      d_area_p[k].push_back(m[k].area - m[ip].area);
-      d_area_r[k].push_back(m[k].area - m[ir].area);
-      d_inc_p[k].push_back(m[k].incremental - m[ip].incremental);
-      d_inc_r[k].push_back(m[k].incremental - m[ir].incremental);
-    }
-  }
-  const double a = (1 - p.level) / 2;
-  for (size_t k = 0; k < K; ++k) {
-    RankingResult r;
-    r.name = names[k];
-    std::vector<RankedOutcome> ro;
-    for (size_t i = 0; i < H; ++i) ro.push_back({double(H - i), orders[k][i].treated, orders[k][i].y, i});
-    r.qini = qini_curve(ro, p.qini_points);  // same order: scores H..1
-    r.incremental_at_budget = point[k].incremental;
-    r.area_diff_vs_propensity = point[k].area - point[ip].area;
-    r.area_diff_vs_random = point[k].area - point[ir].area;
-    r.inc_diff_vs_propensity = point[k].incremental - point[ip].incremental;
-    r.inc_diff_vs_random = point[k].incremental - point[ir].incremental;
-    if (p.bootstrap > 0) {
-      r.area_lo_vs_propensity = percentile(d_area_p[k], a), r.area_hi_vs_propensity = percentile(d_area_p[k], 1 - a);
-      r.area_lo_vs_random = percentile(d_area_r[k], a), r.area_hi_vs_random = percentile(d_area_r[k], 1 - a);
-      r.inc_lo_vs_propensity = percentile(d_inc_p[k], a), r.inc_hi_vs_propensity = percentile(d_inc_p[k], 1 - a);
-      r.inc_lo_vs_random = percentile(d_inc_r[k], a), r.inc_hi_vs_random = percentile(d_inc_r[k], 1 - a);
-    } else {
-      r.area_lo_vs_propensity = r.area_hi_vs_propensity = r.area_lo_vs_random = r.area_hi_vs_random = NAN;
-      r.inc_lo_vs_propensity = r.inc_hi_vs_propensity = r.inc_lo_vs_random = r.inc_hi_vs_random = NAN;
-    }
-    if (!truth.empty()) {
-      double t = 0;
-      for (size_t i = 0; i < nb; ++i) t += orders[k][i].effect;
-      r.true_incremental_at_budget = t;
-    }
-    sum.rankings.push_back(std::move(r));
-  }
-
-  // ---- Outputs ---------------------------------------------------------------------------
-  std::unordered_map<std::string, std::string> segment_of;
-  for (auto& row : camp.rows) segment_of.emplace(row.user_id, row.segment);
-  {
-    std::string csv = "user_id,score,segment\n";
-    csv.reserve(feats.ids.size() * 64);
-    for (size_t i = 0; i < feats.ids.size(); ++i) {
-      data::append_csv_field(csv, feats.ids[i]);
-      csv += fmt::format(",{:.8g},", predict(p.score_with, &feats.x[i * D]));
-      auto it = segment_of.find(feats.ids[i]);
-      if (it != segment_of.end()) data::append_csv_field(csv, it->second);
-      csv += '\n';
-    }
-    write_file_atomic(out_dir / "uplift_scores.csv", csv);
-    sum.scored_users = int64_t(feats.ids.size());
-  }
-  {
-    std::string csv = "fraction,users";
-    for (auto& r : sum.rankings) csv += "," + r.name;
-    csv += ",random_line\n";
-    const size_t P = sum.rankings.front().qini.points.size();
-    for (size_t i = 0; i < P; ++i) {
-      const QiniPoint& q0 = sum.rankings.front().qini.points[i];
-      csv += fmt::format("{},{}", num(q0.fraction), q0.users);
-      for (auto& r : sum.rankings) csv += "," + num(r.qini.points[i].qini);
-      csv += "," + num(q0.random) + "\n";
-    }
-    write_file_atomic(out_dir / "qini_uplift.csv", csv);
-  }
-  nlohmann::json ev;
-  ev["format"] = "portrait-uplift-evaluation";
-  ev["format_version"] = 1;
-  ev["campaign_id"] = sum.campaign_id;
-  ev["outcome"] = p.outcome;
-  ev["audience"] = sum.audience;
-  ev["with_features"] = sum.with_features;
-  ev["train_users"] = sum.train_users;
-  ev["holdout_users"] = sum.holdout_users;
-  ev["holdout_treated"] = sum.holdout_treated;
-  ev["budget_fraction"] = p.budget_fraction;
-  ev["budget_users"] = sum.budget_users;
-  ev["level"] = p.level;
-  ev["bootstrap"] = p.bootstrap;
-  ev["methods"] = {
-      {"split", "held-out users by a seeded hash of the pseudonymous id (campaign.seed), both arms"},
-      {"qini", "Q(k) = Y_t(k) - Y_c(k) N_t(k)/N_c(k) over held-out users in ranking order; area between the curve "
-               "and the random line, over the fraction targeted (campaign/stats.h)"},
-      {"incremental_at_budget", "(conversion rate treated - control) x users among the top budget_fraction"},
-      {"intervals", "paired Poisson bootstrap over held-out users (the same weights in every ranking), percentile"},
-      {"true_incremental_at_budget", "sum of the truth file's per-user effects among the top budget_fraction"}};
-  for (auto& r : sum.rankings) {
-    nlohmann::json j = {{"qini_area", r.qini.area},
-                        {"qini_area_per_user", r.qini.area_per_user},
-                        {"incremental_at_budget", r.incremental_at_budget},
-                        {"area_minus_propensity", {r.area_diff_vs_propensity, r.area_lo_vs_propensity, r.area_hi_vs_propensity}},
-                        {"area_minus_random", {r.area_diff_vs_random, r.area_lo_vs_random, r.area_hi_vs_random}},
-                        {"incremental_minus_propensity", {r.inc_diff_vs_propensity, r.inc_lo_vs_propensity, r.inc_hi_vs_propensity}},
-                        {"incremental_minus_random", {r.inc_diff_vs_random, r.inc_lo_vs_random, r.inc_hi_vs_random}}};
-    if (!std::isnan(r.true_incremental_at_budget)) j["true_incremental_at_budget"] = r.true_incremental_at_budget;
-    ev["rankings"][r.name] = std::move(j);
-  }
-  write_file_atomic(out_dir / "uplift_eval.json", ev.dump(2) + "\n");
-  nlohmann::json mj;
-  mj["format"] = kUpliftModelFormat;
-  mj["format_version"] = kUpliftModelFormatVersion;
-  mj["campaign_id"] = sum.campaign_id;
-  mj["outcome"] = p.outcome;
-  mj["score_with"] = p.score_with;
-  mj["features"] = {{"source", feats.source}, {"sha256", feats.sha256}, {"dim", feats.dim}};
-  for (auto& [name, m] : sum.models) mj["models"][name] = model_json(m);
-  mj["logistic"] = {{"l2", p.logistic.l2}, {"max_iter", p.logistic.max_iter}};
-  mj["config_yaml"] = p.config_yaml;
-  write_file_atomic(out_dir / "uplift_model.json", mj.dump(2) + "\n");
+  run.read_outcomes(outcomes_path);
+  run.read_truth();
+  run.select_users();
+  run.fit();
+  run.rank_holdout();
+  run.compare_rankings();
+  run.write_scores_and_qini(out_dir);
+  run.write_evaluation(out_dir);
+  run.write_model(out_dir);
   sum.output_dir = out_dir.string();
   sum.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return sum;
