@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/shell.h"
+#include "common/synth_shards.h"
 #include "core/fs.h"
 #include "data/prep.h"
 #include "data/shard.h"
@@ -44,28 +45,20 @@ TEST(TagsCli, TagsWithSegmentsAndScoresCarryPseudonymousIdsOnly) {
   const auto root = stdfs::temp_directory_path() / ("portrait_tags_cli_" + std::to_string(::getpid()));
   stdfs::remove_all(root);
   data::SynthParams sp;
-  sp.output_dir = (root / "syn").string();
   sp.users = 300;
   sp.items = 200;
   sp.days = 60;
   sp.segments = 3;
   sp.categories = 6;
-  sp.fault_fraction = 0;
-  sp.bot_users = 0;
-  data::run_synth(sp);
   data::PrepParams pp;
-  pp.input = {(root / "syn/events_00000.csv").string()};
-  pp.output_dir = (root / "shards").string();
   pp.hash_key = "tags-cli-test-key-0123456789";
-  pp.partitions = 2;
-  pp.progress = false;
   pp.seq_len = 64;
   pp.text_len = 8;
   pp.tokenizer.vocab_size = 600;
-  data::run_prep(pp);
+  const stdfs::path shards = testing::synth_and_prep(root, sp, pp);
   // Segments (3, by row) and scores (two heads) for the shards' users.
   std::vector<std::string> ids;
-  for (const auto& f : data::list_shards(pp.output_dir)) {
+  for (const auto& f : data::list_shards(shards)) {
     auto c = data::read_shard(f, {"latest"}, true);
     for (auto u : c.splits[data::kLatestSplit].user) ids.push_back(c.user_ids[size_t(u)]);
   }
@@ -93,7 +86,7 @@ TEST(TagsCli, TagsWithSegmentsAndScoresCarryPseudonymousIdsOnly) {
     h5::write_float(g, "probability", prob.data(), {hsize_t(ids.size()), 3});
     h5::close_file(g, root / "seg/scores.h5");
   }
-  auto r = run("tags tags.shards=" + pp.output_dir + " tags.segments=" + (root / "seg").string() +
+  auto r = run("tags tags.shards=" + shards.string() + " tags.segments=" + (root / "seg").string() +
                " tags.scores=" + (root / "seg/scores.h5").string() + " hydra.run.dir=" + (root / "out").string());
   ASSERT_EQ(r.code, 0) << r.out;
   EXPECT_NE(r.out.find("tags: " + std::to_string(ids.size()) + " users"), std::string::npos) << r.out;

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/synth_shards.h"
 #include "data/prep.h"
 #include "data/synth.h"
 #include "tags/rules.h"
@@ -73,28 +74,20 @@ TEST(SegmentRules, RecoverThePlantedSegmentsDefiningCategoriesOnSyntheticData) {
   const auto root = stdfs::temp_directory_path() / ("portrait_tags_rules_" + std::to_string(::getpid()));
   stdfs::remove_all(root);
   data::SynthParams sp;
-  sp.output_dir = (root / "syn").string();
   sp.users = 2000;
   sp.items = 600;
   sp.segments = 6;
   sp.categories = 12;
   sp.days = 90;
-  sp.fault_fraction = 0;
-  sp.bot_users = 0;
-  data::run_synth(sp);
   data::PrepParams pp;
-  pp.input = {(root / "syn/events_00000.csv").string()};
-  pp.output_dir = (root / "shards").string();
   pp.hash_key = "tags-rules-test-key-0123456789";
-  pp.partitions = 2;
-  pp.progress = false;
   pp.seq_len = 256;
   pp.text_len = 8;
   pp.tokenizer.vocab_size = 600;
-  data::run_prep(pp);
+  const stdfs::path shards = testing::synth_and_prep(root, sp, pp);
 
   TagParams p;
-  const ActivityTable a = read_activity(pp.output_dir, activity_options(p));
+  const ActivityTable a = read_activity(shards.string(), activity_options(p));
   const Table t = compute_tags(a, p);
   // Planted segment of every user, by pseudonym.
   std::map<std::string, int> planted;

@@ -9,33 +9,24 @@
 #include <filesystem>
 #include <string>
 
+#include "common/synth_shards.h"
 #include "data/prep.h"
 #include "data/synth.h"
 
 namespace portrait::testing {
 
 inline std::filesystem::path make_tiny_shards(const std::filesystem::path& root, const std::string& hash_key) {
-  namespace fs = std::filesystem;
-  fs::remove_all(root);
+  std::filesystem::remove_all(root);
   data::SynthParams sp;
-  sp.output_dir = (root / "syn").string();
   sp.users = 160;
   sp.items = 300;
   sp.days = 60;
-  sp.fault_fraction = 0;
-  sp.bot_users = 0;
-  data::run_synth(sp);
   data::PrepParams p;
-  p.input = {(root / "syn/events_00000.csv").string()};
-  p.output_dir = (root / "out").string();
   p.hash_key = hash_key;
-  p.partitions = 2;
-  p.progress = false;
   p.seq_len = 16;
   p.text_len = 8;
   p.tokenizer.vocab_size = 400;
-  data::run_prep(p);
-  return root / "out";
+  return synth_and_prep(root, sp, p, "out");
 }
 
 /// This test process's scratch root: <tmp>/<prefix><pid>.
