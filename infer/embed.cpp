@@ -495,6 +495,10 @@ EmbedSummary run_embed(const EmbedParams& p) {
         h5::set_attr(g, "activation", model.head->activation == "gelu" ? "gelu" : "relu");
         h5::set_attr(g, "hidden", model.cfg.head_hidden);
         h5::set_attr(g, "targets", model.cfg.n_targets);
+        // The heads' calibration (train.calibration) travels with them: `portrait score` applies
+        // it. A dataset, not an attribute: isotonic maps can outgrow HDF5's 64 KiB attributes.
+        if (model.meta.contains("calibration") && model.meta["calibration"].is_object())
+          h5::write_vlen_strings(g, "calibration", {model.meta["calibration"].dump()});
       }
       std::string tok_sha;
       if (model.meta.contains("tokenizer_sha256") && model.meta["tokenizer_sha256"].is_string())

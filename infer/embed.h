@@ -24,6 +24,8 @@
 //   /head/W1 [h, D], /head/b1 [h], /head/W2 [C, h], /head/b2 [C]  float32 (nn.Linear layout)
 //   /head/target     [C] vlen UTF-8 target names (category vocabulary), attrs activation
 //                    ("relu" | "gelu" = exact erf GELU), hidden, targets
+//   /head/calibration [1] vlen UTF-8: the heads' calibration as JSON (core/calibration.h,
+//                    format portrait-calibration), when the model has one (train.calibration)
 // Row order: the split's users in shard order (shard_00000 rows first), i.e. the loader's
 // global order with shuffle = false; rows are identical for any world size.
 //

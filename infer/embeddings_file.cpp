@@ -115,6 +115,11 @@ EmbeddingsFile read_embeddings(const std::string& path, bool items, bool head) {
     if (int64_t(e.head_target.size()) != e.head_targets)
       throw DataError(path + ": /head/target and /head/W2 differ in length (corrupt file?)");
     e.head_activation = h5::attr_str(g, "activation");
+    if (h5::exists(g, "calibration")) {
+      auto c = h5::read_strings(g, "calibration");
+      if (c.size() != 1) throw DataError(path + ": /head/calibration must hold one JSON text (corrupt file?)");
+      e.head_calibration = c[0];
+    }
     finite(e.w1, e.dim, "/head/W1");
     finite(e.b1, 1, "/head/b1");
     finite(e.w2, e.head_hidden, "/head/W2");

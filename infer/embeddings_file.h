@@ -28,6 +28,7 @@ struct EmbeddingsFile {
   std::vector<float> w1, b1, w2, b2;
   std::vector<std::string> head_target;
   std::string head_activation;
+  std::string head_calibration;         ///< JSON text of core/calibration.h's HeadCalibration ("" = none)
 };
 
 /// Reads the export; throws DataError naming the file when it is not a complete

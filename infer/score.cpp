@@ -10,7 +10,9 @@
 #include <optional>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "core/calibration.h"
 #include "core/config/section.h"
 #include "core/error.h"
 #include "core/fs.h"
@@ -31,6 +33,7 @@ ScoreParams score_params_from_config(const cfg::Node& root) {
   s.read("output_dir", p.output_dir);
   s.read("top_m", p.top_m, 0, k::kHeadsMaxTopM);
   s.read("write_probabilities", p.write_probabilities);
+  s.read("calibrate", p.calibrate);
   s.read("block_rows", p.block_rows, int64_t{1});
   s.read("threads", p.threads, 0, 1024);
   s.read_enum("device", p.device, {"auto", "cpu", "cuda"});
@@ -77,6 +80,29 @@ ScoreSummary run_score(const ScoreParams& p) {
   sum.mean_probability.assign(size_t(C), 0.0);
 
   const k::HeadsRunner heads(w, hp, backend);
+  calib::HeadCalibration cal;
+  if (p.calibrate && !e.head_calibration.empty()) {
+    try {
+      cal = calib::HeadCalibration::from_json(nlohmann::json::parse(e.head_calibration));
+    } catch (const nlohmann::json::exception& ex) {
+      throw DataError(p.embeddings + ": /head/calibration is not JSON (" + ex.what() + ")");
+    } catch (const DataError& ex) {
+      throw DataError(p.embeddings + ": /head/calibration: " + ex.what());
+    }
+    if (!cal.heads.empty() && int64_t(cal.heads.size()) != C)
+      throw DataError(fmt::format("{}: /head/calibration holds {} heads, /head has {} (corrupt file?)", p.embeddings,
+                                  cal.heads.size(), C));
+  }
+  if (cal.enabled()) sum.calibration = cal.method + " fitted on " + (cal.fitted_on.empty() ? "?" : cal.fitted_on);
+  // v [rows, C] row-major (probabilities) or, with `by_row`, [C, cols] (top-m per head).
+  auto calibrate = [&](float* v, int64_t rows, int64_t cols, bool by_row) {
+    if (!cal.enabled()) return;
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t j = 0; j < cols; ++j) {
+        float& x = v[size_t(i * cols + j)];
+        x = float(cal.apply(by_row ? i : j, double(x)));
+      }
+  };
 
   // Finite inputs give finite sigmoids; this guards the kernels too, since a NaN that
   // reached top-m would rank above every real probability.
@@ -94,6 +120,7 @@ ScoreSummary run_score(const ScoreParams& p) {
     tag_derived_file(f, kScoresFormat, e, p.config_yaml);
     h5::set_attr(f, "activation", e.head_activation);
     h5::set_attr(f, "top_m", int64_t(p.top_m));
+    h5::set_attr(f, "calibration", sum.calibration);
     h5::write_fixed_strings(f, "user_id", e.user_id);
     h5::write_vlen_strings(f, "target", e.head_target);
     if (p.write_probabilities) {
@@ -105,6 +132,7 @@ ScoreSummary run_score(const ScoreParams& p) {
         const float* x = e.x.data() + size_t(b0) * size_t(e.dim);
         heads.probs(x, nb, probs.data());
         require_finite(probs.data(), probs.size(), "probability");
+        calibrate(probs.data(), nb, C, false);
         for (int64_t i = 0; i < nb; ++i)
           for (int64_t c = 0; c < C; ++c) sum.mean_probability[size_t(c)] += probs[size_t(i * C + c)];
         h5::write_rows(ds, H5T_NATIVE_FLOAT, hsize_t(b0), hsize_t(nb), probs.data());
@@ -118,6 +146,7 @@ ScoreSummary run_score(const ScoreParams& p) {
       heads.topm(e.x.data(), N, m, tp.data(), ti.data());
       for (size_t o = 0; o < ti.size(); ++o)
         if (ti[o] >= 0) require_finite(&tp[o], 1, "top-m probability");
+      calibrate(tp.data(), C, m, true);
       h5::H g = h5::create_group(f, "top");
       std::vector<std::string> ids(ti.size());
       auto& csv = top_csv.emplace(dir / "top_audiences.csv");
@@ -149,7 +178,7 @@ ScoreSummary run_score(const ScoreParams& p) {
   if (top_csv) top_csv->commit();
   ao.commit();
   sum.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  PLOG_INFO("score: {} users x {} heads -> {}", N, C, p.output_dir);
+  PLOG_INFO("score: {} users x {} heads -> {} (calibration: {})", N, C, p.output_dir, sum.calibration);
   return sum;
 }
 

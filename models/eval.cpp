@@ -221,7 +221,42 @@ BinaryMetrics BinaryAccumulator::result() const {
   }
   m.mean_auc = m.heads_used ? sa / double(m.heads_used) : std::numeric_limits<double>::quiet_NaN();
   m.mean_logloss = m.heads_used ? sl / double(m.heads_used) : std::numeric_limits<double>::quiet_NaN();
+  // Calibration over the heads with a defined AUC (the others have one class or none).
+  std::vector<double> all_p, all_y;
+  for (int64_t c = 0; c < C_; ++c) {
+    if (std::isnan(m.auc[size_t(c)])) continue;
+    all_p.insert(all_p.end(), p_[size_t(c)].begin(), p_[size_t(c)].end());
+    all_y.insert(all_y.end(), y_[size_t(c)].begin(), y_[size_t(c)].end());
+  }
+  m.ece = all_p.empty() ? std::numeric_limits<double>::quiet_NaN() : calib::reliability(all_p, all_y).ece;
+  for (size_t i = 0; i < all_p.size(); ++i) {
+    m.expected_positives += all_p[i];
+    m.observed_positives += all_y[i] > 0.5 ? 1 : 0;
+  }
   return m;
+}
+
+BinaryAccumulator BinaryAccumulator::calibrated(const calib::HeadCalibration& cal) const {
+  BinaryAccumulator out = *this;
+  for (int64_t c = 0; c < C_; ++c)
+    for (auto& v : out.p_[size_t(c)]) v = float(cal.apply(c, double(v)));
+  return out;
+}
+
+calib::HeadCalibration BinaryAccumulator::fit_calibration(const std::string& method, const std::string& scope,
+                                                          int64_t min_class) const {
+  std::vector<std::vector<double>> p(static_cast<size_t>(C_));
+  std::vector<std::vector<int>> y(static_cast<size_t>(C_));
+  std::vector<int64_t> skip;
+  for (int64_t c = 0; c < C_; ++c) {
+    if (skip_[size_t(c)]) {
+      skip.push_back(c);
+      continue;
+    }
+    p[size_t(c)].assign(p_[size_t(c)].begin(), p_[size_t(c)].end());
+    for (float v : y_[size_t(c)]) y[size_t(c)].push_back(v > 0.5f ? 1 : 0);
+  }
+  return calib::fit_head_calibration(method, scope, p, y, min_class, skip);
 }
 
 namespace {
@@ -229,8 +264,13 @@ nlohmann::json num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlo
 }  // namespace
 
 nlohmann::json BinaryMetrics::to_json(bool per_head) const {
-  nlohmann::json j = {{"rows", rows}, {"heads_used", heads_used}, {"mean_auc", num(mean_auc)},
-                      {"mean_logloss", num(mean_logloss)}};
+  nlohmann::json j = {{"rows", rows},
+                      {"heads_used", heads_used},
+                      {"mean_auc", num(mean_auc)},
+                      {"mean_logloss", num(mean_logloss)},
+                      {"ece", num(ece)},
+                      {"expected_positives", num(expected_positives)},
+                      {"observed_positives", observed_positives}};
   if (per_head) {
     j["auc"] = nlohmann::json::array();
     j["logloss"] = nlohmann::json::array();
@@ -254,6 +294,10 @@ nlohmann::json EvalReport::to_json() const {
   if (has_purchase) {
     j["purchase"] = purchase.to_json();
     j["purchase_baseline"] = purchase_baseline.to_json(false);
+    if (calibrated) {
+      j["purchase_calibrated"] = purchase_calibrated.to_json();
+      j["calibration"] = calibration;
+    }
   }
   return j;
 }
@@ -278,6 +322,12 @@ std::string EvalReport::table() const {
                      "AUC", purchase.mean_auc, purchase_baseline.mean_auc, purchase.heads_used);
     s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}\n", "log-loss", purchase.mean_logloss,
                      purchase_baseline.mean_logloss);
+    s += fmt::format("  {:<12} {:>10.4f} {:>10.4f}   (15 bins; expected / observed buyers {:.0f} / {})\n", "ECE",
+                     purchase.ece, purchase_baseline.ece, purchase.expected_positives, purchase.observed_positives);
+    if (calibrated)
+      s += fmt::format("  calibrated ({}): AUC {:.4f}, log-loss {:.4f}, ECE {:.4f}, expected buyers {:.0f}\n",
+                       calibration, purchase_calibrated.mean_auc, purchase_calibrated.mean_logloss,
+                       purchase_calibrated.ece, purchase_calibrated.expected_positives);
   }
   return s;
 }

@@ -17,7 +17,9 @@
 //
 // Classification: per head c, ROC AUC (Mann-Whitney, ties count 1/2; undefined when a head has
 // only one class in the data) and log-loss (probabilities clipped to [1e-7, 1-1e-7]); the
-// averages are macro means over heads with a defined AUC.
+// averages are macro means over heads with a defined AUC. Calibration: ECE with 15 equal-width
+// bins over every (user, head) pair of the heads used (core/calibration.h), and the expected
+// (sum of probabilities) against the observed number of positives.
 #pragma once
 
 #include <torch/torch.h>
@@ -26,6 +28,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "core/calibration.h"
 
 namespace portrait {
 
@@ -69,6 +73,9 @@ struct BinaryMetrics {
   int64_t rows = 0;
   double mean_auc = 0, mean_logloss = 0;  ///< macro over heads with a defined AUC
   int64_t heads_used = 0;
+  double ece = 0;                 ///< 15 bins, pooled over the heads used (NaN without any)
+  double expected_positives = 0;  ///< sum of the probabilities over the heads used
+  int64_t observed_positives = 0; ///< positives over the heads used
   nlohmann::json to_json(bool per_head = true) const;
 };
 
@@ -80,6 +87,11 @@ class BinaryAccumulator {
   /// probs [B, C] in [0,1]; labels [B, C] {0,1}.
   void add(const torch::Tensor& probs, const torch::Tensor& labels);
   BinaryMetrics result() const;
+  /// The same samples with head c's probabilities mapped by `cal` (e.g. on a held-out split).
+  BinaryAccumulator calibrated(const calib::HeadCalibration& cal) const;
+  /// Fits a calibration on these samples (core/calibration.h; the skipped heads get none).
+  calib::HeadCalibration fit_calibration(const std::string& method, const std::string& scope,
+                                         int64_t min_class) const;
 
  private:
   int64_t C_;
@@ -96,6 +108,9 @@ struct EvalReport {
   RankingMetrics model, popularity;
   bool has_purchase = false;
   BinaryMetrics purchase, purchase_baseline;  ///< baseline: train base rate per category
+  bool calibrated = false;                    ///< purchase_calibrated holds the calibrated heads
+  std::string calibration;                    ///< its method and the split it was fitted on
+  BinaryMetrics purchase_calibrated;
   nlohmann::json to_json() const;             ///< includes "protocol": "full ranking over N ..."
   /// Human-readable table (model vs popularity), starting with the protocol line.
   std::string table() const;

@@ -104,6 +104,15 @@ TrainParams train_params_from_config(const cfg::Node& root) {
                       " stops on the val metric, which exports the best weights: set train.select_best=true too");
   for (int64_t k : p.eval_ks)
     if (k < 1) throw ConfigError("config key 'train.eval_ks' must hold positive cut-offs");
+  {
+    cfg::Section c = s.sub("calibration");
+    c.read_enum("method", p.calibration.method, {"none", "platt", "isotonic", "temperature"});
+    c.read_enum("scope", p.calibration.scope, {"per_head", "pooled"});
+    c.read("min_class", p.calibration.min_class, int64_t{1});
+    c.read_enum("split", p.calibration.split, {"train", "val", "test"});
+    c.read("max_users", p.calibration.max_users, int64_t{0});
+    c.finish();
+  }
   s.read("ckpt_every", p.ckpt_every, int64_t{0});
   s.read("keep_last", p.keep_last, int64_t{1});
   s.read("resume", p.resume);

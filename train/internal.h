@@ -42,11 +42,15 @@ ParamSplit split_param_groups(const ModelBundle& m);
 
 /// Full-ranking evaluation of `m` on a split: model vs popularity (scores = `popularity`
 /// [n_items] counts) and purchase heads vs the train base rate. max_users = 0: all users.
+/// With `calibration`, the report also holds the calibrated heads' metrics; with
+/// `purchase_samples`, the heads' raw probabilities and labels are copied there (to fit one).
 EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const std::string& split,
                           int64_t max_users, int64_t batch_size, const std::vector<int64_t>& ks,
                           const std::vector<int64_t>& popularity, const std::vector<double>& base_rate,
                           const torch::Device& device, bool bf16, int64_t step = 0, bool exclude_seen = false,
-                          const std::atomic<int>* stop = nullptr);
+                          const std::atomic<int>* stop = nullptr,
+                          const calib::HeadCalibration* calibration = nullptr,
+                          BinaryAccumulator* purchase_samples = nullptr);
 
 /// Thrown by evaluate_split when `*stop` becomes non-zero (a stop signal) between batches.
 struct EvalInterrupted {};

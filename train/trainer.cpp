@@ -460,7 +460,8 @@ EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const st
                           int64_t max_users, int64_t batch_size, const std::vector<int64_t>& ks,
                           const std::vector<int64_t>& popularity, const std::vector<double>& base_rate,
                           const torch::Device& device, bool bf16, int64_t step, bool exclude_seen,
-                          const std::atomic<int>* stop) {
+                          const std::atomic<int>* stop, const calib::HeadCalibration* calibration,
+                          BinaryAccumulator* purchase_samples) {
   data::LoaderParams lp;
   lp.shard_dir = shard_dir;
   lp.split = split;
@@ -536,6 +537,12 @@ EvalReport evaluate_split(ModelBundle& m, const std::string& shard_dir, const st
   if (has_purchase) {
     r.purchase = pur.result();
     r.purchase_baseline = base.result();
+    if (calibration && calibration->enabled()) {
+      r.calibrated = true;
+      r.calibration = calibration->method + " fitted on " + calibration->fitted_on;
+      r.purchase_calibrated = pur.calibrated(*calibration).result();
+    }
+    if (purchase_samples) *purchase_samples = pur;
   }
   return r;
 }
@@ -824,10 +831,11 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
     barrier("checkpoint");
     return out;
   };
-  auto run_eval = [&](const std::string& split, int64_t max_users, const std::atomic<int>* stop = nullptr) {
+  auto run_eval = [&](const std::string& split, int64_t max_users, const std::atomic<int>* stop = nullptr,
+                      const calib::HeadCalibration* cal = nullptr, BinaryAccumulator* samples = nullptr) {
     EvalReport r = evaluate_split(m, p.shards, split, max_users, p.eval_batch_size, p.eval_ks,
                                   stats.item_positive_counts, stats.purchase_rate, device, bf16, step,
-                                  p.eval_exclude_seen, stop);
+                                  p.eval_exclude_seen, stop, cal, samples);
     evals->write(r.to_json());
     return r;
   };
@@ -1068,13 +1076,40 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
               {"world", world}};
     save_model(m, sum.model_dir);
     if (p.fault_sigterm_at_final_eval) ::raise(SIGTERM);
+    // Calibration: a pass over its split, then the model is saved again with the maps (the
+    // first save stands if a stop signal or a one-class split ends it). That pass is also the
+    // final evaluation of its split, reported without the in-sample calibrated metrics.
+    calib::HeadCalibration cal;
+    std::map<std::string, EvalReport> done;
+    if (p.calibration.method != "none" && m.cfg.n_targets > 0 && p.loss.purchase.enabled) {
+      try {
+        if (g_stop_signal.load() != 0) throw EvalInterrupted{};
+        BinaryAccumulator samples(1);
+        EvalReport r = run_eval(p.calibration.split, p.calibration.max_users, &g_stop_signal, nullptr, &samples);
+        if (r.has_purchase) {
+          cal = samples.fit_calibration(p.calibration.method, p.calibration.scope, p.calibration.min_class);
+          cal.fitted_on = p.calibration.split;
+          m.meta["calibration"] = cal.to_json();
+          save_model(m, sum.model_dir);
+          PLOG_INFO("purchase heads calibrated ({} on {}: {} heads with their own map, the others pooled; {} "
+                    "users)",
+                    cal.method, cal.fitted_on, cal.own_maps(), r.purchase.rows);
+        }
+        if (p.calibration.max_users == 0) done[p.calibration.split] = std::move(r);
+      } catch (const EvalInterrupted&) {
+        // handled by the loop below, which sees the signal first
+      } catch (const DataError& e) {
+        PLOG_WARN("purchase heads not calibrated: {} (train.calibration.split={})", e.what(), p.calibration.split);
+      }
+    }
     for (const auto& split : p.final_eval_splits) {
       // The final evaluations run over every user and can take long: a stop signal ends them
       // (the model is already saved; resuming the run repeats them).
       EvalReport r;
       try {
         if (g_stop_signal.load() != 0) throw EvalInterrupted{};
-        r = run_eval(split, 0, &g_stop_signal);
+        if (auto it = done.find(split); it != done.end()) r = it->second;
+        else r = run_eval(split, 0, &g_stop_signal, cal.enabled() ? &cal : nullptr);
       } catch (const EvalInterrupted&) {
         sum.interrupted = true;
         sum.stop_signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;

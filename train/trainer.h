@@ -92,6 +92,18 @@ struct LossParams {
   double mask_prob = 0.15;                ///< fraction of real input events masked
 };
 
+/// train.calibration: the purchase heads' probabilities calibrated on a held-out split after
+/// training (core/calibration.h); stored in model.json, copied into exports by `portrait embed`,
+/// applied by `portrait score`. The final evaluations of the other splits report the heads
+/// before and after it (AUC, log-loss, ECE, expected vs observed buyers).
+struct CalibrationParams {
+  std::string method = "platt";    ///< none | platt | isotonic | temperature
+  std::string scope = "per_head";  ///< per_head (a head short of min_class uses the pooled map) | pooled
+  int64_t min_class = 50;          ///< positives and negatives a head needs for a map of its own
+  std::string split = "val";       ///< the split it is fitted on
+  int64_t max_users = 0;           ///< users read for the fit (0 = all)
+};
+
 struct TrainParams {
   // ---- data / model (top-level `shards`, `seed`, group `model`) ----
   std::string shards;            ///< directory of `portrait prep` output (mandatory)
@@ -132,6 +144,7 @@ struct TrainParams {
                                  ///< with the best Recall@eval_ks[0] (the last step competes)
   int64_t patience = 0;          ///< with select_best: stop after this many periodic evals without
                                  ///< a better val Recall; 0 = train all steps
+  CalibrationParams calibration;   ///< purchase-head calibration after training
   // ---- checkpoints / logging ----
   int64_t ckpt_every = 200;      ///< checkpoint every N steps (and at the end); 0 = end only
   int64_t keep_last = 3;         ///< checkpoints kept (older ones are pruned)

@@ -5,12 +5,15 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <tuple>
 #include <limits>
 #include <map>
 #include <random>
 #include <set>
 #include <unordered_map>
 
+#include "core/calibration.h"
 #include "core/error.h"
 #include "core/fs.h"
 #include "data/loader.h"
@@ -547,6 +550,59 @@ TEST(Score, KernelMatchesThePurchaseHeadModule) {
   EXPECT_TRUE(fs::exists(fs::path(p.output_dir) / "top_audiences.csv"));
 }
 
+TEST(Score, TheModelsHeadCalibrationTravelsThroughEmbedAndIsAppliedUnlessSwitchedOff) {
+  // The fixture model with a calibration as `portrait train` stores it: temperature T = 2 for
+  // every head (pooled), so the calibrated probability is sigmoid(logit(raw) / 2).
+  auto model = load_model(fixture().model);
+  calib::HeadCalibration cal;
+  cal.method = "temperature";
+  cal.scope = "pooled";
+  cal.fitted_on = "val";
+  cal.pooled.method = "temperature";
+  cal.pooled.temperature = 2.0;
+  cal.heads.resize(size_t(model.cfg.n_targets));
+  model.meta["calibration"] = cal.to_json();
+  const fs::path root = fixture().root / "calibrated";
+  save_model(model, root / "model");
+  EmbedParams ep = embed_params(root / "embeddings.h5");
+  ep.model_dir = (root / "model").string();
+  ASSERT_TRUE(run_embed(ep).complete);
+  const EmbeddingsFile e = read_embeddings((root / "embeddings.h5").string(), false, true);
+  ASSERT_FALSE(e.head_calibration.empty());
+  auto scored = [&](bool on, const std::string& out) {
+    ScoreParams p;
+    p.embeddings = (root / "embeddings.h5").string();
+    p.output_dir = (root / out).string();
+    p.top_m = 5;
+    p.calibrate = on;
+    const ScoreSummary s = run_score(p);
+    h5::H f = h5::open_file(fs::path(p.output_dir) / "scores.h5");
+    return std::tuple{s, h5::read_float(f, "probability"), h5::read_float(f, "top/probability"),
+                      h5::read_i64(f, "top/row"), h5::attr_str(f, "calibration")};
+  };
+  auto [s_raw, raw, top_raw, row_raw, attr_raw] = scored(false, "raw");
+  auto [s_cal, calp, top_cal, row_cal, attr_cal] = scored(true, "cal");
+  EXPECT_EQ(attr_raw, "none");
+  EXPECT_EQ(attr_cal, "temperature fitted on val");
+  ASSERT_EQ(raw.size(), calp.size());
+  double moved = 0;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const double l = std::log(double(raw[i]) / (1 - double(raw[i])));
+    EXPECT_NEAR(calp[i], 1 / (1 + std::exp(-l / 2)), 2e-6) << i;
+    moved = std::max(moved, std::fabs(double(calp[i]) - double(raw[i])));
+  }
+  EXPECT_GT(moved, 1e-3);  // the map did something
+  // The audiences are the same users in the same order, with calibrated probabilities.
+  EXPECT_EQ(row_raw, row_cal);
+  for (size_t o = 0; o < top_raw.size(); ++o)
+    if (row_raw[o] >= 0) EXPECT_NEAR(top_cal[o], float(cal.apply(0, top_raw[o])), 2e-6);
+  EXPECT_NEAR(s_cal.mean_probability.at(0), [&] {
+    double m = 0;
+    const size_t C = size_t(s_cal.targets);
+    for (size_t i = 0; i < calp.size(); i += C) m += calp[i];
+    return m / double(calp.size() / C);
+  }(), 1e-6);
+}
 
 // ---- artefact integrity --------------------------------------------------------------------
 

@@ -553,6 +553,50 @@ TEST(TrainLoop, CheckpointsArePrunedAtomicAndEvaluationIsWritten) {
   EXPECT_THROW(run_train(bad, fresh_dir("badresume")), ConfigError);
 }
 
+TEST(TrainLoop, PurchaseHeadsAreCalibratedOnValStoredWithTheModelAndReportedOnTest) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.steps = 4;
+  p.final_eval_splits = {"val", "test"};
+  p.calibration.method = "platt";
+  p.calibration.min_class = 5;
+  auto s = run_train(p, fresh_dir("calibrated"));
+  ModelBundle m = load_model(s.model_dir);
+  ASSERT_TRUE(m.meta.contains("calibration")) << m.meta.dump();
+  const calib::HeadCalibration cal = calib::HeadCalibration::from_json(m.meta["calibration"]);
+  EXPECT_EQ(cal.method, "platt");
+  EXPECT_EQ(cal.fitted_on, "val");
+  EXPECT_EQ(int64_t(cal.heads.size()), m.cfg.n_targets);
+  EXPECT_FALSE(cal.heads.at(0).has_value());  // padding and OOV heads are never fitted
+  EXPECT_FALSE(cal.heads.at(1).has_value());
+  EXPECT_GT(cal.own_maps(), 0);
+  // Reported on test (held out from the fit) before and after; on val only raw (in-sample).
+  const auto& test = s.final_eval.at("test");
+  ASSERT_TRUE(test.contains("purchase_calibrated")) << test.dump();
+  EXPECT_EQ(test["calibration"], "platt fitted on val");
+  for (const char* k : {"ece", "expected_positives", "observed_positives"}) {
+    EXPECT_TRUE(test["purchase"].contains(k)) << k;
+    EXPECT_TRUE(test["purchase_calibrated"].contains(k)) << k;
+  }
+  EXPECT_EQ(test["purchase"]["observed_positives"], test["purchase_calibrated"]["observed_positives"]);
+  EXPECT_FALSE(s.final_eval.at("val").contains("purchase_calibrated"));
+  // Platt maps are increasing: each head's AUC is unchanged. (A head that ranks val backwards
+  // gets the flattest map, slope 1e-3: its float32 probabilities may then tie, which moves its
+  // AUC a little; 4 steps of training leave such heads.)
+  const auto& a0 = test["purchase"]["auc"];
+  const auto& a1 = test["purchase_calibrated"]["auc"];
+  for (size_t c = 0; c < a0.size(); ++c) {
+    if (a0[c].is_null()) continue;
+    const auto& map = cal.heads.at(c) ? *cal.heads[c] : cal.pooled;
+    EXPECT_NEAR(a0[c].get<double>(), a1[c].get<double>(), map.a > 2e-3 ? 1e-6 : 0.01) << c;
+  }
+  // method none: nothing stored, nothing calibrated reported.
+  p.calibration.method = "none";
+  auto s2 = run_train(p, fresh_dir("uncalibrated"));
+  EXPECT_FALSE(load_model(s2.model_dir).meta.contains("calibration"));
+  EXPECT_FALSE(s2.final_eval.at("test").contains("purchase_calibrated"));
+}
+
 // ---- artefact integrity: run directories, checkpoint checksums, foreign shards -------------
 
 namespace {

@@ -1,4 +1,4 @@
-// campaign/calibration.h: isotonic, Platt and temperature calibration, checked against the
+// core/calibration.h: isotonic, Platt and temperature calibration, checked against the
 // generator's true probabilities (ECE with 15 bins), and the AUC they must leave unchanged.
 #include <gtest/gtest.h>
 
@@ -6,12 +6,12 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "campaign/calibration.h"
+#include "core/calibration.h"
 #include "core/error.h"
 #include "core/rng.h"
 
 using namespace portrait;
-using namespace portrait::campaign;
+using namespace portrait::calib;
 
 namespace {
 
@@ -39,7 +39,7 @@ Sample draw(int n, uint64_t seed, double scale, double shift) {
 
 }  // namespace
 
-TEST(CampaignCalibration, IsotonicAndPlattReachTheTrueProbabilities) {
+TEST(Calibration, IsotonicAndPlattReachTheTrueProbabilities) {
   const Sample cal = draw(50000, 1, 1.8, 0.7), test = draw(200000, 2, 1.8, 0.7);
   const double ece0 = reliability(test.score, test.truth).ece;
   const double auc0 = roc_auc(test.score, test.label);
@@ -68,7 +68,7 @@ TEST(CampaignCalibration, IsotonicAndPlattReachTheTrueProbabilities) {
   EXPECT_NEAR(platt.b, -0.7 / 1.8, 0.05);
 }
 
-TEST(CampaignCalibration, TemperatureFixesOverConfidence) {
+TEST(Calibration, TemperatureFixesOverConfidence) {
   const Sample cal = draw(50000, 3, 2.0, 0.0), test = draw(200000, 4, 2.0, 0.0);
   const Calibrator c = fit_calibrator("temperature", cal.score, cal.label);
   EXPECT_NEAR(c.temperature, 2.0, 0.1);
@@ -80,7 +80,7 @@ TEST(CampaignCalibration, TemperatureFixesOverConfidence) {
   EXPECT_NEAR(roc_auc(c.apply(test.score), test.label), roc_auc(test.score, test.label), 1e-12);
 }
 
-TEST(CampaignCalibration, PoolAdjacentViolatorsOnAHandExample) {
+TEST(Calibration, PoolAdjacentViolatorsOnAHandExample) {
   const Calibrator c = fit_calibrator("isotonic", {0.1, 0.2, 0.3, 0.4}, {1, 0, 0, 1});
   ASSERT_EQ(c.value.size(), 2u);
   EXPECT_NEAR(c.value[0], 1.0 / 3, 1e-12);
@@ -94,7 +94,7 @@ TEST(CampaignCalibration, PoolAdjacentViolatorsOnAHandExample) {
   EXPECT_THROW(fit_calibrator("beta", {0.1, 0.5}, {0, 1}), ConfigError);
 }
 
-TEST(CampaignCalibration, ReliabilityTableAndAuc) {
+TEST(Calibration, ReliabilityTableAndAuc) {
   // Two bins used of 15: predictions 0.05 (labels 0, 1) and 0.95 (labels 1, 1).
   const Reliability r = reliability({0.05, 0.05, 0.95, 0.95}, {0, 1, 1, 1});
   ASSERT_EQ(r.bins.size(), 15u);
@@ -106,4 +106,68 @@ TEST(CampaignCalibration, ReliabilityTableAndAuc) {
   // scikit-learn's roc_auc_score([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) = 0.75; a tie counts 1/2.
   EXPECT_NEAR(roc_auc({0.1, 0.4, 0.35, 0.8}, {0, 0, 1, 1}), 0.75, 1e-12);
   EXPECT_NEAR(roc_auc({0.5, 0.5}, {0, 1}), 0.5, 1e-12);
+}
+
+TEST(Calibration, HeadsWithEnoughSamplesGetTheirOwnMapTheRestThePooledOne) {
+  // Head 0 is padding (skipped); head 1 is distorted one way, head 2 the other way; head 3 has
+  // too few positives for a map of its own.
+  const Sample a = draw(40000, 5, 2.0, 0.5), b = draw(40000, 6, 0.6, -0.4), c = draw(300, 7, 1.0, 0.0);
+  std::vector<std::vector<double>> p = {{0.5, 0.5}, a.score, b.score, c.score};
+  std::vector<std::vector<int>> y = {{0, 1}, a.label, b.label, c.label};
+  int64_t c_pos = 0;
+  for (int v : c.label) c_pos += v;
+  ASSERT_LT(c_pos, 50);
+  const HeadCalibration h = fit_head_calibration("platt", "per_head", p, y, 50, {0});
+  ASSERT_EQ(h.heads.size(), 4u);
+  EXPECT_FALSE(h.heads[0].has_value());
+  ASSERT_TRUE(h.heads[1].has_value());
+  ASSERT_TRUE(h.heads[2].has_value());
+  EXPECT_FALSE(h.heads[3].has_value());
+  EXPECT_EQ(h.own_maps(), 2);
+  // Each own map undoes its head's distortion, which one pooled map cannot do for both.
+  EXPECT_NEAR(h.heads[1]->a, 1 / 2.0, 0.03);
+  EXPECT_NEAR(h.heads[2]->a, 1 / 0.6, 0.1);
+  const Sample ta = draw(100000, 8, 2.0, 0.5), tb = draw(100000, 9, 0.6, -0.4);
+  auto ece_of = [&](const Sample& t, int64_t head, const HeadCalibration& cal) {
+    std::vector<double> q(t.score.size());
+    for (size_t i = 0; i < q.size(); ++i) q[i] = cal.apply(head, t.score[i]);
+    return reliability(q, t.truth).ece;
+  };
+  const HeadCalibration pooled = fit_head_calibration("platt", "pooled", p, y, 50, {0});
+  EXPECT_EQ(pooled.own_maps(), 0);
+  for (auto [t, head] : {std::pair{&ta, int64_t(1)}, std::pair{&tb, int64_t(2)}}) {
+    EXPECT_LE(ece_of(*t, head, h), 0.01) << head;
+    EXPECT_LT(ece_of(*t, head, h), ece_of(*t, head, pooled)) << head;
+  }
+  EXPECT_DOUBLE_EQ(h.apply(3, 0.3), h.pooled.apply(0.3));  // the fallback
+  // JSON round trip, format tag checked.
+  const HeadCalibration back = HeadCalibration::from_json(h.to_json());
+  EXPECT_EQ(back.own_maps(), 2);
+  for (int64_t head = 0; head < 4; ++head)
+    for (double x : {0.001, 0.2, 0.7}) EXPECT_DOUBLE_EQ(back.apply(head, x), h.apply(head, x)) << head;
+  nlohmann::json bad = h.to_json();
+  bad["format"] = "something-else";
+  EXPECT_THROW(HeadCalibration::from_json(bad), DataError);
+  bad = h.to_json();
+  bad["format_version"] = 99;
+  EXPECT_THROW(HeadCalibration::from_json(bad), DataError);
+  // method none: the identity, nothing fitted.
+  const HeadCalibration none = fit_head_calibration("none", "per_head", p, y, 50, {0});
+  EXPECT_FALSE(none.enabled());
+  EXPECT_DOUBLE_EQ(none.apply(1, 0.42), 0.42);
+  EXPECT_FALSE(HeadCalibration::from_json(none.to_json()).enabled());
+}
+
+TEST(Calibration, PlattNeverReversesAHeadThatRanksBackwards) {
+  // The score is the truth mirrored: a free Platt fit would take a < 0 and reverse the ranking.
+  Sample s = draw(20000, 10, 1.0, 0.0);
+  for (auto& v : s.score) v = 1 - v;
+  const Calibrator c = fit_calibrator("platt", s.score, s.label);
+  EXPECT_NEAR(c.a, 1e-3, 1e-12);
+  EXPECT_LT(c.apply(0.1), c.apply(0.9));  // increasing
+  // ... and nearly the base rate everywhere (the head carries no usable signal).
+  double base = 0;
+  for (int y : s.label) base += y;
+  base /= double(s.label.size());
+  EXPECT_NEAR(c.apply(0.5), base, 0.01);
 }

@@ -8,7 +8,9 @@
 //                the ends (as scikit-learn's IsotonicRegression(out_of_bounds="clip")). Needs
 //                about a thousand or more calibration samples.
 //   platt        p = sigmoid(a * logit(s) + b), maximum likelihood by Newton's method (two
-//                parameters; Platt 1999 on the score's log-odds).
+//                parameters; Platt 1999 on the score's log-odds). a is kept >= 1e-3: a score
+//                that ranks the labels backwards gets a nearly flat increasing map, never a
+//                decreasing one (which would reverse an audience).
 //   temperature  p = sigmoid(logit(s) / T), maximum likelihood (Guo et al. 2017): one
 //                parameter, so it fixes over- / under-confidence but not a shifted base rate.
 // Platt and temperature maps are strictly increasing (AUC unchanged); isotonic is
@@ -16,15 +18,22 @@
 //
 // Metrics: ECE with equal-width bins (15 by default, as Guo et al.) against labels or against
 // known true probabilities (the generator's), and the reliability-diagram table behind it.
+//
+// HeadCalibration is what the purchase heads carry: `portrait train` fits it on the validation
+// split after training (train.calibration), stores it in model.json ("calibration"), `portrait
+// embed` copies it to the export (/head attribute "calibration", JSON text) and `portrait
+// score` applies it. One map per head where the head has enough validation positives and
+// negatives, the map of all heads pooled elsewhere.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
-namespace portrait::campaign {
+namespace portrait::calib {
 
 struct Calibrator {
   std::string method = "identity";  ///< identity | isotonic | platt | temperature
@@ -44,6 +53,38 @@ struct Calibrator {
 /// Fits `method` (isotonic | platt | temperature) on scores (probabilities) and 0/1 labels.
 Calibrator fit_calibrator(const std::string& method, const std::vector<double>& scores,
                           const std::vector<int>& labels);
+
+inline constexpr const char* kCalibrationFormat = "portrait-calibration";
+inline constexpr int kCalibrationFormatVersion = 1;
+
+/// Calibration of C purchase heads.
+struct HeadCalibration {
+  std::string method = "none";                ///< none | isotonic | platt | temperature
+  std::string scope = "per_head";             ///< per_head (pooled fallback) | pooled
+  std::string fitted_on;                      ///< the split it was fitted on, e.g. "val"
+  Calibrator pooled;                          ///< fitted on every head's samples together
+  std::vector<std::optional<Calibrator>> heads;  ///< [C]; empty entry = the head uses `pooled`
+
+  bool enabled() const { return method != "none"; }
+  /// Calibrated probability of head `c`'s probability p (identity when not enabled).
+  double apply(int64_t c, double p) const;
+  /// Heads with a map of their own.
+  int64_t own_maps() const;
+  /// {"format", "format_version", "method", "scope", "fitted_on", "pooled", "heads": [map|null]}
+  nlohmann::json to_json() const;
+  /// Throws DataError on another format, version or a malformed map.
+  static HeadCalibration from_json(const nlohmann::json& j);
+};
+
+/// Fits `method` on per-head samples: probs[c] / labels[c] are head c's probabilities and 0/1
+/// labels (heads listed in `skip`, e.g. padding and OOV, are ignored). The pooled map uses all
+/// other heads' samples; with scope per_head a head gets a map of its own when it has at least
+/// `min_class` positives and `min_class` negatives (and its fit succeeds). Throws DataError
+/// when the pooled samples lack a class.
+HeadCalibration fit_head_calibration(const std::string& method, const std::string& scope,
+                                     const std::vector<std::vector<double>>& probs,
+                                     const std::vector<std::vector<int>>& labels, int64_t min_class,
+                                     const std::vector<int64_t>& skip = {});
 
 struct ReliabilityBin {
   double lo = 0, hi = 0;      ///< bin edges of the predicted probability
@@ -69,4 +110,4 @@ double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels
 /// Mean negative log-likelihood (log loss) of probabilities against 0/1 labels (clipped at 1e-15).
 double log_loss(const std::vector<double>& pred, const std::vector<int>& labels);
 
-}  // namespace portrait::campaign
+}  // namespace portrait::calib

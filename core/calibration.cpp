@@ -1,4 +1,4 @@
-#include "campaign/calibration.h"
+#include "core/calibration.h"
 
 #include <fmt/format.h>
 
@@ -10,11 +10,12 @@
 
 #include "core/error.h"
 
-namespace portrait::campaign {
+namespace portrait::calib {
 
 namespace {
 
 constexpr double kEps = 1e-12;
+constexpr double kMinPlattSlope = 1e-3;
 double clip01(double p) { return std::clamp(p, kEps, 1 - kEps); }
 double logit(double p) {
   p = clip01(p);
@@ -90,6 +91,24 @@ void fit_logistic(const std::vector<double>& z, const std::vector<int>& y, bool 
   }
 }
 
+/// The intercept b minimising the NLL of sigmoid(a z + b) for a fixed slope a (Newton).
+double fit_intercept(const std::vector<double>& z, const std::vector<int>& y, double a) {
+  double b = 0;
+  for (int it = 0; it < 100; ++it) {
+    double g = 0, h = 0;
+    for (size_t i = 0; i < z.size(); ++i) {
+      const double p = sigmoid(a * z[i] + b);
+      g += p - y[i];
+      h += p * (1 - p);
+    }
+    if (!(h > 0)) break;
+    const double step = std::clamp(g / h, -5.0, 5.0);
+    b -= step;
+    if (std::fabs(step) < 1e-12) break;
+  }
+  return b;
+}
+
 }  // namespace
 
 double Calibrator::apply(double s) const {
@@ -152,6 +171,13 @@ Calibrator fit_calibrator(const std::string& method, const std::vector<double>& 
     double a, b;
     fit_logistic(z, y, method == "platt", a, b);
     if (method == "platt") {
+      // A head that ranks its validation labels backwards (or not at all) would get a
+      // decreasing map, which reverses its audience; keep the map increasing with the smallest
+      // slope and refit the intercept: nearly the base rate, the ranking kept.
+      if (a < kMinPlattSlope) {
+        a = kMinPlattSlope;
+        b = fit_intercept(z, y, a);
+      }
       c.a = a;
       c.b = b;
     } else {
@@ -193,6 +219,85 @@ Calibrator fit_calibrator(const std::string& method, const std::vector<double>& 
     c.value.push_back(bl.sum / bl.w);
   }
   return c;
+}
+
+double HeadCalibration::apply(int64_t c, double p) const {
+  if (!enabled()) return p;
+  if (c >= 0 && size_t(c) < heads.size() && heads[size_t(c)]) return heads[size_t(c)]->apply(p);
+  return pooled.apply(p);
+}
+
+int64_t HeadCalibration::own_maps() const {
+  return int64_t(std::count_if(heads.begin(), heads.end(), [](const auto& h) { return h.has_value(); }));
+}
+
+nlohmann::json HeadCalibration::to_json() const {
+  nlohmann::json hs = nlohmann::json::array();
+  for (const auto& h : heads) hs.push_back(h ? h->to_json() : nlohmann::json(nullptr));
+  return {{"format", kCalibrationFormat}, {"format_version", kCalibrationFormatVersion},
+          {"method", method},             {"scope", scope},
+          {"fitted_on", fitted_on},       {"pooled", enabled() ? pooled.to_json() : nlohmann::json(nullptr)},
+          {"heads", hs}};
+}
+
+HeadCalibration HeadCalibration::from_json(const nlohmann::json& j) {
+  try {
+    if (!j.is_object() || j.value("format", std::string()) != kCalibrationFormat)
+      throw DataError(std::string("not a ") + kCalibrationFormat + " record");
+    if (j.at("format_version").get<int>() != kCalibrationFormatVersion)
+      throw DataError(fmt::format("{} format_version {} is not supported (this build reads {})", kCalibrationFormat,
+                                  j.at("format_version").get<int>(), kCalibrationFormatVersion));
+    HeadCalibration h;
+    h.method = j.at("method").get<std::string>();
+    h.scope = j.value("scope", std::string("per_head"));
+    h.fitted_on = j.value("fitted_on", std::string());
+    if (h.method != "none" && h.method != "isotonic" && h.method != "platt" && h.method != "temperature")
+      throw DataError("calibration method '" + h.method + "' is not none, isotonic, platt or temperature");
+    if (h.enabled()) h.pooled = Calibrator::from_json(j.at("pooled"));
+    for (const auto& x : j.at("heads")) {
+      if (x.is_null()) h.heads.emplace_back();
+      else h.heads.emplace_back(Calibrator::from_json(x));
+    }
+    return h;
+  } catch (const nlohmann::json::exception& e) {
+    throw DataError(std::string("malformed calibration record: ") + e.what());
+  }
+}
+
+HeadCalibration fit_head_calibration(const std::string& method, const std::string& scope,
+                                     const std::vector<std::vector<double>>& probs,
+                                     const std::vector<std::vector<int>>& labels, int64_t min_class,
+                                     const std::vector<int64_t>& skip) {
+  if (probs.size() != labels.size()) throw std::invalid_argument("fit_head_calibration: probs and labels differ");
+  if (scope != "per_head" && scope != "pooled")
+    throw ConfigError("calibration scope '" + scope + "' must be per_head or pooled");
+  HeadCalibration h;
+  h.method = method;
+  h.scope = scope;
+  h.heads.resize(probs.size());
+  if (method == "none") return h;
+  std::vector<double> all_p;
+  std::vector<int> all_y;
+  auto skipped = [&](size_t c) { return std::find(skip.begin(), skip.end(), int64_t(c)) != skip.end(); };
+  for (size_t c = 0; c < probs.size(); ++c) {
+    if (skipped(c)) continue;
+    all_p.insert(all_p.end(), probs[c].begin(), probs[c].end());
+    all_y.insert(all_y.end(), labels[c].begin(), labels[c].end());
+  }
+  h.pooled = fit_calibrator(method, all_p, all_y);
+  if (scope == "pooled") return h;
+  for (size_t c = 0; c < probs.size(); ++c) {
+    if (skipped(c)) continue;
+    const int64_t pos = std::accumulate(labels[c].begin(), labels[c].end(), int64_t{0});
+    const int64_t neg = int64_t(labels[c].size()) - pos;
+    if (pos < std::max<int64_t>(min_class, 1) || neg < std::max<int64_t>(min_class, 1)) continue;
+    try {
+      h.heads[c] = fit_calibrator(method, probs[c], labels[c]);
+    } catch (const DataError&) {
+      // e.g. temperature scaling of a head that ranks backwards: the pooled map serves it
+    }
+  }
+  return h;
 }
 
 Reliability reliability(const std::vector<double>& pred, const std::vector<double>& truth, int bins) {
@@ -257,4 +362,4 @@ double log_loss(const std::vector<double>& p, const std::vector<int>& y) {
   return s / double(p.size());
 }
 
-}  // namespace portrait::campaign
+}  // namespace portrait::calib
