@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/utf8.h"
+
 namespace portrait::data {
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -23,8 +25,8 @@ bool parse_timestamp_ms(std::string_view s, int64_t& ms);
 /// "2024-03-01T12:34:56Z" from unix seconds.
 std::string format_iso8601(int64_t unix_s);
 
-/// Strict UTF-8 validation (no overlongs, no surrogates, <= U+10FFFF).
-bool valid_utf8(std::string_view s);
+/// Strict UTF-8 validation (no overlongs, no surrogates, <= U+10FFFF): core/utf8.h.
+using portrait::valid_utf8;
 
 /// Parses a finite decimal number (no leading/trailing spaces). False on failure.
 bool parse_double(std::string_view s, double& out);

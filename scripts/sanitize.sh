@@ -29,9 +29,9 @@ bash "$ROOT/scripts/install_deps.sh" >/dev/null
 CC_BIN="$(command -v clang-14 || command -v clang)"
 CXX_BIN="$(command -v clang++-14 || command -v clang++)"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-# --as-needed: the HDF5 C++ library (found with the C one, used by no Portrait code) is not
-# loaded, as in the GCC build; its exit-time H5close re-closes a file whose close failed (a full
-# disk) and segfaults inside libhdf5 1.10 (tests: *.AFullDisk*). The stamp reconfigures old dirs.
+# --as-needed: no library that no code uses is loaded. The HDF5 C++ library was one (CMake now
+# finds the C component only): its exit-time H5close re-closed a file whose close failed (a full
+# disk) and segfaulted inside libhdf5 1.10 (tests: *.AFullDisk*). The stamp reconfigures old dirs.
 if [ ! -f "$BUILD/build.ninja" ] || [ ! -f "$BUILD/.portrait-as-needed" ]; then
   cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_C_COMPILER="$CC_BIN" -DCMAKE_CXX_COMPILER="$CXX_BIN" \

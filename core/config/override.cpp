@@ -8,6 +8,7 @@
 
 #include "core/config/secrets.h"
 #include "core/error.h"
+#include "core/utf8.h"
 
 namespace portrait::cfg {
 
@@ -303,6 +304,10 @@ std::vector<Node> expand_function(Parser& p, const std::string& s, const std::st
 }  // namespace
 
 Override parse_override(const std::string& raw) {
+  if (const size_t bad = utf8_error_offset(raw); bad != std::string::npos)
+    throw UsageError(fmt::format("Error parsing override: byte {} (0x{:02x}) is not valid UTF-8; config values "
+                                 "must be UTF-8 text",
+                                 bad + 1, static_cast<unsigned char>(raw[bad])));
   Override o;
   // Every message and record shows the redacted text (secrets.h); only `s` holds the value.
   o.text = redact_override_text(raw);

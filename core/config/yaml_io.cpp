@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <fmt/format.h>
 #include <optional>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include "core/config/secrets.h"
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/utf8.h"
 
 namespace portrait::cfg {
 
@@ -194,6 +196,35 @@ Node convert(const YAML::Node& y, const std::string& origin) {
 }  // namespace
 
 Node load_yaml_string(const std::string& text, const std::string& origin) {
+  // YAML is Unicode text; yaml-cpp takes other bytes as they come (or a leading FE FF as a
+  // UTF-16 byte order mark), and such a value could not be written back and read as itself.
+  // The same for characters YAML does not allow in a stream (c-printable: tab, LF, CR,
+  // U+0020-7E, U+0085, U+00A0-D7FF, U+E000-FFFD, U+10000 and up): yaml-cpp reads a raw NUL
+  // followed by '_' as the escape "\_" (U+00A0) of a single byte 0xA0, which is not UTF-8.
+  // Inside double quotes such characters are written as escapes ("\x1d"), which load fine.
+  auto where = [&](size_t at) {
+    const size_t line_start = at == 0 ? std::string::npos : text.rfind('\n', at - 1);
+    const size_t col = line_start == std::string::npos ? at : at - line_start - 1;
+    const auto line = std::count(text.begin(), text.begin() + std::ptrdiff_t(at), '\n') + 1;
+    return fmt::format("{}:{}:{}", origin, line, col + 1);
+  };
+  if (const size_t bad = utf8_error_offset(text); bad != std::string::npos)
+    throw ConfigError(fmt::format("{}: not valid UTF-8 (byte 0x{:02x}); YAML files must be UTF-8 text: re-save it "
+                                  "as UTF-8",
+                                  where(bad), static_cast<unsigned char>(text[bad])));
+  for (size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    const size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    uint32_t cp = len == 1 ? c : c & (0xFF >> (len + 1));
+    for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+    const bool printable = cp == 0x9 || cp == 0xA || cp == 0xD || (cp >= 0x20 && cp <= 0x7E) || cp == 0x85 ||
+                           (cp >= 0xA0 && cp <= 0xD7FF) || (cp >= 0xE000 && cp <= 0xFFFD) || cp >= 0x10000;
+    if (!printable)
+      throw ConfigError(fmt::format("{}: character U+{:04X} is not allowed in YAML text; inside a double-quoted "
+                                    "string write it as an escape (\"\\u{:04x}\")",
+                                    where(i), cp, cp));
+    i += len;
+  }
   YAML::Node y;
   try {
     y = YAML::Load(text);

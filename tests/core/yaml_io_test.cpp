@@ -3,7 +3,9 @@
 #include <cmath>
 
 #include "config_fixture.h"
+#include "core/config/override.h"
 #include "core/config/yaml_io.h"
+#include "core/error.h"
 
 namespace portrait::cfg {
 namespace {
@@ -49,6 +51,37 @@ TEST(YamlLoad, MalformedYamlNamesFileAndLine) {
     EXPECT_NE(m.find((d.path() / "bad.yaml").string() + ":"), std::string::npos) << m;
     EXPECT_NE(m.find("malformed YAML"), std::string::npos) << m;
   }
+}
+
+// Found by fuzz_compose: a key starting with the bytes FE FF was written back by to_yaml at
+// the start of a document, where yaml-cpp took them for a UTF-16 byte order mark, so the
+// resolved config did not load back as itself. Text that is not UTF-8 is now refused on load
+// (and in overrides), naming the file, line and column.
+TEST(YamlLoad, TextThatIsNotUtf8IsRefusedNamingFileLineAndColumn) {
+  try {
+    load_yaml_string("a: 1\nb:\n  c\xfe\xff: 2\n", "x.yaml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("x.yaml:3:4: not valid UTF-8 (byte 0xfe)"), std::string::npos) << m;
+  }
+  EXPECT_THROW(load_yaml_string("\xfe\xff: 1\n", "y.yaml"), ConfigError);
+  EXPECT_THROW(load_yaml_string("a: \xc0\xaf\n", "overlong.yaml"), ConfigError);  // overlong '/'
+  EXPECT_NO_THROW(load_yaml_string("name: \xe7\x94\xa8\xe6\x88\xb7\xe7\x94\xbb\xe5\x83\x8f\n", "zh.yaml"));
+  // Characters YAML does not allow in a stream: a raw NUL (yaml-cpp read "\0_" as a lone byte
+  // 0xA0), C0 controls, DEL; tab, CR and LF are fine, and escapes inside double quotes load.
+  try {
+    load_yaml_string(std::string("a: g@o\0_x\n", 10), "nul.yaml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("nul.yaml:1:7: character U+0000 is not allowed"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(load_yaml_string("defau\x1dlts: 1\n", "c0.yaml"), ConfigError);
+  EXPECT_THROW(load_yaml_string("a: d\x7f\n", "del.yaml"), ConfigError);
+  EXPECT_NO_THROW(load_yaml_string("a: b\tc\r\nd: \"x\\x1dy\\0\"\n", "ok.yaml"));
+  EXPECT_THROW(parse_override("a=\xff"), UsageError);
+  EXPECT_NO_THROW(parse_override("a=\xe7\x94\xbb\xe5\x83\x8f"));
 }
 
 TEST(YamlLoad, DuplicateKeyIsAnErrorWithItsLine) {
