@@ -63,6 +63,7 @@ TrainParams train_params_from_config(const cfg::Node& root) {
       d.read("positions_per_user", p.loss.dense_positions_per_user, int64_t{0}, int64_t{65536});
       d.read("window", p.loss.dense_window, int64_t{1}, int64_t{65536});
       d.read("skip_same_item", p.loss.dense_skip_same_item);
+      d.read("targets", p.loss.dense_targets);
     });
     read_term(l, "future", p.loss.future, [&](cfg::Section& d) {
       d.read("targets_per_user", p.loss.future_targets_per_user, int64_t{1}, int64_t{65536});

@@ -41,14 +41,26 @@ PositiveTypes parse_positive_types(const std::string& names, const std::string& 
 }
 
 Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, const PositiveTypes& positive_type,
-                         uint64_t seed, bool skip_same_item) {
+                         uint64_t seed, bool skip_same_item, bool with_targets) {
   Pairs out;
   std::vector<int64_t> cand, pos;
+  std::vector<int32_t> tail;  // the row's valid targets, in order, after its inputs
   for (int64_t r = 0; r < b.rows; ++r) {
     Rng rng(row_seed(seed, b, r));
     const int64_t n = b.length[size_t(r)];
     const size_t base = size_t(r * b.L);
+    tail.clear();
+    if (with_targets)
+      for (int64_t k = 0; k < b.M; ++k) {
+        const size_t t = size_t(r * b.M + k);
+        if (b.target_mask[t] > 0 && b.target_item[t] >= kFirstRealItem) tail.push_back(b.target_item[t]);
+      }
+    // Positions [0, n) are the inputs (queries and positives), [n, n + |tail|) the targets
+    // (positives only: they have no state). Targets are target-type events by construction.
+    const int64_t N = n + int64_t(tail.size());
+    auto item_at = [&](int64_t j) { return j < n ? b.item[base + size_t(j)] : tail[size_t(j - n)]; };
     auto positive = [&](int64_t j) {
+      if (j >= n) return true;
       const int32_t e = b.event[base + size_t(j)];
       return e >= 0 && size_t(e) < positive_type.size() && positive_type[size_t(e)] &&
              b.item[base + size_t(j)] >= kFirstRealItem;
@@ -56,18 +68,18 @@ Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window,
     cand.clear();
     if (!skip_same_item) {
       // next_pos[i] = number of positives in (i, i+window]: sliding count from the right.
-      std::vector<int32_t> pref(size_t(n + 1), 0);
-      for (int64_t j = 0; j < n; ++j) pref[size_t(j + 1)] = pref[size_t(j)] + (positive(j) ? 1 : 0);
-      for (int64_t i = 0; i + 1 < n; ++i) {
-        int64_t hi = std::min(n - 1, i + window);
+      std::vector<int32_t> pref(size_t(N + 1), 0);
+      for (int64_t j = 0; j < N; ++j) pref[size_t(j + 1)] = pref[size_t(j)] + (positive(j) ? 1 : 0);
+      for (int64_t i = 0; i < n && i + 1 < N; ++i) {
+        int64_t hi = std::min(N - 1, i + window);
         if (pref[size_t(hi + 1)] - pref[size_t(i + 1)] > 0) cand.push_back(i);
       }
     } else {
       // Eligible: a positive whose item is not the query event's own (a funnel's next step on
       // the same item is the repeat channel's job, not a transition to learn).
-      for (int64_t i = 0; i + 1 < n; ++i)
-        for (int64_t j = i + 1; j < n; ++j)
-          if (positive(j) && b.item[base + size_t(j)] != b.item[base + size_t(i)]) {
+      for (int64_t i = 0; i < n && i + 1 < N; ++i)
+        for (int64_t j = i + 1; j < N; ++j)
+          if (positive(j) && item_at(j) != item_at(i)) {
             cand.push_back(i);
             break;
           }
@@ -77,16 +89,16 @@ Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window,
     for (int64_t i : cand) {
       pos.clear();
       if (!skip_same_item) {
-        for (int64_t j = i + 1; j <= std::min(n - 1, i + window); ++j)
+        for (int64_t j = i + 1; j <= std::min(N - 1, i + window); ++j)
           if (positive(j)) pos.push_back(j);
       } else {
-        for (int64_t j = i + 1; j < n && int64_t(pos.size()) < window; ++j)
-          if (positive(j) && b.item[base + size_t(j)] != b.item[base + size_t(i)]) pos.push_back(j);
+        for (int64_t j = i + 1; j < N && int64_t(pos.size()) < window; ++j)
+          if (positive(j) && item_at(j) != item_at(i)) pos.push_back(j);
       }
       int64_t j = pos[rng.below(pos.size())];
       out.owner.push_back(r);
       out.position.push_back(r * b.L + i);
-      out.target.push_back(b.item[base + size_t(j)]);
+      out.target.push_back(item_at(j));
     }
   }
   return out;

@@ -42,8 +42,11 @@ struct Pairs {
 /// least one positive real-item event among positions (i, i + window]; each gets one such
 /// positive at random. skip_same_item: positives whose item is the query event's own item are
 /// not eligible, and `window` counts eligible positives (the next `window` of them), not events.
+/// with_targets: the row's valid targets (its split's label-window / held-out events, in
+/// order) continue the sequence as positives after the last input, so the last input
+/// state -- the exported user embedding -- learns what came next, as inference uses it.
 Pairs sample_dense_pairs(const data::Batch& b, int64_t per_user, int64_t window, const PositiveTypes& positive,
-                         uint64_t seed, bool skip_same_item = false);
+                         uint64_t seed, bool skip_same_item = false, bool with_targets = false);
 
 /// Future-window pairs: per row up to `per_user` distinct valid targets (target_mask set,
 /// item >= kFirstRealItem), drawn without replacement.

@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/progress.h"
+#include "data/shard.h"
 #include "kernels/device.h"
 #include "models/memory_budget.h"
 #include "tokenizer/tokenizer.h"
@@ -86,6 +87,7 @@ struct Context {
   bool bf16 = false;
   int64_t n_items = 0, n_categories = 0;
   PositiveTypes positive;        ///< event-type ids that are positives (shards' target_event_types)
+  bool dense_targets = false;    ///< the train split's targets continue the dense sequences
   torch::Tensor log_q;           ///< [n_items] log sampling probability of each positive
   torch::Tensor purchase_weight; ///< [C] 0 for padding / OOV categories
   double purchase_wsum = 0;      ///< purchase_weight.sum()
@@ -158,7 +160,7 @@ Losses compute_losses(ModelBundle& m, const data::Batch& batch_in, const Context
   Pairs dense, future, masked;
   if (lp.dense.enabled)
     dense = sample_dense_pairs(batch_in, lp.dense_positions_per_user, lp.dense_window, cx.positive, seed,
-                               lp.dense_skip_same_item);
+                               lp.dense_skip_same_item, cx.dense_targets);
   if (lp.future.enabled) future = sample_future_pairs(batch_in, lp.future_targets_per_user, seed);
   data::Batch masked_batch;
   const data::Batch* batch = &batch_in;
@@ -452,6 +454,28 @@ torch::Device pick_device(const std::string& want, int local_rank) {
 
 double finite_or_nan(double v) { return std::isfinite(v) ? v : std::numeric_limits<double>::quiet_NaN(); }
 
+/// train.loss.dense.targets: the train split's targets may continue the training sequences
+/// only when they end before the val split's inputs do, or training would see what val asks.
+/// leave_last_out: the train target is the event before val's; temporal: [train cut-off,
+/// + label window) must end by the val cut-off (true for prep's automatic cut-offs).
+bool dense_targets_allowed(const std::string& shard_dir, int rank) {
+  const data::ShardSplitReader r(data::list_shards(shard_dir).at(0), "train");
+  auto s = r.str_attrs().find("protocol");
+  if (s != r.str_attrs().end() && s->second == "leave_last_out") return true;
+  const auto& ia = r.int_attrs();
+  auto get = [&](const char* k) {
+    auto it = ia.find(k);
+    return it == ia.end() ? std::optional<int64_t>() : std::optional<int64_t>(it->second);
+  };
+  const auto train = get("train_cutoff_ms"), val = get("val_cutoff_ms"), window = get("label_window_ms");
+  const bool ok = train && val && window && *train + *window <= *val;
+  if (!ok && rank == 0)
+    PLOG_WARN("train.loss.dense.targets is off for these shards: the train label window ends after the val "
+              "cut-off (prep.train_cutoff / val_cutoff closer than prep.label_window_days), so its targets "
+              "overlap what val evaluates");
+  return ok;
+}
+
 }  // namespace
 
 // ---- evaluation -----------------------------------------------------------------------------
@@ -713,6 +737,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
   cx.n_items = mc.n_items;
   cx.n_categories = mc.n_categories;
   cx.positive = stats.positive;
+  cx.dense_targets = p.loss.dense.enabled && p.loss.dense_targets && dense_targets_allowed(p.shards, rank);
   cx.comm = loss_pg;
   cx.rank = rank;
   cx.world = world;

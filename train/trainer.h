@@ -71,6 +71,11 @@ struct LossParams {
   /// true: the positive is one of the next `window` positives whose item is not the query
   /// event's own (`window` then counts those positives, not events).
   bool dense_skip_same_item = true;
+  /// true: the split's targets continue each training sequence as positives, so the last input
+  /// state (the exported user embedding) learns the step to what came next. Only where the
+  /// train targets end before the val inputs do (leave_last_out; temporal cut-offs at least a
+  /// label window apart), else off with a warning.
+  bool dense_targets = true;
   /// Pooled user embedding -> a random future positive from the label window.
   LossTerm future{false, 1.0};
   int64_t future_targets_per_user = 8;   ///< rows per user (distinct targets, sampled)

@@ -329,6 +329,37 @@ TEST(TrainSampling, SkipSameItemTargetsTheNextPositivesOfOtherItems) {
   }
 }
 
+TEST(TrainSampling, TargetsContinueTheSequenceSoTheLastInputStateLearnsWhatCameNext) {
+  // Inputs: purchases of 10, 11, 12; then the split's targets 12 (the same item again) and 13.
+  data::Batch b;
+  b.rows = 1;
+  b.L = 3;
+  b.M = 3;
+  b.length = {3};
+  b.item = {10, 11, 12};
+  b.event = {4, 4, 4};
+  b.target_item = {12, 13, 0};
+  b.target_mask = {1, 1, 0};
+  for (uint64_t seed = 0; seed < 5; ++seed) {
+    // Without the targets the last input (position 2) has nothing after it.
+    auto plain = sample_dense_pairs(b, 0, 1, kClickCartPurchase, seed, true);
+    ASSERT_EQ(plain.size(), 2u);
+    EXPECT_EQ(plain.position.back(), 1);
+    // With them it learns its next positive of another item: 13 (12 is its own item).
+    auto with = sample_dense_pairs(b, 0, 1, kClickCartPurchase, seed, true, /*with_targets=*/true);
+    ASSERT_EQ(with.size(), 3u);
+    EXPECT_EQ(with.position.back(), 2);
+    EXPECT_EQ(with.target.back(), 13);
+    EXPECT_EQ(with.target[0], 11);  // the inputs' own pairs are unchanged
+    EXPECT_EQ(with.target[1], 12);
+    // Without the skip the last input's next positive is the first target (12), and the
+    // padding target (mask 0) is never used.
+    auto any = sample_dense_pairs(b, 0, 1, kClickCartPurchase, seed, false, true);
+    ASSERT_EQ(any.size(), 3u);
+    EXPECT_EQ(any.target.back(), 12);
+  }
+}
+
 TEST(TrainSampling, RepeatDimAutoKeepsTheChannelOnlyWhereTrainingTargetsRepeatHistoryItems) {
   // The synthetic shop's purchases are mostly of items the shopper viewed or carted before.
   ModelConfig mc;
