@@ -16,7 +16,7 @@ for f in "$@"; do
   # Frames of the report, without the fuzz binary's own runtime frames (sanitizer, libFuzzer:
   # no source line, "(<binary>+0x...)"), libc, libstdc++'s throw machinery and the C++ runtime.
   frame=$(grep -E '^ +#[0-9]+ 0x' <<<"$out" |
-          grep -vE '\((/[^ )]*/)?fuzz_[a-z]+\+0x|libc\.so|libstdc\+\+\.so|libgcc_s|in __cxa_|in std::terminate|in abort|in raise|in __interceptor_|in __asan|in __sanitizer' |
+          grep -vE '\((/[^ )]*/)?fuzz_[a-z]+\+0x|libc\.so|sysdeps/|libstdc\+\+\.so|libgcc_s|in __cxa_|in std::terminate|in abort|in raise|in __interceptor_|in __asan|in __sanitizer' |
           head -1 | sed -E 's/^ +#[0-9]+ 0x[0-9a-f]+ //')
   if [ $status -eq 0 ]; then where=clean
   elif grep -q 'libhdf5' <<<"$frame"; then where=hdf5

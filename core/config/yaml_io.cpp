@@ -123,6 +123,33 @@ Node type_plain_yaml_scalar(const std::string& t) {
 
 namespace {
 
+/// A scalar's text as UTF-8. The input is checked to be UTF-8 (load_yaml_string), but yaml-cpp
+/// decodes the escapes "\N" and "\_" of double-quoted strings into the single bytes 0x85 and
+/// 0xA0 (their Latin-1 codes) instead of U+0085 / U+00A0 in UTF-8; those bytes are re-encoded
+/// here. Anything else that is not UTF-8 is an error at the scalar's line.
+std::string utf8_scalar(const YAML::Node& n, const std::string& origin) {
+  const std::string& s = n.Scalar();
+  if (valid_utf8(s)) return s;
+  std::string out;
+  out.reserve(s.size() + 8);
+  for (size_t i = 0; i < s.size();) {
+    const size_t bad = utf8_error_offset(std::string_view(s).substr(i));
+    if (bad == std::string_view::npos) {
+      out.append(s, i, std::string::npos);
+      break;
+    }
+    out.append(s, i, bad);
+    const auto c = static_cast<unsigned char>(s[i + bad]);
+    if (c != 0x85 && c != 0xA0)
+      throw ConfigError(fmt::format("{}:{}: malformed YAML: a scalar that is not UTF-8 (byte 0x{:02x})", origin,
+                                    n.Mark().line + 1, c));
+    out += static_cast<char>(0xC2);
+    out += static_cast<char>(c);
+    i += bad + 1;
+  }
+  return out;
+}
+
 Node convert(const YAML::Node& y, const std::string& origin) {
   Mark mark{origin, y.Mark().line >= 0 ? y.Mark().line + 1 : 0};
   Node out;
@@ -134,25 +161,25 @@ Node convert(const YAML::Node& y, const std::string& origin) {
     case YAML::NodeType::Scalar: {
       const std::string& tag = y.Tag();
       if (tag == "?") {
-        out = type_plain_yaml_scalar(y.Scalar());
+        out = type_plain_yaml_scalar(utf8_scalar(y, origin));
       } else if (tag == "tag:yaml.org,2002:int" || tag == "!!int") {
-        out = type_plain_yaml_scalar(y.Scalar());
+        out = type_plain_yaml_scalar(utf8_scalar(y, origin));
         if (!out.is_int())
           throw ConfigError(fmt::format("{}: malformed YAML: '{}' tagged !!int is not an integer",
-                                        mark.str(), y.Scalar()));
+                                        mark.str(), utf8_scalar(y, origin)));
       } else if (tag == "tag:yaml.org,2002:float" || tag == "!!float") {
-        out = type_plain_yaml_scalar(y.Scalar());
+        out = type_plain_yaml_scalar(utf8_scalar(y, origin));
         if (out.is_int()) out = Node::floating(static_cast<double>(out.as_int()));
         if (!out.is_float())
           throw ConfigError(fmt::format("{}: malformed YAML: '{}' tagged !!float is not a number",
-                                        mark.str(), y.Scalar()));
+                                        mark.str(), utf8_scalar(y, origin)));
       } else if (tag == "tag:yaml.org,2002:bool" || tag == "!!bool") {
-        out = type_plain_yaml_scalar(y.Scalar());
+        out = type_plain_yaml_scalar(utf8_scalar(y, origin));
         if (!out.is_bool())
           throw ConfigError(fmt::format("{}: malformed YAML: '{}' tagged !!bool is not a bool",
-                                        mark.str(), y.Scalar()));
+                                        mark.str(), utf8_scalar(y, origin)));
       } else {
-        out = Node::string(y.Scalar());  // "!" = quoted, or !!str
+        out = Node::string(utf8_scalar(y, origin));  // "!" = quoted, or !!str
       }
       break;
     }
@@ -166,7 +193,7 @@ Node convert(const YAML::Node& y, const std::string& origin) {
         if (!kv.first.IsScalar())
           throw ConfigError(fmt::format("{}:{}: malformed YAML: only scalar keys are supported",
                                         origin, kv.first.Mark().line + 1));
-        std::string key = kv.first.Scalar();
+        std::string key = utf8_scalar(kv.first, origin);
         // A plain key is typed like a value (PyYAML): `1: one` is the int key 1, `0x10: a`
         // the int key 16, `1.5: a` the float key 1.5, `1e3: a` the float key 1000.0. The key
         // keeps its canonical text; the map remembers its type.

@@ -80,6 +80,11 @@ TEST(YamlLoad, TextThatIsNotUtf8IsRefusedNamingFileLineAndColumn) {
   EXPECT_THROW(load_yaml_string("defau\x1dlts: 1\n", "c0.yaml"), ConfigError);
   EXPECT_THROW(load_yaml_string("a: d\x7f\n", "del.yaml"), ConfigError);
   EXPECT_NO_THROW(load_yaml_string("a: b\tc\r\nd: \"x\\x1dy\\0\"\n", "ok.yaml"));
+  // yaml-cpp decodes the escapes \_ and \N into the lone bytes 0xA0 / 0x85; they load as
+  // U+00A0 / U+0085 in UTF-8, and to_yaml writes them so that they load back as themselves.
+  const Node esc = load_yaml_string("a: \"x\\_y\\Nz\"\n", "esc.yaml");
+  EXPECT_EQ(at(esc, "a").as_string(), "x\xc2\xa0y\xc2\x85z");
+  EXPECT_EQ(at(load_yaml_string(to_yaml(esc), "back.yaml"), "a").as_string(), "x\xc2\xa0y\xc2\x85z");
   EXPECT_THROW(parse_override("a=\xff"), UsageError);
   EXPECT_NO_THROW(parse_override("a=\xe7\x94\xbb\xe5\x83\x8f"));
 }
