@@ -131,8 +131,8 @@ ScoreSummary run_score(const ScoreParams& p) {
         probs.resize(size_t(nb * C));
         const float* x = e.x.data() + size_t(b0) * size_t(e.dim);
         heads.probs(x, nb, probs.data());
+        calibrate(probs.data(), nb, C, false);  // before the check: a corrupt map must not write NaN
         require_finite(probs.data(), probs.size(), "probability");
-        calibrate(probs.data(), nb, C, false);
         for (int64_t i = 0; i < nb; ++i)
           for (int64_t c = 0; c < C; ++c) sum.mean_probability[size_t(c)] += probs[size_t(i * C + c)];
         h5::write_rows(ds, H5T_NATIVE_FLOAT, hsize_t(b0), hsize_t(nb), probs.data());
@@ -144,9 +144,9 @@ ScoreSummary run_score(const ScoreParams& p) {
       std::vector<float> tp(size_t(C) * size_t(m));
       std::vector<int64_t> ti(size_t(C) * size_t(m));
       heads.topm(e.x.data(), N, m, tp.data(), ti.data());
+      calibrate(tp.data(), C, m, true);
       for (size_t o = 0; o < ti.size(); ++o)
         if (ti[o] >= 0) require_finite(&tp[o], 1, "top-m probability");
-      calibrate(tp.data(), C, m, true);
       h5::H g = h5::create_group(f, "top");
       std::vector<std::string> ids(ti.size());
       auto& csv = top_csv.emplace(dir / "top_audiences.csv");

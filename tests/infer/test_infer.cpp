@@ -616,6 +616,39 @@ std::string data_error_of(F&& f) {
   return "";
 }
 
+TEST(Score, AForeignOrNonFiniteHeadCalibrationIsRefusedAndNothingIsWritten) {
+  auto model = load_model(fixture().model);
+  const fs::path root = fixture().root / "bad_calibration";
+  auto try_score = [&](const nlohmann::json& cal, const std::string& name) {
+    model.meta["calibration"] = cal;
+    save_model(model, root / name / "model");
+    EmbedParams ep = embed_params(root / name / "embeddings.h5");
+    ep.model_dir = (root / name / "model").string();
+    EXPECT_TRUE(run_embed(ep).complete);
+    ScoreParams p;
+    p.embeddings = (root / name / "embeddings.h5").string();
+    p.output_dir = (root / name / "score").string();
+    p.top_m = 3;
+    const std::string err = data_error_of([&] { run_score(p); });
+    EXPECT_FALSE(fs::exists(fs::path(p.output_dir) / "scores.h5")) << name;
+    return err;
+  };
+  calib::HeadCalibration cal;
+  cal.method = "platt";
+  cal.scope = "pooled";
+  cal.pooled.method = "platt";
+  cal.heads.resize(size_t(model.cfg.n_targets));
+  nlohmann::json foreign = cal.to_json();
+  foreign["format"] = "someone-elses-calibration";
+  EXPECT_NE(try_score(foreign, "foreign").find("/head/calibration"), std::string::npos);
+  nlohmann::json wrong_heads = cal.to_json();
+  wrong_heads["heads"].push_back(nullptr);
+  EXPECT_NE(try_score(wrong_heads, "heads").find("heads"), std::string::npos);
+  cal.pooled.a = std::numeric_limits<double>::quiet_NaN();  // JSON writes NaN as null: a
+  nlohmann::json nan_map = cal.to_json();                   // malformed record, refused too
+  EXPECT_FALSE(try_score(nan_map, "nan").empty());
+}
+
 TEST(Embed, AnExportCopiedWithoutItsPartsFolderIsRefusedNamingTheMissingPart) {
   base();
   const fs::path moved = fixture().root / "moved";
