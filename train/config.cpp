@@ -50,6 +50,7 @@ TrainParams train_params_from_config(const cfg::Node& root) {
   s.read("batch_size", p.batch_size, int64_t{2}, int64_t{1} << 24);
   s.read("grad_accum", p.grad_accum, int64_t{1}, int64_t{4096});
   s.read("grad_clip", p.grad_clip, 0.0, 1e9);
+  s.read("ema_decay", p.ema_decay, 0.0, 0.999999);
   s.read("max_targets", p.max_targets, int64_t{1}, int64_t{65536});
   {
     cfg::Section t = s.sub("temperature");

@@ -28,6 +28,7 @@
 #include "models/memory_budget.h"
 #include "tokenizer/tokenizer.h"
 #include "train/internal.h"
+#include "train/weight_average.h"
 #include "distributed/context.h"
 #include "distributed/env.h"
 #include "distributed/reducer.h"
@@ -350,7 +351,8 @@ void load_rng(const fs::path& path) {
 
 fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const ModelBundle& m,
                          torch::optim::Optimizer& opt, const nlohmann::json& state,
-                         const std::string& config_yaml, int64_t keep, const BestWeights& best) {
+                         const std::string& config_yaml, int64_t keep, const BestWeights& best,
+                         const WeightAverage& ema) {
   const fs::path dir = run_dir / "checkpoints";
   fs::create_directories(dir);
   const fs::path final_dir = dir / checkpoint_name(step);
@@ -373,6 +375,11 @@ fs::path save_checkpoint(const fs::path& run_dir, int64_t step, const ModelBundl
   write_file_atomic(tmp / "config.yaml", config_yaml);
   std::vector<std::string> files{"model.pt", "optimizer.pt", "rng.pt", "config.yaml"};
   nlohmann::json st = state;
+  if (ema.enabled()) {  // train.ema_decay: the average continues exactly after a resume
+    ema.save(tmp / "ema.pt");
+    files.push_back("ema.pt");
+    st["ema"] = {{"decay", ema.decay()}, {"updates", ema.updates()}};
+  }
   if (best.step >= 0) {  // train.select_best: the best weights so far survive a crash too
     write_file_atomic(tmp / "best.pt", best.weights);
     files.push_back("best.pt");
@@ -729,6 +736,9 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
   torch::optim::AdamW opt(std::move(pg), torch::optim::AdamWOptions(p.lr));
   std::vector<torch::Tensor> all_params = groups.decay;
   all_params.insert(all_params.end(), groups.no_decay.begin(), groups.no_decay.end());
+  std::vector<std::string> all_names = groups.decay_names;
+  all_names.insert(all_names.end(), groups.no_decay_names.begin(), groups.no_decay_names.end());
+  WeightAverage ema(all_params, all_names, p.ema_decay);
 
   Context cx;
   cx.p = &p;
@@ -784,6 +794,17 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
                       std::string(e.what_without_backtrace()).substr(0, 300) + ")");
     }
     check_finite_weights(m, (resume_from / "model.pt").string());
+    if (ema.enabled()) {
+      if (fs::exists(resume_from / "ema.pt")) {
+        ema.load(resume_from / "ema.pt", device);
+      } else {
+        ema.reset();
+        if (rank == 0)
+          PLOG_WARN("checkpoint {} holds no weight average (trained without train.ema_decay): the average "
+                    "starts at its weights",
+                    resume_from.string());
+      }
+    }
     if (st.contains("best") && fs::exists(resume_from / "best.pt")) {
       best.step = st["best"].value("step", int64_t{-1});
       best.value = st["best"].value("value", -1.0);
@@ -852,7 +873,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
   // collective, so no NCCL watchdog fires during long I/O).
   auto checkpoint = [&]() {
     fs::path out;
-    if (rank == 0) out = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last, best);
+    if (rank == 0) out = save_checkpoint(run_dir, step, m, opt, state_json(), p.config_yaml, p.keep_last, best, ema);
     barrier("checkpoint");
     return out;
   };
@@ -983,6 +1004,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
             nonfinite, p.max_nonfinite, step));
     } else {
       opt.step();
+      ema.update();
       last_total = step_total;
       interval_total += step_total;
       for (auto& [name, v] : parts) interval_loss[name] += v;
@@ -1035,6 +1057,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
       auto t0 = Clock::now();
       bool stop = false;
       if (rank == 0) {
+        AveragedWeights averaged(ema);  // what is evaluated is what select_best keeps and model/ exports
         EvalReport r = run_eval("val", p.eval_max_users);
         const double v = r.model.recall.empty() ? 0.0 : r.model.recall[0];
         PLOG_INFO("step {}: val Recall@{} {:.4f} (popularity {:.4f}), purchase AUC {:.4f} [{}]", step,
@@ -1083,6 +1106,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
   }
 
   sum.model_dir = run_dir / "model";
+  if (ema.enabled()) ema.swap();  // training is over: the model holds the average from here on
   if (rank == 0 && p.select_best && best.step >= 0) {
     best.restore_into(m, device);
     sum.selected_step = best.step;
@@ -1099,6 +1123,7 @@ TrainSummary run_train(const TrainParams& params, const fs::path& run_dir, std::
               {"train_users", stats.users},
               {"seed", p.seed},
               {"world", world}};
+    if (ema.enabled()) m.meta["ema"] = {{"decay", ema.decay()}, {"updates", ema.updates()}};
     save_model(m, sum.model_dir);
     if (p.fault_sigterm_at_final_eval) ::raise(SIGTERM);
     // Calibration: a pass over its split, then the model is saved again with the maps (the

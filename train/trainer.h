@@ -8,6 +8,7 @@
 //   eval.jsonl             one JSON object per evaluation (full ranking over all items)
 //   checkpoints/step_NNNNNNNNN/   model.pt, optimizer.pt, rng.pt, state.json, config.yaml and,
 //                          with train.select_best, best.pt (the best val weights so far);
+//                          with train.ema_decay > 0, ema.pt (the weight average);
 //                          written to a hidden temporary directory then renamed; the last k kept
 //   model/                 the inference artefact (models/checkpoint.h save_model)
 //
@@ -127,6 +128,8 @@ struct TrainParams {
   int64_t batch_size = 64;       ///< users per micro-batch (per rank)
   int64_t grad_accum = 1;        ///< micro-batches per optimizer step
   double grad_clip = 1.0;        ///< max global grad norm; 0 = off
+  double ema_decay = 0.0;        ///< > 0: evaluations, select_best and model/ use an exponential
+                                 ///< moving average of the weights (train/weight_average.h); 0 = off
   int64_t max_targets = 32;      ///< label-window targets per user read from the loader (M)
   double init_temperature = 0.07;  ///< contrastive temperature at init
   bool learn_temperature = true;   ///< learned (CLIP-style) or fixed temperature

@@ -71,13 +71,16 @@ fs::path fresh_dir(const std::string& name) {
   return d;
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> named_weights(const fs::path& model_dir) {
-  ModelBundle m = load_model(model_dir);
+std::vector<std::pair<std::string, torch::Tensor>> named_weights_of(const ModelBundle& m) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (auto& kv : m.encoder->named_parameters()) out.emplace_back("encoder." + kv.key(), kv.value());
   for (auto& kv : m.head->named_parameters()) out.emplace_back("head." + kv.key(), kv.value());
   for (auto& kv : m.temperature->named_parameters()) out.emplace_back("temperature." + kv.key(), kv.value());
   return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> named_weights(const fs::path& model_dir) {
+  return named_weights_of(load_model(model_dir));
 }
 
 cfg::Node load_cfg(const std::string& name, std::vector<std::string> overrides) {
@@ -502,6 +505,84 @@ TEST(TrainLoop, ResumeGivesBitwiseIdenticalParameters) {
   bool any_diff = false;
   for (size_t i = 0; i < x.size(); ++i) any_diff |= !torch::equal(x[i].second, z[i].second);
   EXPECT_TRUE(any_diff);
+}
+
+TEST(TrainLoop, EmaExportsTheAverageOfTheTrainedWeightsWithoutChangingTrainingAndResumesIt) {
+  at::set_num_threads(1);
+  auto p = tiny_params();
+  p.steps = 6;
+  p.ckpt_every = 1;
+  p.keep_last = 10;
+  auto raw = fresh_dir("ema_off");
+  run_train(p, raw);
+  auto e = p;
+  e.ema_decay = 0.5;
+  auto avg = fresh_dir("ema_on");
+  run_train(e, avg);
+
+  // The optimizer trains the raw weights exactly as without the average: every checkpoint's
+  // model.pt equals the plain run's.
+  auto ck = list_checkpoints(avg), ck_raw = list_checkpoints(raw);
+  ASSERT_EQ(ck.size(), 6u);
+  ASSERT_EQ(ck_raw.size(), 6u);
+  ModelBundle shell = load_model(raw / "model");
+  auto trained = [&](const fs::path& model_pt) {  // a checkpoint's raw weights, by name
+    torch::serialize::InputArchive ar;
+    ar.load_from(model_pt.string());
+    load_model_weights(shell, ar);
+    std::map<std::string, torch::Tensor> out;
+    for (auto& [n, t] : named_weights_of(shell)) out[n] = t.detach().clone();
+    return out;
+  };
+  auto averaged = [&](const fs::path& ema_pt) {
+    torch::serialize::InputArchive ar;
+    ar.load_from(ema_pt.string());
+    std::map<std::string, torch::Tensor> out;
+    for (auto& [n, t] : named_weights_of(shell)) {
+      torch::Tensor v;
+      EXPECT_TRUE(ar.try_read("p." + n, v)) << n;
+      out[n] = v;
+    }
+    return out;
+  };
+  for (size_t c = 0; c < ck.size(); ++c) {
+    auto a = trained(ck[c] / "model.pt"), b = trained(ck_raw[c] / "model.pt");
+    for (const auto& [n, t] : a) EXPECT_TRUE(torch::equal(t, b[n])) << n << " at checkpoint " << c;
+    EXPECT_TRUE(fs::exists(ck[c] / "ema.pt"));
+    EXPECT_FALSE(fs::exists(ck_raw[c] / "ema.pt"));
+  }
+  // The average follows its rule from checkpoint to checkpoint: avg_s = d avg_{s-1} + (1-d) w_s
+  // with d = min(0.5, (1 + n) / (10 + n)) after n updates (0.5 from n = 8 on).
+  auto st = nlohmann::json::parse(read_file(ck[2] / "state.json"));
+  EXPECT_EQ(st.at("ema").at("updates"), 3);
+  auto expect = averaged(ck[2] / "ema.pt");
+  for (size_t c = 3; c < ck.size(); ++c) {
+    const double n = double(c);  // updates before step c + 1
+    const double d = std::min(0.5, (1 + n) / (10 + n));
+    auto w = trained(ck[c] / "model.pt");
+    for (auto& [nm, t] : expect) t = d * t + (1 - d) * w[nm];
+  }
+  // model/ is the final average, not the last trained weights.
+  auto exported = named_weights(avg / "model"), last = named_weights(raw / "model");
+  bool differs = false;
+  for (size_t i = 0; i < exported.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(exported[i].second, expect[exported[i].first], 1e-5, 1e-6)) << exported[i].first;
+    differs |= !torch::equal(exported[i].second, last[i].second);
+  }
+  EXPECT_TRUE(differs);
+  EXPECT_EQ(load_model(avg / "model").meta.at("ema").at("updates"), 6);
+
+  // A resumed run averages exactly as the uninterrupted one.
+  auto part = fresh_dir("ema_part");
+  auto a = e;
+  a.stop_after = 4;
+  run_train(a, part);
+  auto b = e;
+  b.resume = "auto";
+  run_train(b, part);
+  auto resumed = named_weights(part / "model");
+  for (size_t i = 0; i < exported.size(); ++i)
+    EXPECT_TRUE(torch::equal(exported[i].second, resumed[i].second)) << exported[i].first << " differs after resume";
 }
 
 TEST(TrainLoop, PeriodicEvaluationAndCheckpointsDoNotChangeTraining) {
