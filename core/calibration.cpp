@@ -352,11 +352,11 @@ double roc_auc(const std::vector<double>& s, const std::vector<int>& y) {
   return (rank_sum - double(pos) * double(pos + 1) / 2) / (double(pos) * double(neg));
 }
 
-double log_loss(const std::vector<double>& p, const std::vector<int>& y) {
+double log_loss(const std::vector<double>& p, const std::vector<int>& y, double eps) {
   if (p.size() != y.size() || p.empty()) throw std::invalid_argument("log_loss: sizes");
   double s = 0;
   for (size_t i = 0; i < p.size(); ++i) {
-    const double q = std::clamp(p[i], 1e-15, 1 - 1e-15);
+    const double q = std::clamp(p[i], eps, 1 - eps);
     s -= y[i] ? std::log(q) : std::log(1 - q);
   }
   return s / double(p.size());

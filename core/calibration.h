@@ -107,7 +107,8 @@ Reliability reliability(const std::vector<double>& pred, const std::vector<doubl
 /// Area under the ROC curve of scores against 0/1 labels (ties count one half).
 double roc_auc(const std::vector<double>& scores, const std::vector<int>& labels);
 
-/// Mean negative log-likelihood (log loss) of probabilities against 0/1 labels (clipped at 1e-15).
-double log_loss(const std::vector<double>& pred, const std::vector<int>& labels);
+/// Mean negative log-likelihood (log loss) of probabilities against 0/1 labels, clipped to
+/// [eps, 1 - eps] (scikit-learn's 1e-15 by default; float32 probabilities want 1e-7).
+double log_loss(const std::vector<double>& pred, const std::vector<int>& labels, double eps = 1e-15);
 
 }  // namespace portrait::calib

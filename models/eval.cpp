@@ -145,40 +145,6 @@ nlohmann::json RankingMetrics::to_json() const {
 
 // ---- classification -------------------------------------------------------------------------
 
-double roc_auc(const std::vector<float>& scores, const std::vector<float>& labels) {
-  const size_t n = scores.size();
-  std::vector<size_t> idx(n);
-  std::iota(idx.begin(), idx.end(), 0);
-  std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
-  double pos = 0, neg = 0, rank_sum = 0;
-  for (size_t i = 0; i < n;) {
-    size_t j = i;
-    while (j < n && scores[idx[j]] == scores[idx[i]]) ++j;
-    const double avg_rank = 0.5 * double(i + 1 + j);  // mean of ranks i+1 .. j
-    for (size_t k = i; k < j; ++k) {
-      if (labels[idx[k]] > 0.5) {
-        pos += 1;
-        rank_sum += avg_rank;
-      } else {
-        neg += 1;
-      }
-    }
-    i = j;
-  }
-  if (pos == 0 || neg == 0) return std::numeric_limits<double>::quiet_NaN();
-  return (rank_sum - pos * (pos + 1) / 2) / (pos * neg);
-}
-
-double log_loss(const std::vector<float>& probs, const std::vector<float>& labels) {
-  if (probs.empty()) return std::numeric_limits<double>::quiet_NaN();
-  double s = 0;
-  for (size_t i = 0; i < probs.size(); ++i) {
-    double p = std::clamp(double(probs[i]), 1e-7, 1 - 1e-7);
-    s -= labels[i] > 0.5 ? std::log(p) : std::log(1 - p);
-  }
-  return s / double(probs.size());
-}
-
 BinaryAccumulator::BinaryAccumulator(int64_t n_heads, std::vector<int64_t> skip)
     : C_(n_heads), skip_(size_t(n_heads), false), p_(size_t(n_heads)), y_(size_t(n_heads)) {
   for (int64_t c : skip)
@@ -208,8 +174,17 @@ BinaryMetrics BinaryAccumulator::result() const {
     const auto& p = p_[size_t(c)];
     const auto& y = y_[size_t(c)];
     m.rows = std::max<int64_t>(m.rows, int64_t(p.size()));
-    double a = skip_[size_t(c)] ? std::numeric_limits<double>::quiet_NaN() : roc_auc(p, y);
-    double l = skip_[size_t(c)] ? std::numeric_limits<double>::quiet_NaN() : log_loss(p, y);
+    // One AUC / log-loss implementation (core/calibration.h) for training, score and campaign.
+    // Float probabilities are clipped at 1e-7: a float32 sigmoid reaches exactly 1 at logits
+    // above ~17, and its log-loss would otherwise depend on where float resolution ends.
+    double a = std::numeric_limits<double>::quiet_NaN(), l = a;
+    if (!skip_[size_t(c)] && !p.empty()) {
+      const std::vector<double> pd(p.begin(), p.end());
+      std::vector<int> yi(y.size());
+      std::transform(y.begin(), y.end(), yi.begin(), [](float v) { return v > 0.5f ? 1 : 0; });
+      a = calib::roc_auc(pd, yi);
+      l = calib::log_loss(pd, yi, 1e-7);
+    }
     m.auc.push_back(a);
     m.logloss.push_back(l);
     m.positives.push_back(int64_t(std::count_if(y.begin(), y.end(), [](float v) { return v > 0.5f; })));

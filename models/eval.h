@@ -62,11 +62,6 @@ class RankingAccumulator {
   double mrr_sum_ = 0, mrr_sq_ = 0;
 };
 
-/// ROC AUC of scores against {0,1} labels; NaN when either class is absent.
-double roc_auc(const std::vector<float>& scores, const std::vector<float>& labels);
-/// Mean binary log-loss of probabilities against labels (probabilities clipped).
-double log_loss(const std::vector<float>& probs, const std::vector<float>& labels);
-
 struct BinaryMetrics {
   std::vector<double> auc, logloss;  ///< per head (NaN where undefined)
   std::vector<int64_t> positives;    ///< per head

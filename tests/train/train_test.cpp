@@ -233,11 +233,12 @@ TEST(EvalMetrics, PopularityBaselineUsesTheSameCode) {
 }
 
 TEST(EvalMetrics, AucLogLossAndPerHeadAverages) {
-  EXPECT_NEAR(roc_auc({0.1f, 0.4f, 0.35f, 0.8f}, {0, 0, 1, 1}), 0.75, 1e-12);
-  EXPECT_NEAR(roc_auc({0.5f, 0.5f, 0.5f, 0.9f}, {0, 1, 0, 1}), 0.75, 1e-12);  // ties count 1/2
-  EXPECT_NEAR(roc_auc({0.2f, 0.9f}, {0, 1}), 1.0, 1e-12);
-  EXPECT_TRUE(std::isnan(roc_auc({0.2f, 0.9f}, {1, 1})));
-  EXPECT_NEAR(log_loss({0.9f, 0.2f}, {1, 0}), -(std::log(0.9) + std::log(0.8)) / 2, 1e-6);
+  EXPECT_NEAR(calib::roc_auc({0.1, 0.4, 0.35, 0.8}, {0, 0, 1, 1}), 0.75, 1e-12);
+  EXPECT_NEAR(calib::roc_auc({0.5, 0.5, 0.5, 0.9}, {0, 1, 0, 1}), 0.75, 1e-12);  // ties count 1/2
+  EXPECT_NEAR(calib::roc_auc({0.2, 0.9}, {0, 1}), 1.0, 1e-12);
+  EXPECT_TRUE(std::isnan(calib::roc_auc({0.2, 0.9}, {1, 1})));
+  EXPECT_NEAR(calib::log_loss({0.9, 0.2}, {1, 0}), -(std::log(0.9) + std::log(0.8)) / 2, 1e-12);
+  EXPECT_NEAR(calib::log_loss({1.0}, {1}, 1e-7), -std::log(1 - 1e-7), 1e-15);
   // Heads: 0 skipped (padding), 1 one-class (undefined), 2 and 3 defined.
   BinaryAccumulator acc(4, {0});
   auto probs = torch::tensor({0.5, 0.3, 0.1, 0.9,  //
